@@ -1,0 +1,9 @@
+"""nderegs: train neural differential equations that are cheap to solve.
+
+The core exposes the adaptive solver's own error and stiffness estimates as
+differentiable regularizers (`solve`, `Heuristics`).
+"""
+
+from .core import Heuristics, solve
+
+__version__ = "0.1.0"

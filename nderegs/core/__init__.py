@@ -1,0 +1,6 @@
+"""The core: per-step solver heuristics and `solve`. Knows nothing of models, data,
+configs or the command line."""
+
+from .estimates import find_stage_pair, scaled_error, StagePair, stiffness_estimate
+from .heuristics import Heuristics
+from .solve import LOCAL_SAMPLINGS, solve

@@ -1,0 +1,106 @@
+"""Per-step estimates an adaptive Runge--Kutta step already contains.
+
+Two quantities, both computed from values the step has evaluated anyway (no extra
+vector-field evaluations):
+
+- the *scaled error* that a PID controller compares with 1,
+
+  EEst = ‖ y_err / (atol + rtol·max(|y0|, |y1|)) ‖,
+
+  with the controller's own norm (RMS by default);
+- Shampine's *stiffness estimate* from two stages a, b with equal abscissa c_a = c_b,
+
+  S = ‖f(g_b) − f(g_a)‖ / ‖g_b − g_a‖ = ‖k_b − k_a‖ / (|dt|·‖g_b − g_a‖),
+
+  an estimate of the dominant |eigenvalue| of ∂f/∂y along the step (Hairer & Wanner,
+  Solving ODEs II, §IV.2). For y' = −λy it is exactly λ.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import diffrax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, PyTree
+
+
+def _finite_or_zero(x: Array) -> Array:
+    # Double `where`: a NaN/inf must not reach the backward pass through the
+    # unselected branch (0 * nan = nan).
+    finite = jnp.isfinite(x)
+    return jnp.where(finite, x, jnp.zeros_like(x))
+
+
+def scaled_error(
+    y0: PyTree[Array],
+    y1: PyTree[Array],
+    y_error: PyTree[Array],
+    rtol,
+    atol,
+    norm: Callable[[PyTree[Array]], Array],
+) -> Array:
+    """EEst = norm(y_err / (atol + rtol·max(|y0|, |y1|))), as `diffrax.PIDController`.
+
+    Like the controller, a NaN candidate `y1` is replaced by `y0` in the scale. Non-finite
+    error components (which only occur on steps the controller rejects) count as zero
+    here so that they never poison gradients.
+    """
+
+    def _scale(_y0, _y1, _err):
+        _y1 = jnp.where(jnp.isnan(_y1).any(), _y0, _y1)
+        _y = jnp.maximum(jnp.abs(_y0), jnp.abs(_finite_or_zero(_y1)))
+        return _finite_or_zero(_err) / (atol + _y * rtol)
+
+    return norm(jtu.tree_map(_scale, y0, y1, y_error))
+
+
+class StagePair(NamedTuple):
+    """Two stages (0-based indices `a < b`) with equal abscissa, and the coefficients
+    `d` with g_b − g_a = Σ_j d_j k_j (so the difference never suffers cancellation
+    against y0)."""
+
+    a: int
+    b: int
+    stage_difference: tuple[float, ...]
+
+
+def find_stage_pair(solver: diffrax.AbstractSolver) -> StagePair | None:
+    """The last pair of stages with equal abscissa in an explicit RK tableau, else None.
+
+    Tsit5 and Dopri5 give stages 6 and 7 (1-based; c = 1, stage 7 evaluated at y1).
+    """
+    if not isinstance(solver, diffrax.AbstractERK):
+        return None
+    tableau = solver.tableau
+    if not isinstance(tableau, diffrax.ButcherTableau):
+        return None
+    num_stages = tableau.num_stages
+    c = np.concatenate([[0.0], np.asarray(tableau.c, dtype=np.float64)])
+    rows = [np.zeros(num_stages)]
+    for row in tableau.a_lower:
+        padded = np.zeros(num_stages)
+        padded[: len(row)] = row
+        rows.append(padded)
+    for b in range(num_stages - 1, 0, -1):
+        for a in range(b - 1, -1, -1):
+            if abs(c[a] - c[b]) <= 1e-12:
+                return StagePair(a, b, tuple(float(d) for d in rows[b] - rows[a]))
+    return None
+
+
+def stiffness_estimate(k: PyTree[Array], pair: StagePair, dt) -> Array:
+    """S = ‖k_b − k_a‖ / (|dt|·‖g_b − g_a‖) from the stage increments k_i = f_i·dt
+    (each leaf of shape (num_stages, ...)); 0 where the denominator is 0."""
+    d = np.asarray(pair.stage_difference)
+    dk = jtu.tree_map(lambda ki: ki[pair.b] - ki[pair.a], k)
+    dg = jtu.tree_map(
+        lambda ki: jnp.tensordot(jnp.asarray(d, dtype=ki.dtype), ki, axes=1), k
+    )
+    numerator = optx.rms_norm(dk)
+    denominator = optx.rms_norm(dg) * jnp.abs(dt)
+    positive = denominator > 0
+    safe_denominator = jnp.where(positive, denominator, 1)
+    return jnp.where(positive, numerator / safe_denominator, 0)

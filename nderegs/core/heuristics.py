@@ -1,0 +1,52 @@
+"""The pytree of solver heuristics returned by `nderegs.solve`."""
+
+import equinox as eqx
+from jaxtyping import Array, Float, Int
+
+
+class Heuristics(eqx.Module):
+    """What the adaptive solver knew about the solve, as differentiable quantities.
+
+    Global estimates (sums over the accepted steps j of the solve):
+
+    - `error`: R_E = Σ_j EEst_j·|dt_j|, EEst_j the scaled error the controller
+      compared with 1, `norm(y_err / (atol + rtol·max(|y0|, |y1|)))`.
+    - `stiffness`: R_S = Σ_j S_j·|dt_j|, S_j Shampine's estimate of the dominant
+      |eigenvalue| of ∂f/∂y from two stages with equal abscissa. None when the solver
+      has no such stage pair (or stiffness=False was passed).
+    - `max_stiffness`: max_j S_j (the variant paper 1 uses for MNIST).
+
+    Gradients of the global estimates need an adjoint that differentiates through
+    the solver (`RecursiveCheckpointAdjoint`, `DirectAdjoint`); with any other
+    adjoint they are reported with a zero gradient. Step sizes are constants in
+    reverse mode (diffrax stops gradients through the controller).
+
+    Counts: `nfe` (vector-field evaluations of this solve, rejected steps included;
+    None for solvers whose cost varies at run time, e.g. implicit ones),
+    `num_steps`, `num_accepted_steps`, `num_rejected_steps`.
+
+    Local estimates (None unless `local=` was given): one accepted step, re-taken
+    from its (constant) start state with its own step size:
+
+    - `local_error` = EEst·|dt| and `local_stiffness` = S·|dt| of that step, exactly
+      one term of R_E and R_S;
+    - `local_t`: the sampled time (unbiased: t ~ U[t0, t1]; biased: the start of a
+      step drawn uniformly from the accepted steps); `local_dt`: that step's |dt|;
+    - `local_weight`: the constant w with E[w·local_error] = R_E, i.e.
+      |t1 − t0|/local_dt (unbiased) or the number of accepted steps (biased);
+    - `local_nfe`: evaluations spent re-taking the step.
+    """
+
+    error: Float[Array, ""]
+    stiffness: Float[Array, ""] | None
+    max_stiffness: Float[Array, ""] | None
+    nfe: Int[Array, ""] | None
+    num_steps: Int[Array, ""]
+    num_accepted_steps: Int[Array, ""]
+    num_rejected_steps: Int[Array, ""]
+    local_error: Float[Array, ""] | None = None
+    local_stiffness: Float[Array, ""] | None = None
+    local_t: Float[Array, ""] | None = None
+    local_dt: Float[Array, ""] | None = None
+    local_weight: Float[Array, ""] | None = None
+    local_nfe: int | None = None

@@ -1,0 +1,253 @@
+"""`nderegs.solve`: `diffrax.diffeqsolve` plus the solver's own heuristics."""
+
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import PyTree
+
+from .controller import EvaluationCountingController
+from .estimates import find_stage_pair
+from .evaluations import step_cost
+from .heuristics import Heuristics
+from .solver import estimate_step, HeuristicsSolver
+
+
+LOCAL_SAMPLINGS = ("unbiased", "biased")
+# Adjoints that differentiate through the solver's internal steps, so the global
+# estimates (built from those steps) get true discretise-then-optimise gradients.
+_DIFFERENTIATE_THROUGH_SOLVER = (
+    diffrax.RecursiveCheckpointAdjoint,
+    diffrax.DirectAdjoint,
+    diffrax.ForwardMode,
+)
+
+
+def solve(
+    terms: PyTree[diffrax.AbstractTerm],
+    solver: diffrax.AbstractSolver,
+    t0,
+    t1,
+    dt0,
+    y0: PyTree,
+    args: PyTree = None,
+    *,
+    stepsize_controller: diffrax.AbstractAdaptiveStepSizeController,
+    saveat: diffrax.SaveAt | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    max_steps: int | None = 4096,
+    local: str | None = None,
+    key=None,
+    stiffness: bool | None = None,
+    **diffeqsolve_kwargs,
+) -> tuple[diffrax.Solution, Heuristics]:
+    """Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
+
+    Returns `(sol, h)`: `sol` is the `diffrax.Solution` that `diffrax.diffeqsolve`
+    returns for the same arguments (same steps, `ts`, `ys`, stats), `h` a
+    [`nderegs.Heuristics`][] with R_E, R_S, the NFE and, with `local=`, the estimates
+    of one sampled accepted step.
+
+    Arguments beyond `diffeqsolve`'s:
+
+    - `local`: None, "unbiased" (t ~ U[t0, t1]; the accepted step containing t) or
+      "biased" (a step drawn uniformly from the accepted steps). That step is re-taken
+      from its start state (held constant) with its own dt, differentiably, after the
+      solve; so the main solve may use any adjoint.
+    - `key`: a PRNG key, required with `local`.
+    - `stiffness`: True to require the stiffness estimate (error if the solver has no
+      pair of stages with equal abscissa), False to skip it, None (default) for
+      "when the solver has one" (Tsit5, Dopri5, Dopri8, ...).
+
+    The global estimates cost no vector-field evaluation; re-taking the local step
+    costs one step's stages (`h.local_nfe`).
+    """
+    if not isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
+        raise TypeError(
+            "nderegs.solve needs an adaptive step-size controller: the error estimate "
+            "is the scaled error that controller compares with 1. Accepted: "
+            "diffrax.PIDController(rtol=..., atol=...) or a "
+            "diffrax.ClipStepSizeController around one; got "
+            f"{type(stepsize_controller).__name__}."
+        )
+    if local is not None and local not in LOCAL_SAMPLINGS:
+        raise ValueError(
+            f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'."
+        )
+    if local is not None and key is None:
+        raise ValueError(
+            f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
+        )
+    if stiffness not in (None, True, False):
+        raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
+    pair = _stage_pair(solver, terms, required=stiffness is True) if stiffness is not False else None
+    y0 = _check_finite(y0)
+    if saveat is None:
+        saveat = diffrax.SaveAt(t1=True)
+    if adjoint is None:
+        adjoint = diffrax.RecursiveCheckpointAdjoint()
+    if isinstance(adjoint, diffrax.BacksolveAdjoint):
+        # The backward solve defaults to the forward solver and controller: give it
+        # the user's own, not our wrappers.
+        backward = dict(solver=solver, stepsize_controller=stepsize_controller)
+        adjoint = diffrax.BacksolveAdjoint(**{**backward, **adjoint.kwargs})
+
+    time_dtype = jnp.result_type(t0, t1, float)
+    direction = jnp.where(jnp.asarray(t0) < jnp.asarray(t1), 1, -1)
+    local_t = local_target = None
+    if local == "unbiased":
+        u = jax.random.uniform(key, dtype=time_dtype)
+        local_t = jax.lax.stop_gradient(t0 + u * (t1 - t0))
+        local_target = local_t * direction
+    wrapped_solver = HeuristicsSolver(
+        solver=solver,
+        rtol=stepsize_controller.rtol,
+        atol=stepsize_controller.atol,
+        norm=stepsize_controller.norm,
+        pair=pair,
+        local=local,
+        local_target=local_target,
+        t_final=None if local is None else jnp.asarray(t1 * direction, time_dtype),
+        local_key=key if local == "biased" else None,
+    )
+    user_solver_state = diffeqsolve_kwargs.pop("solver_state", None)
+    if user_solver_state is not None:
+        _, fresh = wrapped_solver.init(terms, t0, t1, y0, args)
+        diffeqsolve_kwargs["solver_state"] = (user_solver_state, fresh)
+    if diffeqsolve_kwargs.get("controller_state") is not None:
+        raise ValueError(
+            "nderegs.solve does not accept controller_state=: the NFE count needs a "
+            "fresh controller state. Use diffrax.diffeqsolve to continue a solve."
+        )
+    inner_saveat = eqx.tree_at(
+        lambda s: (s.solver_state, s.controller_state), saveat, (True, True)
+    )
+    sol = diffrax.diffeqsolve(
+        terms,
+        wrapped_solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args,
+        saveat=inner_saveat,
+        stepsize_controller=EvaluationCountingController(stepsize_controller),
+        adjoint=adjoint,
+        max_steps=max_steps,
+        **diffeqsolve_kwargs,
+    )
+    inner_solver_state, acc = sol.solver_state
+    counting_state = sol.controller_state
+    sol = dataclasses.replace(
+        sol,
+        solver_state=inner_solver_state if saveat.solver_state else None,
+        controller_state=counting_state.inner if saveat.controller_state else None,
+    )
+    if not isinstance(adjoint, _DIFFERENTIATE_THROUGH_SOLVER):
+        acc = jax.lax.stop_gradient(acc)
+
+    cost = step_cost(solver, terms, t0, t1, y0, args)
+    num_steps = jnp.asarray(sol.stats["num_steps"])
+    heuristics = Heuristics(
+        error=acc.error,
+        stiffness=acc.stiffness,
+        max_stiffness=acc.max_stiffness,
+        nfe=None
+        if cost is None
+        else cost.total(num_steps, counting_state.first_stage_evaluations),
+        num_steps=num_steps,
+        num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
+        num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
+    )
+    if local is None:
+        return sol, heuristics
+
+    sampled = jax.lax.stop_gradient(acc.sampled)
+    t_start = sampled.t_start * direction
+    t_end = sampled.t_end * direction
+    step_estimates = _retake_step(
+        solver, terms, t_start, t_end, sampled.y_start, args, stepsize_controller, pair
+    )
+    local_dt = jnp.abs(t_end - t_start)
+    if local == "unbiased":
+        safe_dt = jnp.where(local_dt > 0, local_dt, 1)
+        weight = jnp.where(local_dt > 0, jnp.abs(t1 - t0) / safe_dt, 0)
+    else:
+        local_t = t_start
+        weight = acc.num_accepted.astype(local_dt.dtype)
+    found = sampled.found
+    zero_unless_found = lambda x: None if x is None else jnp.where(found, x, 0)
+    heuristics = dataclasses.replace(
+        heuristics,
+        local_error=zero_unless_found(step_estimates.error),
+        local_stiffness=zero_unless_found(step_estimates.stiffness),
+        local_t=local_t,
+        local_dt=local_dt,
+        local_weight=jax.lax.stop_gradient(zero_unless_found(weight)),
+        local_nfe=None if cost is None else cost.num_stages,
+    )
+    return sol, heuristics
+
+
+def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair):
+    """One differentiable step from a constant start state; its first stage is
+    evaluated afresh (made_jump=True), so the result depends on the parameters."""
+    state = solver.init(terms, t_start, t_end, y_start, args)
+    y1, y_error, dense_info, _, _ = solver.step(
+        terms, t_start, t_end, y_start, args, state, True
+    )
+    return estimate_step(
+        y_start,
+        y1,
+        y_error,
+        dense_info,
+        t_end - t_start,
+        rtol=controller.rtol,
+        atol=controller.atol,
+        norm=controller.norm,
+        pair=pair,
+    )
+
+
+def _is_sde(terms) -> bool:
+    leaves = jtu.tree_leaves(
+        terms, is_leaf=lambda x: isinstance(x, diffrax.AbstractBrownianPath)
+    )
+    return any(isinstance(leaf, diffrax.AbstractBrownianPath) for leaf in leaves)
+
+
+def _stage_pair(solver, terms, *, required: bool):
+    pair = find_stage_pair(solver)
+    if pair is not None and _is_sde(terms):
+        # Each stage increment mixes drift and diffusion: not a drift eigenvalue.
+        if required:
+            raise ValueError(
+                "The stiffness estimate is not available for SDE terms with "
+                f"{type(solver).__name__}: its stages mix drift and diffusion. Pass "
+                "stiffness=False (the error estimate still works)."
+            )
+        return None
+    if pair is None and required:
+        raise ValueError(
+            f"{type(solver).__name__} has no pair of explicit Runge-Kutta stages with "
+            "equal abscissa, so it carries no stiffness estimate. Solvers that do: "
+            "diffrax.Tsit5, diffrax.Dopri5, diffrax.Dopri8 (or any explicit "
+            "ButcherTableau with such a pair). Pass stiffness=False to skip it."
+        )
+    return pair
+
+
+def _check_finite(y0):
+    leaves = jtu.tree_leaves(y0)
+    message = "nderegs.solve: y0 contains NaN or inf; the initial state must be finite."
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return eqx.error_if(
+            y0, jnp.any(jnp.stack([~jnp.all(jnp.isfinite(x)) for x in leaves])), message
+        )
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
+        raise ValueError(message)
+    return y0

@@ -1,0 +1,198 @@
+"""A transparent solver wrapper that accumulates the per-step estimates.
+
+The accumulators live in the solver state. diffeqsolve rolls the solver state back
+when the controller rejects a step, so they sum over *accepted* steps only, and they
+never touch `y`, `y_error` or the controller: the steps are exactly those of the
+unwrapped solver.
+
+The same mechanism samples one accepted step for local regularization without
+storing the trajectory:
+
+- "unbiased": a time t_reg ~ U[t0, t1) is drawn before the solve; the accepted step
+  whose interval contains it is remembered.
+- "biased": reservoir sampling over accepted steps: the n-th accepted step replaces
+  the remembered one with probability 1/n (the uniform draw is keyed by n, so a
+  rejected-then-retried step sees the same number), giving a step index uniform
+  over all accepted steps.
+
+Only the step's start time, end time and start state (a constant: `stop_gradient`)
+are remembered; the step itself is re-taken differentiably after the solve.
+"""
+
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, Bool, Float, Int, PyTree, PRNGKeyArray
+
+from .estimates import scaled_error, StagePair, stiffness_estimate
+
+
+LocalSampling = Literal["unbiased", "biased"]
+
+
+class StepEstimates(eqx.Module):
+    """EEst·|dt| and S·|dt| of one step (`stiffness` is None without a stage pair)."""
+
+    error: Float[Array, ""]
+    stiffness: Float[Array, ""] | None
+    raw_stiffness: Float[Array, ""] | None  # S itself, for the max over steps
+
+
+def estimate_step(
+    y0, y1, y_error, dense_info, dt, *, rtol, atol, norm, pair: StagePair | None
+) -> StepEstimates:
+    abs_dt = jnp.abs(dt)
+    error = scaled_error(y0, y1, y_error, rtol, atol, norm) * abs_dt
+    if pair is None:
+        return StepEstimates(error=error, stiffness=None, raw_stiffness=None)
+    s = stiffness_estimate(dense_info["k"], pair, dt)
+    return StepEstimates(error=error, stiffness=s * abs_dt, raw_stiffness=s)
+
+
+class SampledStep(eqx.Module):
+    """The accepted step remembered for local regularization (internal time)."""
+
+    found: Bool[Array, ""]
+    t_start: Float[Array, ""]
+    t_end: Float[Array, ""]
+    y_start: PyTree[Array]
+
+
+class Accumulators(eqx.Module):
+    error: Float[Array, ""]
+    stiffness: Float[Array, ""] | None
+    max_stiffness: Float[Array, ""] | None
+    num_accepted: Int[Array, ""]
+    sampled: SampledStep | None
+
+
+class HeuristicsSolver(diffrax.AbstractWrappedSolver):
+    """Wraps an adaptive solver; its state carries the accumulated estimates.
+
+    `isinstance` checks are forwarded to the wrapped solver (diffrax's
+    `AbstractWrappedSolver`), so diffeqsolve treats it exactly like the original.
+    """
+
+    solver: diffrax.AbstractSolver
+    rtol: float | Array
+    atol: float | Array
+    norm: callable = eqx.field(static=True)
+    pair: StagePair | None = eqx.field(static=True)
+    local: LocalSampling | None = eqx.field(static=True)
+    # Internal (direction-normalised) time: the target of unbiased sampling and the
+    # end of the integration interval.
+    local_target: Float[Array, ""] | None
+    t_final: Float[Array, ""] | None
+    local_key: PRNGKeyArray | None
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):  # pyright: ignore
+        return self.solver.interpolation_cls
+
+    @property
+    def term_compatible_contr_kwargs(self):
+        return self.solver.term_compatible_contr_kwargs
+
+    @property
+    def root_finder(self):
+        # Lets diffeqsolve hand the controller's tolerances to an implicit solver.
+        return self.solver.root_finder
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def strong_order(self, terms):
+        return self.solver.strong_order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def func(self, terms, t0, y0, args):
+        return self.solver.func(terms, t0, y0, args)
+
+    def init(self, terms, t0, t1, y0, args):
+        inner = self.solver.init(terms, t0, t1, y0, args)
+        real_dtype = _real_dtype(y0)
+        zero = jnp.zeros((), real_dtype)
+        has_stiffness = self.pair is not None
+        sampled = None
+        if self.local is not None:
+            t0 = jnp.asarray(t0)
+            sampled = SampledStep(
+                found=jnp.array(False),
+                t_start=t0,
+                t_end=jnp.asarray(t1, dtype=t0.dtype),
+                y_start=jax.lax.stop_gradient(y0),
+            )
+        accumulators = Accumulators(
+            error=zero,
+            stiffness=zero if has_stiffness else None,
+            max_stiffness=zero if has_stiffness else None,
+            num_accepted=jnp.array(0, dtype=jnp.int32),
+            sampled=sampled,
+        )
+        return inner, accumulators
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        inner, acc = solver_state
+        y1, y_error, dense_info, inner, result = self.solver.step(
+            terms, t0, t1, y0, args, inner, made_jump
+        )
+        est = estimate_step(
+            y0,
+            y1,
+            y_error,
+            dense_info,
+            t1 - t0,
+            rtol=self.rtol,
+            atol=self.atol,
+            norm=self.norm,
+            pair=self.pair,
+        )
+        num_accepted = acc.num_accepted + 1
+        new_acc = Accumulators(
+            error=acc.error + est.error.astype(acc.error.dtype),
+            stiffness=None
+            if acc.stiffness is None
+            else acc.stiffness + est.stiffness.astype(acc.stiffness.dtype),
+            max_stiffness=None
+            if acc.max_stiffness is None
+            else jnp.maximum(acc.max_stiffness, est.raw_stiffness),
+            num_accepted=num_accepted,
+            sampled=self._sample(acc.sampled, num_accepted, t0, t1, y0),
+        )
+        return y1, y_error, dense_info, (inner, new_acc), result
+
+    def _sample(self, sampled, num_accepted, t0, t1, y0):
+        if sampled is None:
+            return None
+        if self.local == "unbiased":
+            # The first step ending after the target contains it (the last step
+            # ends exactly at t_final, which also catches a rounding-level miss).
+            take = jnp.logical_not(sampled.found) & (
+                (self.local_target < t1) | (t1 >= self.t_final)
+            )
+        else:
+            u = jax.random.uniform(jax.random.fold_in(self.local_key, num_accepted))
+            take = u * num_accepted < 1
+        keep = lambda new, old: jnp.where(take, new, old)
+        return SampledStep(
+            found=sampled.found | take,
+            t_start=keep(jnp.asarray(t0, sampled.t_start.dtype), sampled.t_start),
+            t_end=keep(jnp.asarray(t1, sampled.t_end.dtype), sampled.t_end),
+            y_start=jtu.tree_map(keep, jax.lax.stop_gradient(y0), sampled.y_start),
+        )
+
+
+def _real_dtype(y0):
+    leaves = jtu.tree_leaves(y0)
+    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    return jnp.finfo(dtype).dtype
