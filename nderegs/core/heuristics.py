@@ -1,7 +1,7 @@
 """The pytree of solver heuristics returned by `nderegs.solve`."""
 
 import equinox as eqx
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 
 class Heuristics(eqx.Module):
@@ -20,6 +20,9 @@ class Heuristics(eqx.Module):
     the solver (`RecursiveCheckpointAdjoint`, `DirectAdjoint`); with any other
     adjoint they are reported with a zero gradient. Step sizes are constants in
     reverse mode (diffrax stops gradients through the controller).
+
+    `successful`: whether the solve finished (False when, with `throw=False`, it hit
+    `max_steps` or the step size collapsed).
 
     Counts: `nfe` (vector-field evaluations of this solve, rejected steps included;
     None for solvers whose cost varies at run time, e.g. implicit ones),
@@ -44,6 +47,7 @@ class Heuristics(eqx.Module):
     num_steps: Int[Array, ""]
     num_accepted_steps: Int[Array, ""]
     num_rejected_steps: Int[Array, ""]
+    successful: Bool[Array, ""]
     local_error: Float[Array, ""] | None = None
     local_stiffness: Float[Array, ""] | None = None
     local_t: Float[Array, ""] | None = None

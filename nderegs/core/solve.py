@@ -162,6 +162,7 @@ def solve(
         num_steps=num_steps,
         num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
         num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
+        successful=sol.result == diffrax.RESULTS.successful,
     )
     if local is None:
         return sol, heuristics

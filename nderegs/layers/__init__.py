@@ -1,0 +1,3 @@
+"""Julia-style neural differential equation layers over the core."""
+
+from .neural_ode import NeuralODE, time_concat

@@ -1,0 +1,110 @@
+"""`NeuralODE`: a Julia-style (DiffEqFlux) neural ODE layer over `nderegs.solve`."""
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+from ..core import Heuristics, solve
+
+
+class NeuralODE(eqx.Module):
+    """y' = f(t, y, args) on [t0, t1]; `layer(y0) -> (y(t1), heuristics)`.
+
+    `vector_field(t, y, args)` acts on one sample. With `batched=True` (default) the
+    leading axis of `y0` is a batch that is solved as *one* system (the vector field
+    is vmapped over it inside the solve), as the papers do: one step size for the
+    batch, and the NFE is per batch.
+
+    The tolerances define the error estimate (EEst) as well as the steps. `local`
+    ("unbiased" | "biased") samples one step for local regularization and then
+    needs `key=` at call time; `stiffness` is passed to [`nderegs.solve`][].
+    `throw=False` returns a failed solve (see `Heuristics.successful`) instead of
+    raising, which training loops use to stop cleanly.
+    """
+
+    vector_field: Callable
+    t0: float = eqx.field(static=True, default=0.0)
+    t1: float = eqx.field(static=True, default=1.0)
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    rtol: float = eqx.field(static=True, default=1e-6)
+    atol: float = eqx.field(static=True, default=1e-6)
+    dt0: float | None = eqx.field(static=True, default=None)
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
+    max_steps: int = eqx.field(static=True, default=4096)
+    local: str | None = eqx.field(static=True, default=None)
+    stiffness: bool | None = eqx.field(static=True, default=None)
+    batched: bool = eqx.field(static=True, default=True)
+    throw: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        if self.t0 == self.t1:
+            raise ValueError(f"NeuralODE needs t0 != t1; got t0 = t1 = {self.t0}.")
+        if self.rtol <= 0 or self.atol <= 0:
+            raise ValueError(
+                f"NeuralODE needs rtol > 0 and atol > 0; got rtol={self.rtol}, "
+                f"atol={self.atol}."
+            )
+
+    def _term(self) -> diffrax.ODETerm:
+        if not self.batched:
+            return diffrax.ODETerm(self.vector_field)
+        field = jax.vmap(self.vector_field, in_axes=(None, 0, None))
+        return diffrax.ODETerm(field)
+
+    def solve(
+        self,
+        y0: PyTree[Array],
+        *,
+        args: PyTree = None,
+        ts: Array | None = None,
+        t1: float | Array | None = None,
+        key=None,
+    ) -> tuple[diffrax.Solution, Heuristics]:
+        """The full `(diffrax.Solution, Heuristics)`: saved at `ts` if given (else at
+        the end time), ending at `t1` if given (else the layer's own)."""
+        if self.batched:
+            sizes = {x.shape[0] if x.ndim else None for x in jax.tree_util.tree_leaves(y0)}
+            if None in sizes or len(sizes) != 1:
+                raise ValueError(
+                    "NeuralODE(batched=True) expects every leaf of y0 to share a "
+                    "leading batch axis; got shapes "
+                    f"{[x.shape for x in jax.tree_util.tree_leaves(y0)]}. Use "
+                    "batched=False for a single unbatched state."
+                )
+        end = self.t1 if t1 is None else t1
+        saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+        return solve(
+            self._term(),
+            self.solver,
+            self.t0,
+            end,
+            self.dt0,
+            y0,
+            args,
+            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            saveat=saveat,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            local=self.local,
+            key=key,
+            stiffness=self.stiffness,
+            throw=self.throw,
+        )
+
+    def __call__(
+        self, y0: PyTree[Array], *, args: PyTree = None, ts: Array | None = None, key=None
+    ) -> tuple[PyTree[Array], Heuristics]:
+        """`(y(t1), h)`, or `(y(ts), h)` with a leading time axis when `ts` is given."""
+        sol, h = self.solve(y0, args=args, ts=ts, key=key)
+        if ts is None:
+            return jax.tree_util.tree_map(lambda y: y[0], sol.ys), h
+        return sol.ys, h
+
+
+def time_concat(t, y: Array) -> Array:
+    """[y; t]: the time-dependent input of the papers' vector fields."""
+    return jnp.concatenate([y, jnp.broadcast_to(t, y.shape[:-1] + (1,)).astype(y.dtype)], -1)

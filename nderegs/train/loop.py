@@ -1,0 +1,284 @@
+"""The training loop: one `eqx.filter_jit` step (task loss + regularizers, optax
+update), evaluation, checkpoints, metrics and the run summary.
+
+Timing follows the papers: `train_seconds` sums the wall time of the gradient +
+update steps (each waited for), without compilation; `compile_seconds` is the first
+call of the step (compilation plus one step on the first batch, whose result is
+discarded); `predict_seconds` is the median over repeats of one compiled forward
+pass on a test batch.
+"""
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import ExperimentConfig, save_config
+from ..data import iterate_batches, num_batches
+from .checkpoint import load_checkpoint, save_checkpoint
+from .objectives import make_objective
+from .optim import make_optimizer
+from .schedules import coefficient_schedule
+from .tasks import count_parameters, evaluation_model, make_task
+
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped: a non-finite loss or a failed solve. The run directory keeps
+    the last good checkpoint."""
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """`output_dir/name-method-seedN`, with a numeric suffix if that exists."""
+    slug = config.method.replace("+", "_")
+    base = Path(config.output_dir) / f"{config.name}-{slug}-seed{config.seed}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _select(keep, new, old):
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(keep, a, b) if eqx.is_array(a) else a, new, old
+    )
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
+
+
+def _evaluate(evaluate_batch, model, arrays, batch_size):
+    metric_sum = count = 0.0
+    nfes, ok = [], True
+    for batch in iterate_batches(arrays, batch_size, rng=None, drop_last=False):
+        out = evaluate_batch(model, batch)
+        metric_sum += float(out["metric_sum"])
+        count += float(out["count"])
+        ok = ok and bool(out["successful"])
+        if out["nfe"] is not None:
+            nfes.append(int(out["nfe"]))
+    mean_nfe = float(np.mean(nfes)) if nfes else None
+    return metric_sum / count, mean_nfe, ok
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train(
+    config: ExperimentConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+) -> dict | None:
+    """Train `config`; write `config.yaml`, `metrics.jsonl`, the checkpoint and
+    `summary.json` under the run directory and return the summary.
+
+    `resume=True` continues the run in `run_dir` from its last checkpoint with the
+    same numbers an uninterrupted run gives (per-epoch shuffles and per-step keys are
+    functions of the seed, epoch and step). `stop_after_epoch` stops early (as an
+    interruption would) and returns None.
+    """
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs the run directory to continue.")
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    objective = make_objective(config)
+    task = make_task(config, objective)
+    n_train = task.train_arrays[0].shape[0]
+    batch_size = min(config.optim.batch_size, n_train)
+    eval_batch_size = config.train.eval_batch_size or batch_size
+    steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
+    epochs = config.optim.epochs
+
+    model = task.init_model(jax.random.key(config.seed))
+    optimizer = make_optimizer(config.optim)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    schedules = {
+        name: coefficient_schedule(
+            getattr(config.regularization, name), steps_per_epoch=steps_per_epoch, epochs=epochs
+        )
+        for name in set(objective.coefficient_names().values())
+    }
+    step_key = jax.random.key(config.seed + 1)
+
+    metrics_path = run_dir / METRICS
+    if resume:
+        model, opt_state, start_epoch, progress = load_checkpoint(run_dir, model, opt_state)
+        rows = [r for r in _read_metrics(metrics_path) if r["epoch"] <= start_epoch]
+    else:
+        if (run_dir / SUMMARY).exists() or (run_dir / "checkpoint.eqx").exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a run; resume it (--resume) or choose another "
+                "output directory."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        start_epoch, progress, rows = 0, {"train_seconds": 0.0}, []
+        save_checkpoint(run_dir, model, opt_state, 0, progress)
+    save_config(config, run_dir / CONFIG)
+    _write_metrics(metrics_path, rows)
+
+    @eqx.filter_jit
+    def train_step(model, opt_state, batch, key, weights):
+        (loss, aux), grads = eqx.filter_value_and_grad(task.loss, has_aux=True)(
+            model, batch, key, weights
+        )
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+        # A failed solve or non-finite loss must not corrupt the parameters.
+        ok = jnp.isfinite(loss) & aux["successful"]
+        return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
+
+    evaluate_batch = eqx.filter_jit(task.evaluate)
+
+    def weights_at(step: int, epoch: int) -> dict:
+        w = {name: jnp.asarray(s(step), jnp.float32) for name, s in schedules.items()}
+        anneal = config.regularization.kl_anneal_epochs
+        w["kl"] = jnp.asarray(min(1.0, (epoch + 1) / anneal) if anneal else 1.0, jnp.float32)
+        return w
+
+    def stop(message: str, epoch: int, step: int):
+        raise TrainingDiverged(
+            f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
+            f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
+        )
+
+    # Compile (and run once, discarding the result) on the first batch.
+    first = next(iterate_batches(task.train_arrays, batch_size, rng=None, drop_last=True))
+    _, compile_seconds = _timed(
+        train_step, model, opt_state, first, step_key, weights_at(0, 0)
+    )
+    train_seconds = float(progress.get("train_seconds", 0.0))
+    last_checkpoint_epoch = start_epoch
+    solver = config.solver
+
+    for epoch in range(start_epoch, epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        batches = iterate_batches(task.train_arrays, batch_size, rng=rng, drop_last=True)
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not config.train.progress,
+            leave=False,
+        )
+        sums = {"loss": 0.0, "metric": 0.0, "nfe": 0.0}
+        for i, batch in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
+            (model, opt_state, loss, aux), seconds = _timed(
+                train_step, model, opt_state, batch, key, weights_at(step, epoch)
+            )
+            train_seconds += seconds
+            if not bool(aux["successful"]):
+                stop(
+                    "The ODE solver failed during training: it hit solver.max_steps="
+                    f"{solver.max_steps} (or its step size collapsed), i.e. the learned "
+                    "dynamics became too stiff for rtol/atol. Raise solver.max_steps, "
+                    "loosen the tolerances, or regularize (e.g. method=error)",
+                    epoch,
+                    step,
+                )
+            if not math.isfinite(float(loss)):
+                stop(
+                    f"The training loss became {float(loss)}: lower optim.lr or set "
+                    "optim.grad_clip",
+                    epoch,
+                    step,
+                )
+            sums["loss"] += float(loss)
+            sums["metric"] += float(aux["metric"])
+            sums["nfe"] += float(aux["nfe"]) if aux["nfe"] is not None else float("nan")
+            bar.set_postfix(
+                loss=f"{sums['loss'] / (i + 1):.4f}",
+                **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},
+                nfe=f"{float(aux['nfe']) if aux['nfe'] is not None else float('nan'):.0f}",
+            )
+        bar.close()
+
+        done = epoch + 1
+        if done % config.train.eval_every == 0 or done == epochs:
+            test_metric, test_nfe, ok = _evaluate(
+                evaluate_batch, evaluation_model(model), task.test_arrays, eval_batch_size
+            )
+            if not ok:
+                stop("The ODE solver failed on the test set (solver.max_steps)", epoch, step)
+            row = {
+                "epoch": done,
+                "step": done * steps_per_epoch,
+                "train_loss": sums["loss"] / steps_per_epoch,
+                f"train_{task.metric}": sums["metric"] / steps_per_epoch,
+                "train_nfe": sums["nfe"] / steps_per_epoch,
+                f"test_{task.metric}": test_metric,
+                "test_nfe": test_nfe,
+                "train_seconds": train_seconds,
+                **{f"coef_{k}": float(v) for k, v in weights_at(step, epoch).items()},
+            }
+            rows.append(row)
+            _write_metrics(metrics_path, rows)
+            if config.train.progress:
+                tqdm.write(
+                    f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
+                    f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}"
+                )
+        if done % config.train.checkpoint_every == 0 or done == epochs:
+            save_checkpoint(run_dir, model, opt_state, done, {"train_seconds": train_seconds})
+            last_checkpoint_epoch = done
+        if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
+            return None
+
+    eval_model = evaluation_model(model)
+    train_metric, _, _ = _evaluate(evaluate_batch, eval_model, task.train_arrays, eval_batch_size)
+    test_metric, test_nfe, _ = _evaluate(evaluate_batch, eval_model, task.test_arrays, eval_batch_size)
+    predict_batch = next(
+        iterate_batches(task.test_arrays, eval_batch_size, rng=None, drop_last=False)
+    )
+    _timed(evaluate_batch, eval_model, predict_batch)  # compile
+    predict_times = [
+        _timed(evaluate_batch, eval_model, predict_batch)[1]
+        for _ in range(config.train.predict_repeats)
+    ]
+    summary = {
+        "method": config.method,
+        "task": config.task,
+        "data": config.data.name,
+        "seed": config.seed,
+        "metric": task.metric,
+        "train_metric": train_metric,
+        "test_metric": test_metric,
+        "test_nfe": test_nfe,
+        "train_seconds": train_seconds,
+        "compile_seconds": compile_seconds,
+        "predict_seconds": statistics.median(predict_times),
+        "predict_batch_size": int(predict_batch[0].shape[0]),
+        "num_params": count_parameters(model),
+        "epochs": epochs,
+        "steps": epochs * steps_per_epoch,
+        "batch_size": batch_size,
+        "solver": {"name": solver.name, "rtol": solver.rtol, "atol": solver.atol},
+        "devices": [str(d) for d in jax.devices()],
+    }
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary
