@@ -314,7 +314,7 @@ class OptimConfig(_Section):
     #: Global-norm gradient clipping; None -> no clipping.
     grad_clip: Optional[Float] = Field(default=None, gt=0)
     batch_size: Int = Field(default=256, gt=0)
-    epochs: Int = Field(default=20, gt=0)
+    epochs: Int = Field(default=30, gt=0)
 
 
 class TrainConfig(_Section):

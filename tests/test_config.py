@@ -57,7 +57,7 @@ def test_default_values():
     assert cfg.model.hidden_size == 32 and cfg.model.vf_width == 32
     assert cfg.solver.name == "tsit5" and cfg.solver.rtol == 1e-6 and cfg.solver.atol == 1e-6
     assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-2
-    assert cfg.optim.batch_size == 256 and cfg.optim.epochs == 20
+    assert cfg.optim.batch_size == 256 and cfg.optim.epochs == 30
     assert cfg.regularization.error == ScheduleConfig(kind="constant", start=0.1)
     assert cfg.regularization.stiffness == ScheduleConfig(kind="constant", start=0.01)
     assert cfg.method == "vanilla" and cfg.components == frozenset({"vanilla"})

@@ -52,8 +52,7 @@ class NeuralODE(eqx.Module):
     def _term(self) -> diffrax.ODETerm:
         if not self.batched:
             return diffrax.ODETerm(self.vector_field)
-        field = jax.vmap(self.vector_field, in_axes=(None, 0, None))
-        return diffrax.ODETerm(field)
+        return diffrax.ODETerm(_BatchedField(self.vector_field))
 
     def solve(
         self,
@@ -103,6 +102,16 @@ class NeuralODE(eqx.Module):
         if ts is None:
             return jax.tree_util.tree_map(lambda y: y[0], sol.ys), h
         return sol.ys, h
+
+
+class _BatchedField(eqx.Module):
+    """The per-sample field applied to every sample of the batch (a Module, so the
+    field's parameters stay visible to diffrax, e.g. to BacksolveAdjoint)."""
+
+    field: Callable
+
+    def __call__(self, t, y, args):
+        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
 
 
 def time_concat(t, y: Array) -> Array:

@@ -76,6 +76,15 @@ def _evaluate(evaluate_batch, model, arrays, batch_size):
     return metric_sum / count, mean_nfe, ok
 
 
+def _runtime_error_reason(error: Exception) -> str:
+    """The message of an `equinox.EquinoxRuntimeError`, without its debugging advice."""
+    marker = "EquinoxRuntimeError: "
+    for line in str(error).splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1]
+    return str(error).strip().splitlines()[0]
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -159,19 +168,27 @@ def train(
         w["kl"] = jnp.asarray(min(1.0, (epoch + 1) / anneal) if anneal else 1.0, jnp.float32)
         return w
 
+    last_checkpoint_epoch = start_epoch
+
     def stop(message: str, epoch: int, step: int):
         raise TrainingDiverged(
             f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
             f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
         )
 
+    def run_step(epoch, step, *args):
+        try:
+            return _timed(train_step, *args)
+        except eqx.EquinoxRuntimeError as e:  # e.g. a non-finite input to the solve
+            reason = _runtime_error_reason(e)
+            stop(f"Training stopped by a run-time check: {reason}", epoch, step)
+
     # Compile (and run once, discarding the result) on the first batch.
     first = next(iterate_batches(task.train_arrays, batch_size, rng=None, drop_last=True))
-    _, compile_seconds = _timed(
-        train_step, model, opt_state, first, step_key, weights_at(0, 0)
+    _, compile_seconds = run_step(
+        start_epoch, 0, model, opt_state, first, step_key, weights_at(0, 0)
     )
     train_seconds = float(progress.get("train_seconds", 0.0))
-    last_checkpoint_epoch = start_epoch
     solver = config.solver
 
     for epoch in range(start_epoch, epochs):
@@ -188,8 +205,8 @@ def train(
         for i, batch in enumerate(bar):
             step = epoch * steps_per_epoch + i
             key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
-            (model, opt_state, loss, aux), seconds = _timed(
-                train_step, model, opt_state, batch, key, weights_at(step, epoch)
+            (model, opt_state, loss, aux), seconds = run_step(
+                epoch, step, model, opt_state, batch, key, weights_at(step, epoch)
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
@@ -282,3 +299,17 @@ def train(
     }
     (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def load_run(run_dir: str | Path):
+    """(model, config, epoch) of the last checkpoint in a run directory."""
+    from ..config import load_config
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / CONFIG)
+    objective = make_objective(config)
+    task = make_task(config, objective)
+    model = task.init_model(jax.random.key(config.seed))
+    opt_state = make_optimizer(config.optim).init(eqx.filter(model, eqx.is_inexact_array))
+    model, _, epoch, _ = load_checkpoint(run_dir, model, opt_state)
+    return model, config, epoch

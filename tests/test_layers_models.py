@@ -1,0 +1,95 @@
+"""NeuralODE layer and the task models."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nderegs
+from nderegs.layers import NeuralODE
+from nderegs.models import gaussian_kl, LatentODE, NODEClassifier, TimeMLP
+
+
+def _field(size=3, key=0):
+    return TimeMLP(size, 8, 1, key=jax.random.key(key))
+
+
+def test_neural_ode_solves_the_batch_as_one_system(x64):
+    field = _field()
+    layer = NeuralODE(field, t0=0.0, t1=1.5, rtol=1e-8, atol=1e-8)
+    y0 = jax.random.normal(jax.random.key(1), (4, 3))
+    y1, h = layer(y0)
+    batched = lambda t, y, args: jax.vmap(field, in_axes=(None, 0))(t, y)
+    ref = diffrax.diffeqsolve(
+        diffrax.ODETerm(batched), diffrax.Tsit5(), 0.0, 1.5, None, y0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+    )
+    np.testing.assert_array_equal(y1, ref.ys[0])
+    assert int(h.num_steps) == int(ref.stats["num_steps"])
+    # Per-sample solves agree within tolerance (a different step grid).
+    alone = NeuralODE(field, t0=0.0, t1=1.5, rtol=1e-8, atol=1e-8, batched=False)
+    np.testing.assert_allclose(alone(y0[2])[0], y1[2], rtol=1e-6, atol=1e-7)
+
+
+def test_neural_ode_saves_at_ts_and_checks_input():
+    layer = NeuralODE(_field(), local="biased")
+    ts = jnp.linspace(0.0, 1.0, 5)
+    ys, h = layer(jnp.ones((2, 3)), ts=ts, key=jax.random.key(0))
+    assert ys.shape == (5, 2, 3) and h.local_error is not None
+    with pytest.raises(ValueError, match="needs key="):
+        layer(jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="leading batch axis"):
+        NeuralODE(_field())(jnp.ones(()))
+    with pytest.raises(ValueError, match="t0 != t1"):
+        NeuralODE(_field(), t0=1.0, t1=1.0)
+
+
+def test_parameters_get_gradients_with_backsolve_and_local():
+    layer = NeuralODE(_field(), adjoint=diffrax.BacksolveAdjoint(), local="unbiased")
+
+    def loss(layer):
+        y1, h = layer(jnp.ones((2, 3)), key=jax.random.key(0))
+        return jnp.sum(y1**2) + h.local_error
+
+    grads = eqx.filter_grad(loss)(layer)
+    leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
+
+
+def test_classifier_shapes_and_heuristics():
+    model = NODEClassifier(64, 10, hidden_size=8, vf_width=8, vf_depth=1, key=jax.random.key(0))
+    logits, h = model(jnp.ones((5, 64)))
+    assert logits.shape == (5, 10)
+    assert isinstance(h, nderegs.Heuristics) and int(h.nfe) > 0
+
+
+def test_latent_ode_ignores_unobserved_values():
+    model = LatentODE(
+        2, latent_size=3, encoder_hidden=5, vf_width=6, vf_depth=1, decoder_width=4,
+        key=jax.random.key(0),
+    )
+    times = jnp.linspace(0.0, 1.0, 6)
+    values = jax.random.normal(jax.random.key(1), (3, 6, 2))
+    mask = (jax.random.uniform(jax.random.key(2), (3, 6, 2)) < 0.5).astype(jnp.float32)
+    mask = mask.at[:, 0, 0].set(1.0)
+    pred, mean, log_std, h = model(values, mask, times, sample=False)
+    assert pred.shape == (3, 6, 2) and mean.shape == (3, 3)
+    # Changing values where nothing is observed changes nothing.
+    noisy = values + 100.0 * (1 - mask)
+    pred2, mean2, _, _ = model(noisy, mask, times, sample=False)
+    np.testing.assert_allclose(mean2, mean, rtol=1e-6)
+    np.testing.assert_allclose(pred2, pred, rtol=1e-6)
+
+
+def test_gaussian_kl_matches_numerical_integral(x64):
+    mean, log_std = jnp.array([0.3, -1.2]), jnp.array([-0.4, 0.25])
+    x = jnp.linspace(-12, 12, 200001)
+    total = 0.0
+    for m, s in zip(mean, jnp.exp(log_std)):
+        q = jnp.exp(-0.5 * ((x - m) / s) ** 2) / (s * jnp.sqrt(2 * jnp.pi))
+        p = jnp.exp(-0.5 * x**2) / jnp.sqrt(2 * jnp.pi)
+        total += float(jnp.trapezoid(q * (jnp.log(q) - jnp.log(p)), x))
+    np.testing.assert_allclose(float(gaussian_kl(mean, log_std)), total, rtol=1e-6)

@@ -1,0 +1,166 @@
+"""Training loop, schedules, objectives and the CLI, end to end on small settings."""
+
+import json
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nderegs.cli import main
+from nderegs.config import load_config, ScheduleConfig
+from nderegs.train import load_run, make_objective, train, TrainingDiverged
+from nderegs.train.schedules import coefficient_schedule, inverse_time_decay
+
+SMALL = [
+    "data.subset=256",
+    "optim.batch_size=128",
+    "optim.epochs=2",
+    "model.hidden_size=8",
+    "model.vf_width=8",
+    "solver.rtol=1e-4",
+    "solver.atol=1e-4",
+    "train.progress=false",
+    "train.predict_repeats=2",
+]
+
+
+def _config(tmp_path, *overrides):
+    return load_config(None, [*SMALL, f"output_dir={tmp_path}", *overrides])
+
+
+def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
+    schedule = coefficient_schedule(
+        ScheduleConfig(kind="exponential", start=100.0, end=10.0), steps_per_epoch=7, epochs=5
+    )
+    per_epoch = [float(schedule(7 * e + 3)) for e in range(5)]
+    expected = [100.0 * math.exp(-math.log(10.0) * e / 4) for e in range(5)]
+    np.testing.assert_allclose(per_epoch, expected, rtol=1e-5)
+    assert float(schedule(0)) == float(schedule(6))  # constant within an epoch
+    constant = coefficient_schedule(ScheduleConfig(start=0.3), steps_per_epoch=7, epochs=5)
+    assert float(constant(123)) == pytest.approx(0.3)
+    decay = inverse_time_decay(0.1, 1e-2)
+    assert decay(100) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "method, local, stiffness, names",
+    [
+        ("vanilla", None, None, {}),
+        ("error+stiffness", None, True, {"error": "error", "stiffness": "stiffness"}),
+        ("local-error-biased", "biased", None, {"local-error-biased": "error"}),
+        ("local-error+local-stiffness", "unbiased", True, {"local-error": "error", "local-stiffness": "stiffness"}),
+    ],
+)
+def test_objective_from_method(method, local, stiffness, names):
+    objective = make_objective(load_config(None, [f"method={method}"]))
+    assert objective.local == local and objective.stiffness == stiffness
+    assert objective.coefficient_names() == names
+
+
+def test_unimplemented_baseline_is_a_clear_error():
+    with pytest.raises(NotImplementedError, match="steer.*not implemented yet"):
+        make_objective(load_config(None, ["method=steer+error"]))
+
+
+def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
+    config = _config(tmp_path, "method=error+stiffness")
+    summary = train(config, run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk == summary
+    for key in ("method", "task", "seed", "metric", "train_metric", "test_metric", "test_nfe",
+                "train_seconds", "compile_seconds", "predict_seconds", "num_params"):
+        assert key in summary
+    assert summary["method"] == "error+stiffness" and summary["metric"] == "accuracy"
+    assert 0.0 <= summary["test_metric"] <= 1.0 and summary["test_nfe"] > 0
+    assert summary["train_seconds"] > 0 and summary["predict_seconds"] > 0
+    assert load_config(run / "config.yaml") == config
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all("test_nfe" in r and "coef_error" in r for r in rows)
+    model, loaded_config, epoch = load_run(run)
+    assert epoch == 2 and loaded_config == config
+    logits, _ = model(jnp.ones((3, 64)))
+    assert logits.shape == (3, 10)
+
+
+def _comparable(row):
+    return {k: v for k, v in row.items() if "seconds" not in k}
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    config = _config(tmp_path, "optim.epochs=3", "method=local-error")
+    full = train(config, run_dir=tmp_path / "full")
+    assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=1) is None
+    resumed = train(config, run_dir=tmp_path / "cut", resume=True)
+    for key in ("train_metric", "test_metric", "test_nfe"):
+        assert resumed[key] == full[key]
+    rows = lambda d: [_comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+
+
+def _parameters(model):
+    return jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+
+
+def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    config = _config(tmp_path, "optim.epochs=1")
+    train(config, run_dir=run)
+    before, _, epoch = load_run(run)
+    # Continue for another epoch with far too few solver steps allowed.
+    harder = _config(tmp_path, "optim.epochs=2", "solver.max_steps=2")
+    with pytest.raises(TrainingDiverged, match=r"solver failed.*max_steps=2.*checkpoint \(after epoch 1\)"):
+        train(harder, run_dir=run, resume=True)
+    after, _, epoch_after = load_run(run)
+    assert epoch_after == epoch == 1
+    for a, b in zip(_parameters(before), _parameters(after)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _patch_task(monkeypatch, change):
+    import nderegs.train.loop as loop
+
+    original = loop.make_task
+
+    def patched(config, objective):
+        task = original(config, objective)
+        change(task)
+        return task
+
+    monkeypatch.setattr(loop, "make_task", patched)
+
+
+def test_nan_loss_stops_clearly(tmp_path, monkeypatch):
+    def poison_loss(task):
+        loss = task.loss
+        task.loss = lambda *a: (lambda out: (out[0] * jnp.nan, out[1]))(loss(*a))
+
+    _patch_task(monkeypatch, poison_loss)
+    with pytest.raises(TrainingDiverged, match="loss became nan.*checkpoint \\(after epoch 0\\)"):
+        train(_config(tmp_path), run_dir=tmp_path / "run")
+    model, _, epoch = load_run(tmp_path / "run")
+    assert epoch == 0
+
+
+def test_non_finite_data_stops_clearly(tmp_path, monkeypatch):
+    def poison_data(task):
+        x, y = task.train_arrays
+        task.train_arrays = (np.full_like(x, np.nan), y)
+
+    _patch_task(monkeypatch, poison_data)
+    with pytest.raises(TrainingDiverged, match="y0 contains NaN or inf"):
+        train(_config(tmp_path), run_dir=tmp_path / "run")
+
+
+def test_cli_train_and_errors(tmp_path, capsys):
+    code = main(["train", *SMALL, "optim.epochs=1", f"output_dir={tmp_path}"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "vanilla"
+    assert main(["train", "model.widht=3"]) == 2
+    assert "unknown key 'model.widht'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
