@@ -4,6 +4,14 @@ The core exposes the adaptive solver's own error and stiffness estimates as
 differentiable regularizers (`solve`, `Heuristics`).
 """
 
-from .core import Heuristics, solve
+from .core import (
+    AbstractIntegral,
+    Heuristics,
+    JacobianFrobenius,
+    KineticEnergy,
+    solve,
+    TaylorDerivative,
+)
+from .layers import NeuralODE
 
 __version__ = "0.1.0"

@@ -3,4 +3,5 @@ configs or the command line."""
 
 from .estimates import find_stage_pair, scaled_error, StagePair, stiffness_estimate
 from .heuristics import Heuristics
+from .integrals import AbstractIntegral, JacobianFrobenius, KineticEnergy, TaylorDerivative
 from .solve import LOCAL_SAMPLINGS, solve

@@ -4,6 +4,8 @@ The solver's state is rolled back on a rejected step, so anything that must coun
 *attempts* (rejected ones included) lives here: the controller sees every attempt
 and its state is never rolled back. The wrapper forwards every decision unchanged;
 it never touches the error norm, the accept/reject decision or the initial step.
+When the state carries integral channels, the wrapped controller sees only the
+user's state, so those channels never influence the steps.
 """
 
 from collections.abc import Callable
@@ -29,6 +31,8 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
     `nderegs.core.evaluations` for how this becomes the NFE."""
 
     controller: diffrax.AbstractAdaptiveStepSizeController
+    # True when the state is (y, integral channels): the controller sees y only.
+    augmented: bool = eqx.field(static=True, default=False)
 
     @property
     def rtol(self):
@@ -43,9 +47,14 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
         return self.controller.norm
 
     def wrap(self, direction):
-        return EvaluationCountingController(self.controller.wrap(direction))
+        return EvaluationCountingController(self.controller.wrap(direction), self.augmented)
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        if self.augmented:
+            channels = y0[1]
+            y0 = y0[0]
+            user_func = func
+            func = lambda terms, t, y, args: user_func(terms, t, (y, channels), args)[0]
         tnext, inner = self.controller.init(
             terms, t0, t1, y0, dt0, args, func, error_order
         )
@@ -62,6 +71,8 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
     ):
         state = controller_state
         evaluates_first_stage = jnp.logical_not(state.any_accepted) | state.jump_pending
+        if self.augmented:
+            y0, y1_candidate, y_error = y0[0], y1_candidate[0], y_error[0]
         (keep_step, tprev, tnext, made_jump, inner, result) = (
             self.controller.adapt_step_size(
                 t0, t1, y0, y1_candidate, args, y_error, error_order, state.inner

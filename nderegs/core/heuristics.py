@@ -38,6 +38,9 @@ class Heuristics(eqx.Module):
     - `local_weight`: the constant w with E[w·local_error] = R_E, i.e.
       |t1 − t0|/local_dt (unbiased) or the number of accepted steps (biased);
     - `local_nfe`: evaluations spent re-taking the step.
+
+    `integrals`: with `integrals=(...)`, the value of each integral at the end of the
+    solve, in the order given (None otherwise).
     """
 
     error: Float[Array, ""]
@@ -54,3 +57,4 @@ class Heuristics(eqx.Module):
     local_dt: Float[Array, ""] | None = None
     local_weight: Float[Array, ""] | None = None
     local_nfe: int | None = None
+    integrals: tuple[Float[Array, ""], ...] | None = None

@@ -1,6 +1,7 @@
 """`nderegs.solve`: `diffrax.diffeqsolve` plus the solver's own heuristics."""
 
 import dataclasses
+from collections.abc import Sequence
 
 import diffrax
 import equinox as eqx
@@ -14,10 +15,12 @@ from .controller import EvaluationCountingController
 from .estimates import find_stage_pair
 from .evaluations import step_cost
 from .heuristics import Heuristics
-from .solver import estimate_step, HeuristicsSolver
+from .integrals import AbstractIntegral, AugmentedField
+from .solver import _real_dtype, estimate_step, HeuristicsSolver
 
 
 LOCAL_SAMPLINGS = ("unbiased", "biased")
+_save_y = diffrax.SaveAt(t1=True).subs.fn
 # Adjoints that differentiate through the solver's internal steps, so the global
 # estimates (built from those steps) get true discretise-then-optimise gradients.
 _DIFFERENTIATE_THROUGH_SOLVER = (
@@ -43,6 +46,7 @@ def solve(
     local: str | None = None,
     key=None,
     stiffness: bool | None = None,
+    integrals: Sequence[AbstractIntegral] = (),
     **diffeqsolve_kwargs,
 ) -> tuple[diffrax.Solution, Heuristics]:
     """Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
@@ -58,7 +62,12 @@ def solve(
       "biased" (a step drawn uniformly from the accepted steps). That step is re-taken
       from its start state (held constant) with its own dt, differentiably, after the
       solve; so the main solve may use any adjoint.
-    - `key`: a PRNG key, required with `local`.
+    - `key`: a PRNG key, required with `local` and with integrals that draw noise.
+    - `integrals`: [`nderegs.KineticEnergy`][], [`nderegs.JacobianFrobenius`][],
+      [`nderegs.TaylorDerivative`][], ...: integrals along the trajectory, carried as
+      extra state channels that take no part in step-size control (the steps stay
+      those of the plain solve); reported in `h.integrals` in the same order. Needs a
+      single `diffrax.ODETerm` and a `SaveAt` of `t0`/`t1`/`ts` with the default `fn`.
     - `stiffness`: True to require the stiffness estimate (error if the solver has no
       pair of stages with equal abscissa), False to skip it, None (default) for
       "when the solver has one" (Tsit5, Dopri5, Dopri8, ...).
@@ -82,6 +91,10 @@ def solve(
         raise ValueError(
             f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
         )
+    integrals = tuple(integrals)
+    if any(i.needs_key for i in integrals) and key is None:
+        names = [type(i).__name__ for i in integrals if i.needs_key]
+        raise ValueError(f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...).")
     if stiffness not in (None, True, False):
         raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
     pair = _stage_pair(solver, terms, required=stiffness is True) if stiffness is not False else None
@@ -96,11 +109,20 @@ def solve(
         backward = dict(solver=solver, stepsize_controller=stepsize_controller)
         adjoint = diffrax.BacksolveAdjoint(**{**backward, **adjoint.kwargs})
 
+    local_key = integral_key = None
+    if key is not None:
+        local_key, integral_key = jax.random.split(key)
+    user_terms, user_y0, user_saveat = terms, y0, saveat
+    if integrals:
+        terms, y0, saveat = _with_integral_channels(
+            terms, y0, saveat, integrals, integral_key
+        )
+
     time_dtype = jnp.result_type(t0, t1, float)
     direction = jnp.where(jnp.asarray(t0) < jnp.asarray(t1), 1, -1)
     local_t = local_target = None
     if local == "unbiased":
-        u = jax.random.uniform(key, dtype=time_dtype)
+        u = jax.random.uniform(local_key, dtype=time_dtype)
         local_t = jax.lax.stop_gradient(t0 + u * (t1 - t0))
         local_target = local_t * direction
     wrapped_solver = HeuristicsSolver(
@@ -112,10 +134,13 @@ def solve(
         local=local,
         local_target=local_target,
         t_final=None if local is None else jnp.asarray(t1 * direction, time_dtype),
-        local_key=key if local == "biased" else None,
+        local_key=local_key if local == "biased" else None,
+        augmented=bool(integrals),
     )
     user_solver_state = diffeqsolve_kwargs.pop("solver_state", None)
     if user_solver_state is not None:
+        if integrals:
+            raise ValueError("nderegs.solve: solver_state= cannot be combined with integrals=.")
         _, fresh = wrapped_solver.init(terms, t0, t1, y0, args)
         diffeqsolve_kwargs["solver_state"] = (user_solver_state, fresh)
     if diffeqsolve_kwargs.get("controller_state") is not None:
@@ -135,7 +160,9 @@ def solve(
         y0,
         args,
         saveat=inner_saveat,
-        stepsize_controller=EvaluationCountingController(stepsize_controller),
+        stepsize_controller=EvaluationCountingController(
+            stepsize_controller, augmented=bool(integrals)
+        ),
         adjoint=adjoint,
         max_steps=max_steps,
         **diffeqsolve_kwargs,
@@ -147,9 +174,13 @@ def solve(
         solver_state=inner_solver_state if saveat.solver_state else None,
         controller_state=counting_state.inner if saveat.controller_state else None,
     )
+    integral_values = None
+    if integrals:
+        sol, integral_values = _without_integral_channels(sol, user_saveat)
     if not isinstance(adjoint, _DIFFERENTIATE_THROUGH_SOLVER):
         acc = jax.lax.stop_gradient(acc)
 
+    terms, y0 = user_terms, user_y0
     cost = step_cost(solver, terms, t0, t1, y0, args)
     num_steps = jnp.asarray(sol.stats["num_steps"])
     heuristics = Heuristics(
@@ -163,6 +194,7 @@ def solve(
         num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
         num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
         successful=sol.result == diffrax.RESULTS.successful,
+        integrals=integral_values,
     )
     if local is None:
         return sol, heuristics
@@ -192,6 +224,38 @@ def solve(
         local_nfe=None if cost is None else cost.num_stages,
     )
     return sol, heuristics
+
+
+def _with_integral_channels(terms, y0, saveat, integrals, key):
+    """(terms, y0, saveat) for the state (y, [I_1, ..., I_m]) with I_i(t0) = 0; the
+    save always includes t1, where the integrals are read."""
+    if not isinstance(terms, diffrax.ODETerm):
+        raise ValueError(
+            "integrals= needs the dynamics as a single diffrax.ODETerm; got "
+            f"{type(terms).__name__}."
+        )
+    sub = saveat.subs
+    if not isinstance(sub, diffrax.SubSaveAt) or sub.steps or sub.fn is not _save_y or saveat.dense:
+        raise ValueError(
+            "integrals= supports SaveAt(t0=..., t1=..., ts=...) with the default fn; "
+            "steps=, dense=, fn= and subs= are not supported with integral channels."
+        )
+    keys = jax.random.split(key, len(integrals)) if key is not None else [None] * len(integrals)
+    noises = tuple(i.noise(k, y0) if i.needs_key else None for i, k in zip(integrals, keys))
+    field = AugmentedField(terms.vector_field, integrals, noises)
+    channels = jnp.zeros(len(integrals), _real_dtype(y0))
+    inner_saveat = diffrax.SaveAt(t0=sub.t0, t1=True, ts=sub.ts)
+    return diffrax.ODETerm(field), (y0, channels), inner_saveat
+
+
+def _without_integral_channels(sol, saveat):
+    """The solution as the user's saveat would give it, and the integrals at t1."""
+    (ys, channels), ts = sol.ys, sol.ts
+    if not saveat.subs.t1:  # the t1 row was added for the integrals
+        ys = jtu.tree_map(lambda y: y[:-1], ys)
+        ts = ts[:-1]
+    integrals = tuple(channels[-1, i] for i in range(channels.shape[-1]))
+    return dataclasses.replace(sol, ys=ys, ts=ts), integrals
 
 
 def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair):

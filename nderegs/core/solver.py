@@ -88,6 +88,8 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     local_target: Float[Array, ""] | None
     t_final: Float[Array, ""] | None
     local_key: PRNGKeyArray | None
+    # True when the state is (y, integral channels): estimates see y only.
+    augmented: bool = eqx.field(static=True, default=False)
 
     @property
     def term_structure(self):
@@ -118,8 +120,12 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     def func(self, terms, t0, y0, args):
         return self.solver.func(terms, t0, y0, args)
 
+    def _user_state(self, tree):
+        return tree[0] if self.augmented else tree
+
     def init(self, terms, t0, t1, y0, args):
         inner = self.solver.init(terms, t0, t1, y0, args)
+        y0 = self._user_state(y0)
         real_dtype = _real_dtype(y0)
         zero = jnp.zeros((), real_dtype)
         has_stiffness = self.pair is not None
@@ -146,6 +152,10 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         y1, y_error, dense_info, inner, result = self.solver.step(
             terms, t0, t1, y0, args, inner, made_jump
         )
+        out = (y1, y_error, dense_info)
+        if self.augmented:
+            y0, y1, y_error = y0[0], y1[0], y_error[0]
+            dense_info = dict(dense_info, k=dense_info["k"][0])
         est = estimate_step(
             y0,
             y1,
@@ -169,7 +179,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             num_accepted=num_accepted,
             sampled=self._sample(acc.sampled, num_accepted, t0, t1, y0),
         )
-        return y1, y_error, dense_info, (inner, new_acc), result
+        return *out, (inner, new_acc), result
 
     def _sample(self, sampled, num_accepted, t0, t1, y0):
         if sampled is None:

@@ -1,0 +1,125 @@
+"""Integral regularizers ∫ g(t, z(t)) dt carried along the solve as extra state
+channels (RNODE's kinetic energy and Jacobian norm, TayNODE's R_K).
+
+The channels are integrated by the same Runge--Kutta steps as the state but take no
+part in step-size control: `nderegs.solve` shows the controller only the user's
+state, so the steps are exactly those of the unregularized solve.
+
+Normalisation: every integrand is a squared L2 norm *summed* over all components of
+the state (for a batch solved as one system, summed over the batch as well); divide by
+the batch size for a per-sample mean.
+"""
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jax.experimental.jet import jet
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, PyTree
+
+
+def _squared_norm(tree: PyTree[Array]) -> Array:
+    return sum(jnp.sum(x**2) for x in jtu.tree_leaves(tree))
+
+
+class AbstractIntegral(eqx.Module):
+    """An integrand g(t, y) whose integral over the solve is reported in
+    `Heuristics.integrals`. `noise(key, y0)` draws what the integrand needs once per
+    solve (None if nothing)."""
+
+    needs_key = False
+
+    def noise(self, key, y0: PyTree[Array]):
+        return None
+
+    @abc.abstractmethod
+    def integrand(
+        self, field: Callable, t, y: PyTree[Array], args, f: PyTree[Array], noise
+    ) -> Array:
+        """g(t, y), given the vector field and its value f = field(t, y, args)."""
+
+
+class KineticEnergy(AbstractIntegral):
+    """RNODE's kinetic energy ∫ ‖f(t, z)‖² dt."""
+
+    def integrand(self, field, t, y, args, f, noise):
+        return _squared_norm(f)
+
+
+class JacobianFrobenius(AbstractIntegral):
+    """RNODE's Jacobian term ∫ ‖εᵀ ∂f/∂z‖² dt with Rademacher ε (±1, drawn once per
+    solve from the key): a Hutchinson estimate, unbiased for ∫ ‖∂f/∂z‖_F² dt."""
+
+    needs_key = True
+
+    def noise(self, key, y0):
+        leaves, treedef = jtu.tree_flatten(y0)
+        keys = jax.random.split(key, len(leaves))
+        signs = [
+            jax.random.rademacher(k, x.shape, dtype=x.dtype) for k, x in zip(keys, leaves)
+        ]
+        return jtu.tree_unflatten(treedef, signs)
+
+    def integrand(self, field, t, y, args, f, noise):
+        _, pullback = jax.vjp(lambda z: field(t, z, args), y)
+        (eps_jacobian,) = pullback(noise)
+        return _squared_norm(eps_jacobian)
+
+
+class TaylorDerivative(AbstractIntegral):
+    """TayNODE's R_K = ∫ ‖d^K z/dt^K‖² dt, the K-th total time derivative of the
+    trajectory, by Taylor-mode AD (`jax.experimental.jet`) of the vector field with
+    time appended to the state: x = (z, t), x' = (f(t, z), 1)."""
+
+    order: int = eqx.field(static=True, default=2)
+
+    def __check_init__(self):
+        if not (isinstance(self.order, int) and self.order >= 1):
+            raise ValueError(f"TaylorDerivative needs an integer order >= 1; got {self.order!r}.")
+
+    def integrand(self, field, t, y, args, f, noise):
+        flat_y, unravel = ravel_pytree(y)
+        t = jnp.asarray(t, flat_y.dtype)
+
+        def augmented(x):
+            z, s = x[:-1], x[-1]
+            dz, _ = ravel_pytree(field(s, unravel(z), args))
+            return jnp.concatenate([dz, jnp.ones((1,), x.dtype)])
+
+        x0 = jnp.concatenate([flat_y, t[None]])
+        flat_f, _ = ravel_pytree(f)
+        derivatives = [jnp.concatenate([flat_f, jnp.ones((1,), x0.dtype)])]
+        for _ in range(self.order - 1):
+            try:
+                _, series = jet(augmented, (x0,), (derivatives,))
+            except (NotImplementedError, jax.errors.UnexpectedTracerError) as e:
+                raise ValueError(
+                    "TaylorDerivative: jax.experimental.jet cannot pass through this "
+                    f"vector field ({type(e).__name__}: {str(e).splitlines()[0]}). jet "
+                    "has no Taylor rule for custom-derivative functions such as "
+                    "jax.nn.relu and jax.nn.softplus; use tanh, sigmoid, gelu or swish "
+                    "activations, or write the activation with jnp primitives."
+                ) from None
+            derivatives.append(series[-1])
+        return jnp.sum(derivatives[-1][:-1] ** 2)
+
+
+class AugmentedField(eqx.Module):
+    """(y, I)' = (f(t, y), [g_i(t, y)]_i): the state with the integral channels."""
+
+    field: Callable
+    integrals: tuple[AbstractIntegral, ...]
+    noises: tuple
+
+    def __call__(self, t, state, args):
+        y, integral_values = state
+        f = self.field(t, y, args)
+        rates = [
+            integral.integrand(self.field, t, y, args, f, noise)
+            for integral, noise in zip(self.integrals, self.noises)
+        ]
+        return f, jnp.stack(rates).astype(integral_values.dtype)
