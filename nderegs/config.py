@@ -290,7 +290,7 @@ class RegularizationConfig(_Section):
     #: Sampling of the step used by local regularizers.
     local_sampling: Literal["unbiased", "biased"] = "unbiased"
     #: STEER: end time is sampled from [t1 - b, t1 + b] (component ``steer``).
-    steer_b: Float = Field(default=0.0, ge=0)
+    steer_b: Float = Field(default=0.5, ge=0)
     #: TayNODE: order of the derivative penalized (component ``taynode``).
     taynode_order: Int = Field(default=2, ge=1)
     taynode: ScheduleConfig = Field(default_factory=_constant(0.0))

@@ -93,3 +93,20 @@ def test_gaussian_kl_matches_numerical_integral(x64):
         p = jnp.exp(-0.5 * x**2) / jnp.sqrt(2 * jnp.pi)
         total += float(jnp.trapezoid(q * (jnp.log(q) - jnp.log(p)), x))
     np.testing.assert_allclose(float(gaussian_kl(mean, log_std)), total, rtol=1e-6)
+
+
+def test_steer_end_times_are_uniform_and_evaluation_uses_t1():
+    layer = NeuralODE(_field(), t0=0.0, t1=2.0, steer=0.5)
+    ends = jax.vmap(layer.sample_end_time)(jax.random.split(jax.random.key(0), 20000))
+    assert float(ends.min()) >= 1.5 and float(ends.max()) <= 2.5
+    assert float(ends.min()) < 1.51 and float(ends.max()) > 2.49
+    np.testing.assert_allclose(float(ends.mean()), 2.0, atol=4 * 1 / np.sqrt(12 * 20000))
+    np.testing.assert_allclose(float(ends.var()), 1.0 / 12, rtol=0.05)
+    # Training (a key): the solve ends at a sampled time; evaluation (no key): at t1.
+    sol, _ = layer.solve(jnp.ones((2, 3)), key=jax.random.key(3))
+    expected = layer.sample_end_time(jax.random.split(jax.random.key(3))[1])
+    np.testing.assert_allclose(float(sol.ts[-1]), float(expected), rtol=1e-6)
+    sol, _ = layer.solve(jnp.ones((2, 3)))
+    assert float(sol.ts[-1]) == 2.0
+    with pytest.raises(ValueError, match="steer=b.*0 <= b < \\|t1 - t0\\| = 2.0"):
+        NeuralODE(_field(), t0=0.0, t1=2.0, steer=2.0)

@@ -60,9 +60,26 @@ def test_objective_from_method(method, local, stiffness, names):
     assert objective.coefficient_names() == names
 
 
-def test_unimplemented_baseline_is_a_clear_error():
-    with pytest.raises(NotImplementedError, match="steer.*not implemented yet"):
-        make_objective(load_config(None, ["method=steer+error"]))
+def test_baseline_objectives():
+    objective = make_objective(load_config(None, ["method=steer+error", "regularization.steer_b=0.25"]))
+    assert objective.steer == 0.25 and objective.integrals == ()
+    objective = make_objective(load_config(None, ["method=rnode", "regularization.taynode_order=3"]))
+    assert [type(i).__name__ for i in objective.integrals] == ["KineticEnergy", "JacobianFrobenius"]
+    assert objective.coefficient_names() == {"rnode-kinetic": "kinetic", "rnode-jacobian": "jacobian"}
+    objective = make_objective(load_config(None, ["method=taynode+local-error", "regularization.taynode_order=3"]))
+    assert objective.integrals[0].order == 3 and objective.local == "unbiased"
+    with pytest.raises(ValueError, match="steer_b < \\|solver.t1 - solver.t0\\| = 1.0"):
+        make_objective(load_config(None, ["method=steer", "regularization.steer_b=1.5"]))
+    with pytest.raises(ValueError, match="only applies to the classifier"):
+        make_objective(load_config("configs/latent_ode_irregular.yaml", ["method=steer"]))
+
+
+@pytest.mark.parametrize("method", ["steer+error", "taynode", "rnode+local-error"])
+def test_baselines_train(tmp_path, method):
+    summary = train(_config(tmp_path, f"method={method}", "optim.epochs=1"), run_dir=tmp_path / "run")
+    assert summary["method"] == method and summary["test_nfe"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
 
 
 def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):

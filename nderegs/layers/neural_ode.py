@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from ..core import Heuristics, solve
+from ..core import AbstractIntegral, Heuristics, solve
 
 
 class NeuralODE(eqx.Module):
@@ -24,6 +24,11 @@ class NeuralODE(eqx.Module):
     needs `key=` at call time; `stiffness` is passed to [`nderegs.solve`][].
     `throw=False` returns a failed solve (see `Heuristics.successful`) instead of
     raising, which training loops use to stop cleanly.
+
+    `integrals` (e.g. `(nderegs.KineticEnergy(),)`) are integrated along the solve and
+    reported in `h.integrals`. `steer=b` is STEER (Ghosh et al. 2020): when a `key` is
+    given (training) the end time is drawn t1' ~ U(t1 − b, t1 + b); without a key
+    (evaluation) the solve ends at t1.
     """
 
     vector_field: Callable
@@ -39,10 +44,17 @@ class NeuralODE(eqx.Module):
     stiffness: bool | None = eqx.field(static=True, default=None)
     batched: bool = eqx.field(static=True, default=True)
     throw: bool = eqx.field(static=True, default=True)
+    integrals: tuple[AbstractIntegral, ...] = ()
+    steer: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         if self.t0 == self.t1:
             raise ValueError(f"NeuralODE needs t0 != t1; got t0 = t1 = {self.t0}.")
+        if not 0 <= self.steer < abs(self.t1 - self.t0):
+            raise ValueError(
+                f"NeuralODE(steer=b) needs 0 <= b < |t1 - t0| = {abs(self.t1 - self.t0)}; "
+                f"got b={self.steer}."
+            )
         if self.rtol <= 0 or self.atol <= 0:
             raise ValueError(
                 f"NeuralODE needs rtol > 0 and atol > 0; got rtol={self.rtol}, "
@@ -75,6 +87,10 @@ class NeuralODE(eqx.Module):
                     "batched=False for a single unbatched state."
                 )
         end = self.t1 if t1 is None else t1
+        if key is not None:
+            key, steer_key = jax.random.split(key)
+            if self.steer > 0 and t1 is None:
+                end = self.sample_end_time(steer_key)
         saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
         return solve(
             self._term(),
@@ -92,7 +108,12 @@ class NeuralODE(eqx.Module):
             key=key,
             stiffness=self.stiffness,
             throw=self.throw,
+            integrals=self.integrals,
         )
+
+    def sample_end_time(self, key):
+        """STEER's training end time t1' ~ U(t1 − b, t1 + b)."""
+        return self.t1 + jax.random.uniform(key, minval=-self.steer, maxval=self.steer)
 
     def __call__(
         self, y0: PyTree[Array], *, args: PyTree = None, ts: Array | None = None, key=None

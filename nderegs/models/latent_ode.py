@@ -75,15 +75,13 @@ class LatentODE(eqx.Module):
         Returns `(prediction (batch, times, channels), mean, log_std, heuristics)`;
         z0 is sampled when `sample` (needs `key`), else the posterior mean."""
         mean, log_std = jax.vmap(self.encode, in_axes=(0, 0, None))(values, mask, times)
-        node_key = None
         if sample:
             key, noise_key = jax.random.split(key)
             z0 = mean + jnp.exp(log_std) * jax.random.normal(noise_key, mean.shape, mean.dtype)
         else:
             z0 = mean
-        if self.node.local is not None:
-            node_key = key
-        zs, h = self.node(z0, ts=times, key=node_key)  # (times, batch, latent)
+        # The solve's own randomness (local sampling, Hutchinson noise) when training.
+        zs, h = self.node(z0, ts=times, key=key)  # (times, batch, latent)
         prediction = jax.vmap(jax.vmap(self.decoder))(jnp.swapaxes(zs, 0, 1))
         return prediction, mean, log_std, h
 

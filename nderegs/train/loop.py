@@ -56,6 +56,25 @@ def _select(keep, new, old):
     )
 
 
+def make_train_step(task, optimizer):
+    """`step(model, opt_state, batch, key, weights) -> (model, opt_state, loss, aux)`:
+    task loss + weighted regularizers, gradient, optax update, in one `filter_jit`.
+    A failed solve or a non-finite loss leaves the model and optimizer unchanged."""
+
+    @eqx.filter_jit
+    def train_step(model, opt_state, batch, key, weights):
+        (loss, aux), grads = eqx.filter_value_and_grad(task.loss, has_aux=True)(
+            model, batch, key, weights
+        )
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+        ok = jnp.isfinite(loss) & aux["successful"]
+        return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
+
+    return train_step
+
+
 def _timed(fn, *args):
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
@@ -148,18 +167,7 @@ def train(
     save_config(config, run_dir / CONFIG)
     _write_metrics(metrics_path, rows)
 
-    @eqx.filter_jit
-    def train_step(model, opt_state, batch, key, weights):
-        (loss, aux), grads = eqx.filter_value_and_grad(task.loss, has_aux=True)(
-            model, batch, key, weights
-        )
-        params = eqx.filter(model, eqx.is_inexact_array)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_model = eqx.apply_updates(model, updates)
-        # A failed solve or non-finite loss must not corrupt the parameters.
-        ok = jnp.isfinite(loss) & aux["successful"]
-        return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
-
+    train_step = make_train_step(task, optimizer)
     evaluate_batch = eqx.filter_jit(task.evaluate)
 
     def weights_at(step: int, epoch: int) -> dict:

@@ -60,11 +60,13 @@ def node_options(config: ExperimentConfig, objective: Objective) -> dict:
         local=objective.local,
         stiffness=objective.stiffness,
         throw=False,
+        integrals=objective.integrals,
+        steer=objective.steer,
     )
 
 
-def _regularized(task_loss, h, objective: Objective, weights: dict):
-    terms = objective.terms(h)
+def _regularized(task_loss, h, objective: Objective, weights: dict, batch_size: int):
+    terms = objective.terms(h, batch_size)
     names = objective.coefficient_names()
     total = task_loss
     for component, value in terms.items():
@@ -118,7 +120,7 @@ class ClassificationTask:
         x, y = batch
         logits, h = model(x, key=key)
         task_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-        total, aux = _regularized(task_loss, h, self.objective, weights)
+        total, aux = _regularized(task_loss, h, self.objective, weights, y.shape[0])
         aux.update(task_loss=task_loss, metric=jnp.mean(jnp.argmax(logits, -1) == y))
         return total, aux
 
@@ -188,7 +190,7 @@ class LatentODETask:
         nll = 0.5 * (sq / var) / counts + 0.5 * jnp.log(2 * jnp.pi * var)
         kl = gaussian_kl(mean, log_std) / counts
         task_loss = jnp.mean(nll + weights["kl"] * kl)
-        total, aux = _regularized(task_loss, h, self.objective, weights)
+        total, aux = _regularized(task_loss, h, self.objective, weights, values.shape[0])
         aux.update(task_loss=task_loss, metric=jnp.sum(sq) / jnp.sum(counts), kl=jnp.mean(kl))
         return total, aux
 
@@ -211,8 +213,9 @@ def make_task(config: ExperimentConfig, objective: Objective):
 
 
 def evaluation_model(model):
-    """The model as used at test time: no local sampling in its solve."""
-    node = dataclasses.replace(model.node, local=None)
+    """The model as used at test time: no local sampling and no integrals in its solve
+    (STEER is off without a key)."""
+    node = dataclasses.replace(model.node, local=None, integrals=())
     return eqx.tree_at(lambda m: m.node, model, node)
 
 
