@@ -22,22 +22,37 @@ from jaxtyping import PyTree
 
 class StepCost(NamedTuple):
     """Evaluations of one attempted step: `num_stages`, one fewer if `fsal` and the
-    first stage is reused."""
+    first stage is reused, plus `extra` spent by nderegs itself (the drift stiffness
+    estimate of an SDE step)."""
 
     num_stages: int
     fsal: bool
+    extra: int = 0
 
     def total(self, num_steps, first_stage_evaluations):
         if self.fsal:
-            return num_steps * (self.num_stages - 1) + first_stage_evaluations
-        return num_steps * self.num_stages
+            return num_steps * (self.num_stages - 1 + self.extra) + first_stage_evaluations
+        return num_steps * (self.num_stages + self.extra)
 
 
 def step_cost(
     solver: diffrax.AbstractSolver, terms: PyTree[diffrax.AbstractTerm], t0, t1, y0, args
 ) -> StepCost | None:
-    """The per-step cost model for explicit RK solvers; None where evaluations vary at
-    run time (implicit solvers iterate a root finder) or the solver is not covered."""
+    """The per-step cost model, counting evaluations of the (drift) vector field: for
+    explicit RK solvers (ODE or SDE `MultiTerm`: a stage evaluates the drift once),
+    stochastic RK solvers (SPaRK, ShARK, SRA1, ...: their drift stages, less those
+    the tableau skips) and `HalfSolver` around a non-FSAL one (three steps). None where
+    evaluations vary at run time (implicit solvers iterate a root finder) or the
+    solver is not covered."""
+    if isinstance(solver, diffrax.HalfSolver):
+        inner = step_cost(solver.solver, terms, t0, t1, y0, args)
+        if inner is None or inner.fsal:
+            return None
+        return StepCost(num_stages=3 * inner.num_stages, fsal=False)
+    if isinstance(solver, diffrax.AbstractSRK):
+        tableau = solver.tableau
+        skipped = 0 if tableau.ignore_stage_f is None else int(sum(tableau.ignore_stage_f))
+        return StepCost(num_stages=len(tableau.b_sol) - skipped, fsal=False)
     if not isinstance(solver, diffrax.AbstractERK):
         return None
     tableau = solver.tableau

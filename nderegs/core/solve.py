@@ -16,7 +16,7 @@ from .estimates import find_stage_pair
 from .evaluations import step_cost
 from .heuristics import Heuristics
 from .integrals import AbstractIntegral, AugmentedField
-from .solver import _real_dtype, estimate_step, HeuristicsSolver
+from .solver import _real_dtype, drift_of, estimate_step, HeuristicsSolver
 
 
 LOCAL_SAMPLINGS = ("unbiased", "biased")
@@ -72,8 +72,16 @@ def solve(
       pair of stages with equal abscissa), False to skip it, None (default) for
       "when the solver has one" (Tsit5, Dopri5, Dopri8, ...).
 
-    The global estimates cost no vector-field evaluation; re-taking the local step
-    costs one step's stages (`h.local_nfe`).
+    The global estimates of an ODE cost no vector-field evaluation; re-taking the local
+    step costs one step's stages (`h.local_nfe`).
+
+    SDEs (`MultiTerm(ODETerm(drift), ControlTerm(diffusion, VirtualBrownianTree))`
+    with an adaptive SDE solver: SPaRK, ShARK, SRA1, Heun, ...): the error estimates
+    are exact as above (and the local step is re-taken on the same Brownian path). The
+    stiffness is that of the drift: the solver's stages mix drift and diffusion (RK)
+    or are not returned (SRK), so it costs two extra drift evaluations per attempted
+    step, counted in `nfe`, and is computed only with stiffness=True. `nfe` counts
+    drift evaluations.
     """
     if not isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
         raise TypeError(
@@ -97,7 +105,7 @@ def solve(
         raise ValueError(f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...).")
     if stiffness not in (None, True, False):
         raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
-    pair = _stage_pair(solver, terms, required=stiffness is True) if stiffness is not False else None
+    pair, drift_index = _stiffness_source(solver, terms, stiffness)
     y0 = _check_finite(y0)
     if saveat is None:
         saveat = diffrax.SaveAt(t1=True)
@@ -131,6 +139,7 @@ def solve(
         atol=stepsize_controller.atol,
         norm=stepsize_controller.norm,
         pair=pair,
+        drift_index=drift_index,
         local=local,
         local_target=local_target,
         t_final=None if local is None else jnp.asarray(t1 * direction, time_dtype),
@@ -182,6 +191,8 @@ def solve(
 
     terms, y0 = user_terms, user_y0
     cost = step_cost(solver, terms, t0, t1, y0, args)
+    if cost is not None and drift_index is not None:
+        cost = cost._replace(extra=2)  # the drift stiffness estimate, every attempt
     num_steps = jnp.asarray(sol.stats["num_steps"])
     heuristics = Heuristics(
         error=acc.error,
@@ -203,7 +214,7 @@ def solve(
     t_start = sampled.t_start * direction
     t_end = sampled.t_end * direction
     step_estimates = _retake_step(
-        solver, terms, t_start, t_end, sampled.y_start, args, stepsize_controller, pair
+        solver, terms, t_start, t_end, sampled.y_start, args, stepsize_controller, pair, drift_index
     )
     local_dt = jnp.abs(t_end - t_start)
     if local == "unbiased":
@@ -221,7 +232,7 @@ def solve(
         local_t=local_t,
         local_dt=local_dt,
         local_weight=jax.lax.stop_gradient(zero_unless_found(weight)),
-        local_nfe=None if cost is None else cost.num_stages,
+        local_nfe=None if cost is None else cost.num_stages + cost.extra,
     )
     return sol, heuristics
 
@@ -258,7 +269,7 @@ def _without_integral_channels(sol, saveat):
     return dataclasses.replace(sol, ys=ys, ts=ts), integrals
 
 
-def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair):
+def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair, drift_index):
     """One differentiable step from a constant start state; its first stage is
     evaluated afresh (made_jump=True), so the result depends on the parameters."""
     state = solver.init(terms, t_start, t_end, y_start, args)
@@ -270,11 +281,13 @@ def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair)
         y1,
         y_error,
         dense_info,
-        t_end - t_start,
+        t_start,
+        t_end,
         rtol=controller.rtol,
         atol=controller.atol,
         norm=controller.norm,
         pair=pair,
+        drift=drift_of(terms, drift_index, args),
     )
 
 
@@ -285,25 +298,44 @@ def _is_sde(terms) -> bool:
     return any(isinstance(leaf, diffrax.AbstractBrownianPath) for leaf in leaves)
 
 
-def _stage_pair(solver, terms, *, required: bool):
-    pair = find_stage_pair(solver)
-    if pair is not None and _is_sde(terms):
-        # Each stage increment mixes drift and diffusion: not a drift eigenvalue.
-        if required:
-            raise ValueError(
-                "The stiffness estimate is not available for SDE terms with "
-                f"{type(solver).__name__}: its stages mix drift and diffusion. Pass "
-                "stiffness=False (the error estimate still works)."
-            )
+def _drift_index(terms) -> int | None:
+    """Index of the single ODETerm (the drift) of an SDE MultiTerm."""
+    if not isinstance(terms, diffrax.MultiTerm):
         return None
-    if pair is None and required:
+    odes = [i for i, t in enumerate(terms.terms) if isinstance(t, diffrax.ODETerm)]
+    return odes[0] if len(odes) == 1 else None
+
+
+def _stiffness_source(solver, terms, stiffness):
+    """(stage pair, drift index): where the stiffness estimate comes from.
+
+    ODEs: the stage pair of an explicit RK tableau (free). SDEs: each RK stage mixes
+    drift and diffusion and SRK steps return no stages, so the drift's stiffness is
+    estimated from two extra drift evaluations per step (`drift_stiffness_estimate`);
+    only when asked for (stiffness=True), never by default.
+    """
+    if stiffness is False:
+        return None, None
+    if _is_sde(terms):
+        if stiffness is not True:
+            return None, None
+        index = _drift_index(terms)
+        if index is None:
+            raise ValueError(
+                "The drift stiffness estimate of an SDE needs terms="
+                "diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(...)) with "
+                "exactly one ODETerm (the drift)."
+            )
+        return None, index
+    pair = find_stage_pair(solver)
+    if pair is None and stiffness is True:
         raise ValueError(
             f"{type(solver).__name__} has no pair of explicit Runge-Kutta stages with "
             "equal abscissa, so it carries no stiffness estimate. Solvers that do: "
             "diffrax.Tsit5, diffrax.Dopri5, diffrax.Dopri8 (or any explicit "
             "ButcherTableau with such a pair). Pass stiffness=False to skip it."
         )
-    return pair
+    return pair, None
 
 
 def _check_finite(y0):

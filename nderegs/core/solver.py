@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree, PRNGKeyArray
 
-from .estimates import scaled_error, StagePair, stiffness_estimate
+from .estimates import drift_stiffness_estimate, scaled_error, StagePair, stiffness_estimate
 
 
 LocalSampling = Literal["unbiased", "biased"]
@@ -43,14 +43,27 @@ class StepEstimates(eqx.Module):
 
 
 def estimate_step(
-    y0, y1, y_error, dense_info, dt, *, rtol, atol, norm, pair: StagePair | None
+    y0, y1, y_error, dense_info, t0, t1, *, rtol, atol, norm, pair: StagePair | None, drift=None
 ) -> StepEstimates:
-    abs_dt = jnp.abs(dt)
+    """The step's estimates; the stiffness from the stage pair, else from two drift
+    evaluations when `drift(t, y)` is given (SDEs), else none."""
+    abs_dt = jnp.abs(t1 - t0)
     error = scaled_error(y0, y1, y_error, rtol, atol, norm) * abs_dt
-    if pair is None:
+    if pair is not None:
+        s = stiffness_estimate(dense_info["k"], pair, t1 - t0)
+    elif drift is not None:
+        s = drift_stiffness_estimate(drift, t1, y1, y_error)
+    else:
         return StepEstimates(error=error, stiffness=None, raw_stiffness=None)
-    s = stiffness_estimate(dense_info["k"], pair, dt)
     return StepEstimates(error=error, stiffness=s * abs_dt, raw_stiffness=s)
+
+
+def drift_of(terms, drift_index: int | None, args):
+    """`(t, y) -> f(t, y)` of the drift term of an SDE `MultiTerm`, or None."""
+    if drift_index is None:
+        return None
+    term = terms.terms[drift_index]
+    return lambda t, y: term.vf(t, y, args)
 
 
 class SampledStep(eqx.Module):
@@ -82,6 +95,8 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     atol: float | Array
     norm: callable = eqx.field(static=True)
     pair: StagePair | None = eqx.field(static=True)
+    # SDEs: which term of the MultiTerm is the drift, when its stiffness is estimated.
+    drift_index: int | None = eqx.field(static=True)
     local: LocalSampling | None = eqx.field(static=True)
     # Internal (direction-normalised) time: the target of unbiased sampling and the
     # end of the integration interval.
@@ -128,7 +143,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         y0 = self._user_state(y0)
         real_dtype = _real_dtype(y0)
         zero = jnp.zeros((), real_dtype)
-        has_stiffness = self.pair is not None
+        has_stiffness = self.pair is not None or self.drift_index is not None
         sampled = None
         if self.local is not None:
             t0 = jnp.asarray(t0)
@@ -161,11 +176,13 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             y1,
             y_error,
             dense_info,
-            t1 - t0,
+            t0,
+            t1,
             rtol=self.rtol,
             atol=self.atol,
             norm=self.norm,
             pair=self.pair,
+            drift=drift_of(terms, self.drift_index, args),
         )
         num_accepted = acc.num_accepted + 1
         new_acc = Accumulators(

@@ -1,3 +1,4 @@
 """Julia-style neural differential equation layers over the core."""
 
 from .neural_ode import NeuralODE, time_concat
+from .neural_sde import DiagonalNoise, GeneralNoise, NeuralSDE

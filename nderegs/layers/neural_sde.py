@@ -1,0 +1,150 @@
+"""`NeuralSDE`: dy = f(t, y) dt + g(t, y) ∘ dW over `nderegs.solve` (Stratonovich,
+adaptive, on a `diffrax.VirtualBrownianTree`)."""
+
+from collections.abc import Callable
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ..core import Heuristics, solve
+from .neural_ode import _BatchedField
+
+
+class DiagonalNoise(diffrax.ControlTerm):
+    """Diagonal noise: the diffusion has the state's shape, dy = g ⊙ dW."""
+
+    def prod(self, vf, control):
+        return vf * control
+
+
+class GeneralNoise(diffrax.ControlTerm):
+    """General noise: the diffusion has shape (..., state, noise), dy = g · dW."""
+
+    def prod(self, vf, control):
+        return jnp.einsum("...dm,...m->...d", vf, control)
+
+
+def _levy_area_for(solver) -> type:
+    """The cheapest concrete Lévy area the solver accepts."""
+    minimal = getattr(solver, "minimal_levy_area", diffrax.AbstractBrownianIncrement)
+    for concrete in (
+        diffrax.BrownianIncrement,
+        diffrax.SpaceTimeLevyArea,
+        diffrax.SpaceTimeTimeLevyArea,
+    ):
+        if issubclass(concrete, minimal):
+            return concrete
+    raise ValueError(f"No Brownian path with the Lévy area {minimal.__name__} needed by {type(solver).__name__}.")
+
+
+class NeuralSDE(eqx.Module):
+    """A neural SDE layer; `layer(y0, key=key) -> (y(t1), heuristics)`.
+
+    `drift(t, y, args)` and `diffusion(t, y, args)` act on one sample (state of shape
+    (d,)): with `noise="diagonal"` the diffusion returns shape (d,), with
+    `noise="general"` shape (d, noise_dim). With `batched=True` the leading axis of
+    `y0` is a batch solved as *one* system (one step size and one Brownian path of
+    shape (batch, ...)), as the papers do.
+
+    `key` is required: it draws the Brownian path (and, with `local`, the sampled step).
+    `solver` must be an adaptive SDE solver with an embedded error estimate (SPaRK,
+    ShARK/SRA1 for additive noise, Heun, ...). `stiffness=True` adds the drift's
+    stiffness estimate (two extra drift evaluations per step, see `nderegs.solve`).
+    """
+
+    drift: Callable
+    diffusion: Callable
+    noise: Literal["diagonal", "general"] = eqx.field(static=True, default="diagonal")
+    noise_dim: int | None = eqx.field(static=True, default=None)
+    t0: float = eqx.field(static=True, default=0.0)
+    t1: float = eqx.field(static=True, default=1.0)
+    solver: diffrax.AbstractSolver = diffrax.SPaRK()
+    rtol: float = eqx.field(static=True, default=1e-3)
+    atol: float = eqx.field(static=True, default=1e-3)
+    dt0: float | None = eqx.field(static=True, default=0.01)
+    brownian_tol: float = eqx.field(static=True, default=1e-4)
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
+    max_steps: int = eqx.field(static=True, default=4096)
+    local: str | None = eqx.field(static=True, default=None)
+    stiffness: bool | None = eqx.field(static=True, default=None)
+    batched: bool = eqx.field(static=True, default=True)
+    throw: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        if self.noise not in ("diagonal", "general"):
+            raise ValueError(f"noise must be 'diagonal' or 'general'; got {self.noise!r}.")
+        if self.noise == "general" and not self.noise_dim:
+            raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
+        if self.t0 == self.t1:
+            raise ValueError(f"NeuralSDE needs t0 != t1; got t0 = t1 = {self.t0}.")
+
+    def _brownian_shape(self, y0: Array) -> tuple[int, ...]:
+        if self.noise == "diagonal":
+            return y0.shape
+        return y0.shape[:-1] + (self.noise_dim,)
+
+    def terms(self, y0: Array, key) -> diffrax.MultiTerm:
+        """Drift and diffusion terms on a Brownian path drawn from `key`."""
+        brownian = diffrax.VirtualBrownianTree(
+            min(self.t0, self.t1),
+            max(self.t0, self.t1),
+            tol=self.brownian_tol,
+            shape=jax.ShapeDtypeStruct(self._brownian_shape(y0), y0.dtype),
+            key=key,
+            levy_area=_levy_area_for(self.solver),
+        )
+        drift, diffusion = self.drift, self.diffusion
+        if self.batched:
+            drift, diffusion = _BatchedField(drift), _BatchedField(diffusion)
+        noise_term = DiagonalNoise if self.noise == "diagonal" else GeneralNoise
+        return diffrax.MultiTerm(diffrax.ODETerm(drift), noise_term(diffusion, brownian))
+
+    def solve(
+        self, y0: Array, *, key, args=None, ts: Array | None = None
+    ) -> tuple[diffrax.Solution, Heuristics]:
+        if key is None:
+            raise ValueError("NeuralSDE needs key=... to draw its Brownian path.")
+        if self.batched and y0.ndim < 2:
+            raise ValueError(
+                f"NeuralSDE(batched=True) expects y0 of shape (batch, d); got {y0.shape}."
+            )
+        brownian_key, solve_key = jax.random.split(key)
+        saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+        return solve(
+            self.terms(y0, brownian_key),
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            y0,
+            args,
+            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            saveat=saveat,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            local=self.local,
+            key=solve_key if self.local is not None else None,
+            stiffness=self.stiffness,
+            throw=self.throw,
+        )
+
+    def __call__(self, y0: Array, *, key, args=None, ts: Array | None = None):
+        """`(y(t1), h)`, or `(y(ts), h)` with a leading time axis when `ts` is given."""
+        sol, h = self.solve(y0, key=key, args=args, ts=ts)
+        return (sol.ys[0] if ts is None else sol.ys), h
+
+    def sample(self, y0: Array, *, key, num_trajectories: int, args=None, ts=None):
+        """`num_trajectories` independent paths per sample of the batch, solved as one
+        system of `num_trajectories·batch` states; returns the outputs with a leading
+        trajectory axis, and the heuristics of that one solve."""
+        if not self.batched:
+            raise ValueError("NeuralSDE.sample needs batched=True.")
+        stacked = jnp.tile(y0, (num_trajectories,) + (1,) * (y0.ndim - 1))
+        out, h = self(stacked, key=key, args=args, ts=ts)
+        if ts is None:
+            return out.reshape((num_trajectories,) + y0.shape), h
+        return out.reshape((out.shape[0], num_trajectories) + y0.shape), h

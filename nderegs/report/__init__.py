@@ -1,0 +1,100 @@
+"""Compare methods over seeds: run them (`run_comparison`) and write the papers'
+table and plots (`write_report`).
+
+```python
+from nderegs.report import run_comparison, write_report
+
+result = run_comparison("configs/digits.yaml", ["vanilla", "error"], seeds=3,
+                        overrides=["optim.epochs=10"], output_dir="runs/cmp")
+files = write_report(result, "runs/cmp", command="my script")
+```
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .plots import plot_metric_vs_prediction_time, plot_nfe_over_training
+from .runs import (
+    ComparisonResult,
+    default_output_dir,
+    normalize_methods,
+    run_comparison,
+    run_dir_for,
+    RunResult,
+    seed_list,
+)
+from .table import markdown_table, method_rows, MethodRow, Spread, spread, write_csv, write_markdown
+
+__all__ = [
+    "ComparisonResult",
+    "MethodRow",
+    "RunResult",
+    "Spread",
+    "default_output_dir",
+    "machine_description",
+    "markdown_table",
+    "method_rows",
+    "normalize_methods",
+    "report_header",
+    "run_comparison",
+    "run_dir_for",
+    "seed_list",
+    "spread",
+    "write_report",
+]
+
+MARKDOWN = "comparison.md"
+CSV = "comparison.csv"
+NFE_PLOT = "nfe_over_training.png"
+METRIC_PLOT = "metric_vs_prediction_time.png"
+
+
+def machine_description() -> str:
+    """CPU cores, OS platform, and JAX's version, backend and devices."""
+    import jax
+
+    devices = ", ".join(f"{d} ({d.device_kind})" for d in jax.devices())
+    return (
+        f"{os.cpu_count()} CPU cores, {platform.platform()}; JAX {jax.__version__}, "
+        f"backend {jax.default_backend()}, devices: {devices}"
+    )
+
+
+def report_header(result: ComparisonResult, command: str) -> list[str]:
+    """Provenance lines shared by the Markdown and CSV files."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return [
+        f"Command: `{command}`",
+        f"Machine: {machine_description()}",
+        f"Date (UTC): {date}",
+        f"Seeds: {', '.join(map(str, result.seeds))}; runs in {result.output_dir}",
+    ]
+
+
+def write_report(
+    result: ComparisonResult, output_dir: str | os.PathLike, command: str
+) -> dict[str, Path]:
+    """Write comparison.md, comparison.csv and the two PNG plots into `output_dir`.
+
+    `command` is recorded in the headers (the exact command line that made the runs).
+    Returns {"markdown", "csv", "nfe_plot", "metric_plot"} -> path.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    header = report_header(result, command)
+    rows = method_rows(result)
+    files = {
+        "markdown": output_dir / MARKDOWN,
+        "csv": output_dir / CSV,
+        "nfe_plot": output_dir / NFE_PLOT,
+        "metric_plot": output_dir / METRIC_PLOT,
+    }
+    write_markdown(files["markdown"], header, markdown_table(rows, result.metric))
+    write_csv(files["csv"], [h.replace("`", "") for h in header], rows, result.metric)
+    plot_nfe_over_training(result, files["nfe_plot"])
+    plot_metric_vs_prediction_time(result, files["metric_plot"])
+    return files

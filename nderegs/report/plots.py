@@ -1,0 +1,135 @@
+"""Comparison plots (PNG, matplotlib's Agg canvas; pyplot and the global backend are
+left untouched): test NFE over training, and test metric against prediction time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..train import METRICS
+from .runs import ComparisonResult, RunResult
+
+DPI = 100
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def _style(index: int) -> dict:
+    """Color and marker of the index-th method, the same in every plot."""
+    return {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)]}
+
+
+def _new_figure() -> Figure:
+    figure = Figure(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def nfe_by_epoch(runs: Sequence[RunResult]) -> dict[int, list[float]]:
+    """epoch -> the test NFE of each successful run evaluated at that epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        if not run.succeeded:
+            continue
+        for row in _read_metrics(run.run_dir):
+            if row.get("test_nfe") is not None:
+                by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_nfe"]))
+    return dict(sorted(by_epoch.items()))
+
+
+def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
+    """Test NFE against epoch per method: mean over seeds, shaded min–max."""
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    for index, method in enumerate(result.methods):
+        runs = result.runs_of(method)
+        by_epoch = nfe_by_epoch(runs)
+        if not by_epoch:
+            continue
+        epochs = np.array(list(by_epoch))
+        values = list(by_epoch.values())
+        style = _style(index)
+        label = _label(method, sum(r.succeeded for r in runs))
+        axes.plot(epochs, [np.mean(v) for v in values], label=label, markersize=5, **style)
+        axes.fill_between(
+            epochs, [min(v) for v in values], [max(v) for v in values],
+            color=style["color"], alpha=_band_alpha(len(result.methods)), linewidth=0,
+        )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("test NFE (mean per test batch)")
+    axes.set_title("Test NFE over training (line: mean over seeds, band: min–max)")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.grid(alpha=0.3)
+    _legend(axes, _methods_without_success(result))
+    figure.savefig(path)
+    return path
+
+
+def _band_alpha(methods: int) -> float:
+    """Fainter min–max bands when many overlap."""
+    return 0.2 if methods <= 3 else 0.1
+
+
+def _metric_axis(metric: str | None) -> tuple[float, str]:
+    """(scale, label) of the metric axis."""
+    if metric == "accuracy":
+        return 100.0, "test accuracy (%)"
+    return 1.0, f"test {metric or 'metric'}" + (" (lower is better)" if metric == "mse" else "")
+
+
+def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path:
+    """Test metric against prediction time, one point per successful run."""
+    scale, label = _metric_axis(result.metric)
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    for index, method in enumerate(result.methods):
+        summaries = [r.summary for r in result.runs_of(method) if r.succeeded]
+        if not summaries:
+            continue
+        axes.scatter(
+            [1e3 * s["predict_seconds"] for s in summaries],
+            [scale * s["test_metric"] for s in summaries],
+            label=_label(method, len(summaries)),
+            s=50,
+            alpha=0.85,
+            edgecolors="black",
+            linewidths=0.5,
+            **_style(index),
+        )
+    axes.set_xlabel("prediction time per test batch (ms)")
+    axes.set_ylabel(label)
+    axes.set_title(f"{label[0].upper()}{label[1:]} vs prediction time (one point per run)")
+    axes.grid(alpha=0.3)
+    _legend(axes, _methods_without_success(result))
+    figure.savefig(path)
+    return path
+
+
+def _label(method: str, runs: int) -> str:
+    return f"{method} ({runs} run{'s' if runs != 1 else ''})"
+
+
+def _methods_without_success(result: ComparisonResult) -> list[str]:
+    return [m for m in result.methods if not any(r.succeeded for r in result.runs_of(m))]
+
+
+def _legend(axes, failed_methods: Sequence[str]) -> None:
+    """Legend of the methods shown, plus an entry naming those with no successful run."""
+    if not axes.get_legend_handles_labels()[0]:
+        axes.text(0.5, 0.5, "no successful runs", ha="center", va="center",
+                  transform=axes.transAxes)
+    if failed_methods:
+        axes.plot([], [], " ", label="no successful run: " + ", ".join(failed_methods))
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(title="method", loc="best")

@@ -1,0 +1,264 @@
+"""The comparison table in the papers' format: one row per method, mean ± sd over the
+successful seeds, and each method's mean relative to vanilla's.
+
+`method_rows` does the arithmetic; `markdown_table` / `write_markdown` / `write_csv`
+format it. Accuracy is shown in % in Markdown and kept as a fraction in the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runs import ComparisonResult, RunResult
+
+#: The summary fields of the table, in column order.
+QUANTITIES = ("train_metric", "test_metric", "train_seconds", "predict_seconds", "test_nfe")
+#: The fields also given relative to vanilla's mean (method mean / vanilla mean).
+RATIO_QUANTITIES = ("train_seconds", "predict_seconds", "test_nfe", "test_metric")
+BASELINE = "vanilla"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation (ddof=1; None for a single value) of n values."""
+
+    mean: float
+    sd: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One table row: the statistics of one method over its successful seeds."""
+
+    method: str
+    runs: int
+    failed: int
+    #: summary field -> Spread over the successful seeds (None if no value).
+    stats: dict[str, Spread | None]
+    #: summary field -> method mean / vanilla mean (empty without a vanilla row).
+    ratios: dict[str, float | None]
+    #: "<method> seed <k>: <message>" of the first failed run, if any.
+    first_error: str | None = None
+
+
+def spread(values: Sequence[float | None]) -> Spread | None:
+    """Mean ± sample sd of the finite values (None and NaN are left out)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    sd = statistics.stdev(finite) if len(finite) > 1 else None
+    return Spread(mean=statistics.fmean(finite), sd=sd, n=len(finite))
+
+
+def _ratio(numerator: Spread | None, denominator: Spread | None) -> float | None:
+    if numerator is None or denominator is None or denominator.mean == 0:
+        return None
+    return numerator.mean / denominator.mean
+
+
+def _first_error(runs: Sequence[RunResult]) -> str | None:
+    failed = next((r for r in runs if not r.succeeded), None)
+    return None if failed is None else f"{failed.method} seed {failed.seed}: {failed.error}"
+
+
+def method_stats(runs: Sequence[RunResult]) -> dict[str, Spread | None]:
+    """Spread of every table quantity over the successful runs."""
+    summaries = [r.summary for r in runs if r.succeeded]
+    return {q: spread([s.get(q) for s in summaries]) for q in QUANTITIES}
+
+
+def method_rows(result: ComparisonResult) -> list[MethodRow]:
+    """One row per method (in the comparison's order), with ratios to vanilla if present."""
+    stats = {m: method_stats(result.runs_of(m)) for m in result.methods}
+    baseline = stats.get(BASELINE)
+    rows = []
+    for method in result.methods:
+        runs = result.runs_of(method)
+        ratios = (
+            {q: _ratio(stats[method][q], baseline[q]) for q in RATIO_QUANTITIES}
+            if baseline is not None
+            else {}
+        )
+        rows.append(
+            MethodRow(
+                method=method,
+                runs=len(runs),
+                failed=sum(not r.succeeded for r in runs),
+                stats=stats[method],
+                ratios=ratios,
+                first_error=_first_error(runs),
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Formatting
+# --------------------------------------------------------------------------- #
+
+
+def _metric_name(metric: str | None) -> str:
+    return {"accuracy": "acc.", "mse": "MSE"}.get(metric, metric or "metric")
+
+
+def _column_labels(metric: str | None) -> dict[str, str]:
+    label = _metric_name(metric) + (" (%)" if metric == "accuracy" else "")
+    return {
+        "train_metric": f"Train {label}",
+        "test_metric": f"Test {label}",
+        "train_seconds": "Train time (s)",
+        "predict_seconds": "Prediction time (s)",
+        "test_nfe": "Test NFE",
+    }
+
+
+def _ratio_labels(metric: str | None) -> dict[str, str]:
+    return {
+        "train_seconds": "Train time ×",
+        "predict_seconds": "Prediction time ×",
+        "test_nfe": "NFE ×",
+        "test_metric": f"Test {_metric_name(metric)} ×",
+    }
+
+
+def _decimals(value: float, significant: int) -> int:
+    """Decimals that show `value` with `significant` significant digits."""
+    if value == 0 or not math.isfinite(value):
+        return significant - 1
+    return max(0, significant - 1 - math.floor(math.log10(abs(value))))
+
+
+def _display(quantity: str, metric: str | None) -> tuple[float, int | None, int | None]:
+    """(scale, fixed decimals, significant digits) used to show a quantity in Markdown."""
+    if quantity in ("train_metric", "test_metric"):
+        return (100.0, 2, None) if metric == "accuracy" else (1.0, None, 4)
+    if quantity == "test_nfe":
+        return 1.0, 1, None
+    return 1.0, None, 3  # times
+
+
+def format_spread(value: Spread | None, quantity: str, metric: str | None) -> str:
+    """`mean ± sd` for Markdown; `mean ± n/a` for a single seed, `—` for no value."""
+    if value is None:
+        return "—"
+    scale, fixed, significant = _display(quantity, metric)
+    mean = value.mean * scale
+    decimals = fixed if fixed is not None else _decimals(mean, significant)
+    sd = "n/a" if value.sd is None else f"{value.sd * scale:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {sd}"
+
+
+def _format_ratio(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}"
+
+
+def _runs_cell(row: MethodRow, footnote: int | None) -> str:
+    if row.failed == 0:
+        return str(row.runs)
+    return f"{row.failed}/{row.runs} failed [^{footnote}]"
+
+
+def markdown_table(rows: Sequence[MethodRow], metric: str | None) -> str:
+    """The table (GitHub Markdown) followed by its footnotes."""
+    labels = _column_labels(metric)
+    with_ratios = any(row.ratios for row in rows)
+    header = ["Method", *labels.values()]
+    if with_ratios:
+        header += [_ratio_labels(metric)[q] for q in RATIO_QUANTITIES]
+    header.append("Runs")
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|--:" * (len(header) - 1) + "|"]
+    failures = []
+    for row in rows:
+        if row.failed:
+            failures.append(row.first_error)
+        cells = [f"`{row.method}`"]
+        cells += [format_spread(row.stats[q], q, metric) for q in QUANTITIES]
+        if with_ratios:
+            cells += [_format_ratio(row.ratios.get(q)) for q in RATIO_QUANTITIES]
+        cells.append(_runs_cell(row, len(failures) if row.failed else None))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += _notes(with_ratios, any(_has_single_seed(row) for row in rows))
+    for number, message in enumerate(failures, start=1):
+        lines.append(f"[^{number}]: first failure: {_one_line(message)}")
+    return "\n".join(lines) + "\n"
+
+
+def _has_single_seed(row: MethodRow) -> bool:
+    return any(s is not None and s.n == 1 for s in row.stats.values())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _notes(with_ratios: bool, single_seed: bool) -> list[str]:
+    """Bullet points explaining the columns."""
+    sd = "Mean ± sample standard deviation (ddof=1) over the successful seeds"
+    if single_seed:
+        sd += "; with a single successful seed the sd is undefined and shown as `n/a`"
+    notes = [
+        f"- {sd}.",
+        "- Train time: gradient + update steps, compilation excluded. Prediction time: "
+        "median over repeats of one compiled forward pass on a test batch. Test NFE: "
+        "mean vector-field evaluations per test batch.",
+    ]
+    if with_ratios:
+        notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")
+    return notes + [""]
+
+
+def write_markdown(path: Path, header: Sequence[str], table: str) -> None:
+    """`comparison.md`: a short provenance paragraph, then the table."""
+    text = "# Method comparison\n\n" + "  \n".join(header) + "\n\n" + table
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def csv_columns(metric: str | None, with_ratios: bool) -> list[str]:
+    """Column names of comparison.csv (metric fields named after the metric)."""
+    name = metric or "metric"
+    field = {"train_metric": f"train_{name}", "test_metric": f"test_{name}"}
+    columns = ["method", "runs", "failed"]
+    for q in QUANTITIES:
+        columns += [f"{field.get(q, q)}_mean", f"{field.get(q, q)}_sd"]
+    if with_ratios:
+        columns += [f"{field.get(q, q)}_ratio_to_vanilla" for q in RATIO_QUANTITIES]
+    return columns + ["first_error"]
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _csv_spread(value: Spread | None) -> list[str]:
+    if value is None:
+        return ["", ""]
+    return [_csv_number(value.mean), _csv_number(value.sd)]
+
+
+def write_csv(
+    path: Path, header: Sequence[str], rows: Sequence[MethodRow], metric: str | None
+) -> None:
+    """`comparison.csv`: `#` comment lines, then one row per method (raw numbers, full
+    precision; accuracy as a fraction; empty sd for a single seed; empty for no value)."""
+    with_ratios = any(row.ratios for row in rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        for line in header:
+            f.write(f"# {line}\n")
+        f.write("# mean and sample sd (ddof=1) over successful seeds; sd empty with one seed\n")
+        writer = csv.writer(f)
+        writer.writerow(csv_columns(metric, with_ratios))
+        for row in rows:
+            cells = [row.method, row.runs, row.failed]
+            for q in QUANTITIES:
+                cells += _csv_spread(row.stats[q])
+            if with_ratios:
+                cells += [_csv_number(row.ratios.get(q)) for q in RATIO_QUANTITIES]
+            cells.append(row.first_error or "")
+            writer.writerow(cells)

@@ -1,0 +1,352 @@
+"""`nderegs compare`: running methods x seeds, the comparison table, plots and the CLI.
+
+One tiny real comparison (vanilla, error; 2 seeds) is shared by the tests that read
+its files; the others replace `train` with a fake to test the bookkeeping quickly.
+"""
+
+import csv
+import json
+import math
+import statistics
+
+import pytest
+
+from nderegs.cli import main
+from nderegs.config import ConfigError
+from nderegs.report import (
+    ComparisonResult,
+    markdown_table,
+    method_rows,
+    run_comparison,
+    RunResult,
+    spread,
+    write_report,
+)
+from nderegs.report.runs import FAILED, RESUMED, SKIPPED, TRAINED, run_dir_for
+from nderegs.report.table import format_spread
+
+TINY = [
+    "data.subset=256",
+    "optim.batch_size=128",
+    "optim.epochs=1",
+    "model.hidden_size=8",
+    "model.vf_width=8",
+    "solver.rtol=1e-4",
+    "solver.atol=1e-4",
+    "train.predict_repeats=2",
+]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _summary(method, seed, **values):
+    """A summary.json-like dict with made-up numbers."""
+    summary = {
+        "method": method,
+        "seed": seed,
+        "metric": "accuracy",
+        "train_metric": 0.9,
+        "test_metric": 0.8,
+        "test_nfe": 20.0,
+        "train_seconds": 10.0,
+        "predict_seconds": 0.01,
+    }
+    return {**summary, **values}
+
+
+def _ok(method, seed, **values):
+    summary = _summary(method, seed, **values)
+    return RunResult(method, seed, run_dir_for("out", method, seed), TRAINED, summary)
+
+
+def _failed(method, seed, error="boom"):
+    return RunResult(method, seed, run_dir_for("out", method, seed), FAILED, error=error)
+
+
+def _result(runs):
+    methods = tuple(dict.fromkeys(r.method for r in runs))
+    seeds = tuple(sorted({r.seed for r in runs}))
+    return ComparisonResult(methods=methods, seeds=seeds, output_dir="out", runs=tuple(runs))
+
+
+def _row_line(markdown, method):
+    """The table line of one method."""
+    return next(line for line in markdown.splitlines() if line.startswith(f"| `{method}` |"))
+
+
+def _saved_summary(output_dir, method, seed):
+    return json.loads((run_dir_for(output_dir, method, seed) / "summary.json").read_text())
+
+
+def _read_csv(path):
+    lines = path.read_text().splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    return comments, rows
+
+
+class FakeTrain:
+    """Stands in for `train`: records calls, fails for chosen methods, else writes and
+    returns a made-up summary."""
+
+    def __init__(self, fail_methods=()):
+        self.calls = []
+        self.fail_methods = set(fail_methods)
+
+    def __call__(self, config, *, run_dir, resume=False):
+        self.calls.append((config.method, config.seed, resume))
+        if config.method in self.fail_methods:
+            raise NotImplementedError(f"{config.method} is not implemented yet")
+        summary = _summary(config.method, config.seed, test_metric=0.5 + 0.1 * config.seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    fake = FakeTrain(fail_methods={"error"})
+    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    return fake
+
+
+# --------------------------------------------------------------------------- #
+# Table arithmetic on synthetic summaries (no training)
+# --------------------------------------------------------------------------- #
+
+
+def test_spread_is_mean_and_sample_sd_of_finite_values():
+    s = spread([1.0, 2.0, None, 4.0, float("nan")])
+    assert s.n == 3
+    assert s.mean == pytest.approx(7 / 3)
+    assert s.sd == pytest.approx(statistics.stdev([1.0, 2.0, 4.0]))  # ddof=1
+    single = spread([5.0])
+    assert (single.mean, single.sd, single.n) == (5.0, None, 1)
+    assert spread([None]) is None and spread([]) is None
+
+
+def test_rows_average_successful_seeds_and_divide_by_vanilla():
+    result = _result(
+        [
+            _ok("vanilla", 0, train_seconds=10, test_nfe=20, predict_seconds=0.02, test_metric=0.8),
+            _ok("vanilla", 1, train_seconds=14, test_nfe=30, predict_seconds=0.04, test_metric=0.9),
+            _ok("error", 0, train_seconds=30, test_nfe=10, predict_seconds=0.01, test_metric=0.85),
+            _failed("error", 1, "diverged"),
+        ]
+    )
+    vanilla, error = method_rows(result)
+    assert (vanilla.runs, vanilla.failed, error.runs, error.failed) == (2, 0, 2, 1)
+    assert vanilla.stats["train_seconds"].mean == pytest.approx(12.0)
+    assert vanilla.stats["train_seconds"].sd == pytest.approx(math.sqrt(8.0))
+    assert error.stats["train_seconds"].sd is None  # one successful seed
+    assert vanilla.ratios == pytest.approx(
+        {"train_seconds": 1.0, "predict_seconds": 1.0, "test_nfe": 1.0, "test_metric": 1.0}
+    )
+    assert error.ratios["train_seconds"] == pytest.approx(30.0 / 12.0)
+    assert error.ratios["test_nfe"] == pytest.approx(10.0 / 25.0)
+    assert error.ratios["predict_seconds"] == pytest.approx(0.01 / 0.03)
+    assert error.ratios["test_metric"] == pytest.approx(0.85 / 0.85)
+    assert error.first_error == "error seed 1: diverged"
+
+
+def test_markdown_shows_percent_na_for_one_seed_and_failures_in_footnotes():
+    result = _result(
+        [
+            _ok("vanilla", 0, test_metric=0.5),
+            _ok("vanilla", 1, test_metric=0.7),
+            _ok("error", 0, test_metric=0.9),
+            _failed("error", 1, "NotImplementedError: not | yet"),
+            _failed("steer", 0, "first"),
+            _failed("steer", 1, "second"),
+        ]
+    )
+    table = markdown_table(method_rows(result), "accuracy")
+    lines = table.splitlines()
+    assert lines[0].startswith("| Method | Train acc. (%) | Test acc. (%) |")
+    vanilla, error, steer = (_row_line(table, m) for m in ("vanilla", "error", "steer"))
+    assert "60.00 ± 14.14" in vanilla and "| 1.00 | 1.00 | 1.00 | 1.00 |" in vanilla
+    assert "90.00 ± n/a" in error and "1/2 failed [^1]" in error
+    assert "2/2 failed [^2]" in steer and "—" in steer
+    assert "shown as `n/a`" in table
+    assert "[^1]: first failure: error seed 1: NotImplementedError: not \\| yet" in table
+    assert "[^2]: first failure: steer seed 0: first" in table
+
+
+def test_no_ratio_columns_without_vanilla_and_mse_is_not_scaled():
+    runs = [_ok("error", s, metric="mse", test_metric=v) for s, v in [(0, 0.0123), (1, 0.0125)]]
+    result = _result(runs)
+    rows = method_rows(result)
+    assert rows[0].ratios == {}
+    table = markdown_table(rows, "mse")
+    assert "×" not in table.splitlines()[0] and "Test MSE" in table
+    assert format_spread(spread([0.0123, 0.0125]), "test_metric", "mse") == "0.01240 ± 0.00014"
+    assert format_spread(spread([12.34, 12.36]), "train_seconds", None) == "12.3 ± 0.0"
+
+
+# --------------------------------------------------------------------------- #
+# A tiny real comparison
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("compare")
+    result = run_comparison(None, ["vanilla", "error"], 2, TINY, output_dir, progress=False)
+    files = write_report(result, output_dir, command="nderegs compare --methods vanilla,error")
+    return result, files
+
+
+def test_real_runs_write_their_directories_and_summaries(real):
+    result, _ = real
+    assert [(r.method, r.seed, r.status) for r in result.runs] == [
+        ("vanilla", 0, TRAINED),
+        ("vanilla", 1, TRAINED),
+        ("error", 0, TRAINED),
+        ("error", 1, TRAINED),
+    ]
+    for run in result.runs:
+        assert run.run_dir == result.output_dir / run.method / f"seed{run.seed}"
+        assert json.loads((run.run_dir / "summary.json").read_text()) == run.summary
+
+
+def test_table_files_have_header_and_one_row_per_method(real):
+    _, files = real
+    markdown = files["markdown"].read_text()
+    assert markdown.startswith("# Method comparison\n")
+    command = "Command: `nderegs compare --methods vanilla,error`"
+    for field in (command, "Machine: ", "CPU cores", "backend cpu", "Date (UTC): "):
+        assert field in markdown
+    assert sum(line.startswith("| `") for line in markdown.splitlines()) == 2
+    comments, rows = _read_csv(files["csv"])
+    assert comments[0] == "# Command: nderegs compare --methods vanilla,error"
+    assert any(c.startswith("# Machine: ") for c in comments)
+    assert any(c.startswith("# Date (UTC): ") for c in comments)
+    assert [row["method"] for row in rows] == ["vanilla", "error"]
+
+
+def test_csv_and_markdown_agree_with_hand_computation_from_summaries(real):
+    result, files = real
+    _, rows = _read_csv(files["csv"])
+    summaries = {
+        method: [_saved_summary(result.output_dir, method, seed) for seed in (0, 1)]
+        for method in ("vanilla", "error")
+    }
+    columns = [
+        ("test_metric", "test_accuracy"),
+        ("train_seconds", "train_seconds"),
+        ("test_nfe", "test_nfe"),
+    ]
+    for row in rows:
+        for field, column in columns:
+            values = [s[field] for s in summaries[row["method"]]]
+            assert float(row[f"{column}_mean"]) == pytest.approx(statistics.fmean(values))
+            assert float(row[f"{column}_sd"]) == pytest.approx(statistics.stdev(values), abs=1e-12)
+    vanilla_row, error_row = rows
+    for column in ("train_seconds", "predict_seconds", "test_nfe", "test_accuracy"):
+        assert float(vanilla_row[f"{column}_ratio_to_vanilla"]) == 1.0
+    predict = {m: statistics.fmean(s["predict_seconds"] for s in summaries[m]) for m in summaries}
+    ratio = float(error_row["predict_seconds_ratio_to_vanilla"])
+    assert ratio == pytest.approx(predict["error"] / predict["vanilla"])
+    accuracies = [100 * s["test_metric"] for s in summaries["vanilla"]]
+    expected = f"{statistics.fmean(accuracies):.2f} ± {statistics.stdev(accuracies):.2f}"
+    vanilla_line = _row_line(files["markdown"].read_text(), "vanilla")
+    assert f"| {expected} |" in vanilla_line and "| 1.00 | 1.00 | 1.00 | 1.00 |" in vanilla_line
+
+
+def test_plots_are_non_empty_pngs(real):
+    _, files = real
+    for key in ("nfe_plot", "metric_plot"):
+        data = files[key].read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+
+
+def test_second_invocation_reads_finished_runs_back_without_training(real, monkeypatch):
+    result, _ = real
+    fake = FakeTrain()
+    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    again = run_comparison(None, ["vanilla", "error"], 2, TINY, result.output_dir, progress=False)
+    assert fake.calls == []
+    assert [r.status for r in again.runs] == [SKIPPED] * 4
+    assert [r.summary for r in again.runs] == [r.summary for r in result.runs]
+
+
+def test_finished_run_with_another_configuration_is_not_reused(real, monkeypatch):
+    result, _ = real
+    fake = FakeTrain()
+    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    overrides = [*TINY, "optim.epochs=2"]
+    other = run_comparison(None, ["vanilla"], 1, overrides, result.output_dir, progress=False)
+    assert fake.calls == []
+    assert other.runs[0].status == FAILED and "optim.epochs" in other.runs[0].error
+
+
+# --------------------------------------------------------------------------- #
+# Bookkeeping with a fake `train`
+# --------------------------------------------------------------------------- #
+
+
+def test_run_with_checkpoint_but_no_summary_is_resumed(tmp_path, fake_train):
+    (run_dir_for(tmp_path, "vanilla", 1)).mkdir(parents=True)
+    (run_dir_for(tmp_path, "vanilla", 1) / "checkpoint.eqx").write_bytes(b"")
+    result = run_comparison(None, ["vanilla"], 2, TINY, tmp_path, progress=False)
+    assert fake_train.calls == [("vanilla", 0, False), ("vanilla", 1, True)]
+    assert [r.status for r in result.runs] == [TRAINED, RESUMED]
+
+
+def test_failing_method_is_reported_and_the_others_run(tmp_path, fake_train, capsys):
+    result = run_comparison(None, ["error", "vanilla"], 2, TINY, tmp_path, progress=True)
+    called = [(m, s) for m, s, _ in fake_train.calls]
+    assert called == [("error", 0), ("error", 1), ("vanilla", 0), ("vanilla", 1)]
+    assert [r.status for r in result.runs] == [FAILED, FAILED, TRAINED, TRAINED]
+    out = capsys.readouterr().out
+    assert "[1/4] error seed 0: FAILED: NotImplementedError: error is not implemented yet" in out
+    assert "[4/4] vanilla seed 1: test accuracy 0.6000, NFE 20.0, train 10.0 s" in out
+    files = write_report(result, tmp_path, command="test")
+    markdown = files["markdown"].read_text()
+    assert "2/2 failed [^1]" in markdown
+    footnote = "[^1]: first failure: error seed 0: NotImplementedError: error is not implemented"
+    assert footnote in markdown
+    assert files["metric_plot"].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_cli_runs_seed_list_prints_table_and_exits_1_on_failures(tmp_path, fake_train, capsys):
+    argv = ["compare", "--methods", "vanilla,error", "--seed-list", "0,4,7",
+            "--output-dir", str(tmp_path), *TINY]
+    assert main(argv) == 1
+    assert sorted(p.name for p in (tmp_path / "vanilla").iterdir()) == ["seed0", "seed4", "seed7"]
+    out = capsys.readouterr().out
+    assert f"Table: {tmp_path / 'comparison.md'} and {tmp_path / 'comparison.csv'}" in out
+    assert "| `vanilla` |" in out and "3/3 failed" in out
+    assert f"Command: `nderegs {' '.join(argv)}`" in (tmp_path / "comparison.md").read_text()
+
+
+def test_cli_default_output_dir_is_compare_name_under_config_output_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr("nderegs.report.runs.train", FakeTrain())
+    argv = ["compare", "--methods", "vanilla", "--seeds", "1", f"output_dir={tmp_path}", "name=a"]
+    assert main(argv) == 0
+    assert (tmp_path / "compare-a" / "comparison.md").exists()
+    assert (tmp_path / "compare-a" / "vanilla" / "seed0").is_dir()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "vanilla,bogus"], "valid components: vanilla, error"),
+        (["--methods", "vanilla,vanilla"], "more than once"),
+        (["--methods", "vanilla", "--seeds", "0"], "number of seeds"),
+        (["--methods", "vanilla", "optim.epoch=3"], "did you mean 'epochs'"),
+    ],
+)
+def test_cli_rejects_bad_input_with_exit_code_2_before_training(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    fake = FakeTrain()
+    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    assert main(["compare", "--output-dir", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert fake.calls == [] and not any(tmp_path.iterdir())
+
+
+def test_api_validates_methods_up_front(tmp_path, fake_train):
+    with pytest.raises(ConfigError, match="unknown component 'nope'"):
+        run_comparison(None, ["vanilla", "nope"], 1, output_dir=tmp_path, progress=False)
+    assert fake_train.calls == []
