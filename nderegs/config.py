@@ -72,6 +72,8 @@ __all__ = [
     "METHOD_COMPONENTS",
     "CLASSIFIER_DATASETS",
     "LATENT_ODE_DATASETS",
+    "SPIRAL_SDE_DATASETS",
+    "TASK_DATASETS",
     "DATASETS_NEEDING_PATH",
     "parse_method",
     "load_config",
@@ -190,13 +192,23 @@ class _Section(BaseModel):
 
 CLASSIFIER_DATASETS: tuple[str, ...] = ("digits", "mnist", "mnist1d")
 LATENT_ODE_DATASETS: tuple[str, ...] = ("spirals", "irregular", "physionet")
+SPIRAL_SDE_DATASETS: tuple[str, ...] = ("spiral_sde",)
+#: task -> the data sets it accepts
+TASK_DATASETS: dict[str, tuple[str, ...]] = {
+    "classifier": CLASSIFIER_DATASETS,
+    "sde_classifier": CLASSIFIER_DATASETS,
+    "latent_ode": LATENT_ODE_DATASETS,
+    "spiral_sde": SPIRAL_SDE_DATASETS,
+}
 DATASETS_NEEDING_PATH: tuple[str, ...] = ("mnist", "physionet")
 
 
 class DataConfig(_Section):
     """Which data set to use and how to split / subsample it."""
 
-    name: Literal["digits", "mnist", "mnist1d", "spirals", "irregular", "physionet"] = "digits"
+    name: Literal[
+        "digits", "mnist", "mnist1d", "spirals", "irregular", "physionet", "spiral_sde"
+    ] = "digits"
     #: Location of the data on disk; required for mnist and physionet.
     path: Optional[Str] = None
     #: Fraction of the examples held out for evaluation.
@@ -225,12 +237,18 @@ class ModelConfig(_Section):
     decoder_width: Int = Field(default=32, gt=0)
     #: Latent ODE: standard deviation of the Gaussian observation likelihood.
     obs_std: Float = Field(default=0.01, gt=0)
+    #: SDE tasks: sampled trajectories per input (classifier) or per loss (spiral) in training.
+    num_trajectories: Int = Field(default=1, gt=0)
+    #: SDE tasks: trajectories averaged at evaluation (logits, or moments).
+    predict_trajectories: Int = Field(default=10, gt=0)
 
 
 class SolverConfig(_Section):
     """Adaptive ODE solver settings."""
 
-    name: Literal["tsit5", "dopri5", "dopri8", "bosh3", "heun"] = "tsit5"
+    #: ODE solvers: tsit5 dopri5 dopri8 bosh3; SDE solvers (SDE tasks): spark
+    #: (general noise), shark / sra1 (additive noise), heun.
+    name: Literal["tsit5", "dopri5", "dopri8", "bosh3", "heun", "spark", "shark", "sra1"] = "tsit5"
     rtol: Float = Field(default=1e-6, gt=0)
     atol: Float = Field(default=1e-6, gt=0)
     t0: Float = 0.0
@@ -239,6 +257,8 @@ class SolverConfig(_Section):
     adjoint: Literal["recursive_checkpoint", "direct", "backsolve"] = "recursive_checkpoint"
     #: Initial step size; None -> chosen by the solver.
     dt0: Optional[Float] = None
+    #: SDE tasks: tolerance of the virtual Brownian tree.
+    brownian_tol: Float = Field(default=1e-3, gt=0)
 
     @model_validator(mode="after")
     def _check_interval(self) -> "SolverConfig":
@@ -403,7 +423,7 @@ class ExperimentConfig(_Section):
 
     #: Run name prefix.
     name: Str = "digits"
-    task: Literal["classifier", "latent_ode"] = "classifier"
+    task: Literal["classifier", "latent_ode", "sde_classifier", "spiral_sde"] = "classifier"
     seed: Int = Field(default=0, ge=0)
     output_dir: Str = "runs"
     #: '+'-joined regularization components, see METHOD_COMPONENTS.
@@ -427,7 +447,7 @@ class ExperimentConfig(_Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> "ExperimentConfig":
         problems = []
-        allowed = CLASSIFIER_DATASETS if self.task == "classifier" else LATENT_ODE_DATASETS
+        allowed = TASK_DATASETS[self.task]
         if self.data.name not in allowed:
             problems.append(
                 (

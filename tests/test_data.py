@@ -578,3 +578,26 @@ def test_dispatchers(tmp_path):
         load_time_series("physionet")
     with pytest.raises(ValueError, match="takes no path"):
         load_time_series("spirals", path=tmp_path)
+
+
+def test_spiral_sde_moments():
+    import diffrax
+    import jax.numpy as jnp
+
+    from nderegs.data import make_spiral_sde
+
+    data = make_spiral_sde(num_trajectories=64, num_times=5, seed=3)
+    assert data.mean_train.shape == data.var_test.shape == (5, 2)
+    np.testing.assert_allclose(data.mean_train[0], [2.0, 0.0])
+    np.testing.assert_allclose(data.var_train[0], [0.0, 0.0], atol=1e-12)
+    assert np.all(data.var_train[1:] > 0)
+    # Without noise every path is the ODE solution (an independent solver).
+    quiet = make_spiral_sde(num_trajectories=4, num_times=5, g=0.0, seed=3, dt=1e-4)
+    drift = lambda t, u, args: jnp.stack([-0.1 * u[0] ** 3 + 2 * u[1] ** 3, -2 * u[0] ** 3 - 0.1 * u[1] ** 3])
+    ode = diffrax.diffeqsolve(
+        diffrax.ODETerm(drift), diffrax.Tsit5(), 0.0, 1.0, None, jnp.array([2.0, 0.0]),
+        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+        saveat=diffrax.SaveAt(ts=jnp.asarray(quiet.times)),
+    )
+    np.testing.assert_allclose(quiet.mean_train, ode.ys, atol=5e-3)
+    np.testing.assert_allclose(quiet.var_train, 0.0, atol=1e-10)

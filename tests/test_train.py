@@ -181,3 +181,34 @@ def test_cli_train_and_errors(tmp_path, capsys):
     assert main(["train", "model.widht=3"]) == 2
     assert "unknown key 'model.widht'" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+
+
+SPIRAL = [
+    "task=spiral_sde", "data.name=spiral_sde", "data.num_samples=200", "solver.name=spark",
+    "solver.rtol=1e-2", "solver.atol=1e-2", "model.vf_width=8", "model.num_trajectories=16",
+    "model.predict_trajectories=32", "optim.batch_size=1", "optim.epochs=2",
+    "train.progress=false", "train.predict_repeats=2",
+]
+
+
+@pytest.mark.parametrize("method", ["error", "stiffness+local-error"])
+def test_spiral_sde_trains(tmp_path, method):
+    config = load_config(None, [*SPIRAL, f"method={method}", f"output_dir={tmp_path}"])
+    summary = train(config, run_dir=tmp_path / "run")
+    assert summary["metric"] == "mse" and summary["test_metric"] > 0 and summary["test_nfe"] > 0
+
+
+def test_sde_classifier_trains(tmp_path):
+    config = _config(
+        tmp_path, "task=sde_classifier", "solver.name=spark", "solver.rtol=0.1", "solver.atol=0.1",
+        "method=local-error+stiffness", "model.predict_trajectories=3", "optim.epochs=1",
+    )
+    summary = train(config, run_dir=tmp_path / "run")
+    assert summary["metric"] == "accuracy" and summary["test_nfe"] > 0
+
+
+def test_sde_task_rejects_ode_only_methods_and_solvers(tmp_path):
+    with pytest.raises(ValueError, match="rnode apply to ODE tasks only"):
+        train(load_config(None, [*SPIRAL, "method=rnode", f"output_dir={tmp_path}"]), run_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="solver.name='tsit5' does not apply to task 'spiral_sde'; accepted: spark, heun"):
+        train(load_config(None, [*SPIRAL, "solver.name=tsit5", f"output_dir={tmp_path}"]), run_dir=tmp_path / "b")

@@ -20,6 +20,7 @@ from .irregular import make_irregular_series
 from .mnist import load_mnist
 from .mnist1d import make_mnist1d
 from .physionet import PHYSIONET_PARAMETERS, load_physionet
+from .spiral_sde import make_spiral_sde, MomentData
 from .spirals import make_spirals
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "load_time_series",
     "make_irregular_series",
     "make_mnist1d",
+    "make_spiral_sde",
     "make_spirals",
+    "MomentData",
     "num_batches",
     "read_idx",
     "write_idx",

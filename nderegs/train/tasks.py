@@ -16,8 +16,8 @@ import numpy as np
 import optax
 
 from ..config import ExperimentConfig
-from ..data import load_classification, load_time_series
-from ..models import activation, gaussian_kl, LatentODE, NODEClassifier
+from ..data import load_classification, load_time_series, make_spiral_sde
+from ..models import activation, gaussian_kl, LatentODE, NODEClassifier, SDEClassifier, SpiralSDE
 from .objectives import Objective
 
 
@@ -27,7 +27,13 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "dopri8": diffrax.Dopri8,
     "bosh3": diffrax.Bosh3,
     "heun": diffrax.Heun,
+    "spark": diffrax.SPaRK,
+    "shark": diffrax.ShARK,
+    "sra1": diffrax.SRA1,
 }
+ODE_SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "heun")
+# The SDE models have state-dependent (non-additive) noise.
+SDE_SOLVERS = ("spark", "heun")
 ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
     "recursive_checkpoint": diffrax.RecursiveCheckpointAdjoint,
     "direct": diffrax.DirectAdjoint,
@@ -35,9 +41,13 @@ ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
 }
 
 
-def node_options(config: ExperimentConfig, objective: Objective) -> dict:
-    """Keyword arguments of `NeuralODE` from the solver section and the method."""
+def _solve_options(config: ExperimentConfig, objective: Objective, solvers) -> dict:
     s = config.solver
+    if s.name not in solvers:
+        raise ValueError(
+            f"solver.name={s.name!r} does not apply to task {config.task!r}; accepted: "
+            f"{', '.join(solvers)}."
+        )
     if objective.local is None and s.adjoint == "backsolve" and objective.components & {
         "error",
         "stiffness",
@@ -60,8 +70,30 @@ def node_options(config: ExperimentConfig, objective: Objective) -> dict:
         local=objective.local,
         stiffness=objective.stiffness,
         throw=False,
+    )
+
+
+def node_options(config: ExperimentConfig, objective: Objective) -> dict:
+    """Keyword arguments of `NeuralODE` from the solver section and the method."""
+    return dict(
+        _solve_options(config, objective, ODE_SOLVERS),
         integrals=objective.integrals,
         steer=objective.steer,
+    )
+
+
+def sde_options(config: ExperimentConfig, objective: Objective) -> dict:
+    """Keyword arguments of `NeuralSDE` from the solver section and the method."""
+    unsupported = sorted(objective.components & {"steer", "taynode", "rnode"})
+    if unsupported:
+        raise ValueError(
+            f"method component(s) {', '.join(unsupported)} apply to ODE tasks only; the "
+            f"SDE task {config.task!r} accepts vanilla, error, stiffness, local-error, "
+            "local-error-biased, local-stiffness."
+        )
+    return dict(
+        _solve_options(config, objective, SDE_SOLVERS),
+        brownian_tol=config.solver.brownian_tol,
     )
 
 
@@ -206,17 +238,121 @@ class LatentODETask:
         )
 
 
+class SDEClassificationTask(ClassificationTask):
+    """Classify with paper 1's neural SDE: `model.num_trajectories` sampled paths per
+    input in training, logits averaged over `model.predict_trajectories` paths at
+    evaluation (a fixed key, so evaluation is deterministic)."""
+
+    def init_model(self, key) -> SDEClassifier:
+        m = self.config.model
+        return SDEClassifier(
+            self.data.num_features,
+            self.data.num_classes,
+            hidden_size=m.hidden_size,
+            vf_width=m.vf_width,
+            vf_depth=m.vf_depth,
+            key=key,
+            **sde_options(self.config, self.objective),
+        )
+
+    def loss(self, model, batch, key, weights):
+        x, y = batch
+        logits, h = model(x, key=key, num_trajectories=self.config.model.num_trajectories)
+        task_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+        total, aux = _regularized(task_loss, h, self.objective, weights, y.shape[0])
+        aux.update(task_loss=task_loss, metric=jnp.mean(jnp.argmax(logits, -1) == y))
+        return total, aux
+
+    def evaluate(self, model, batch):
+        x, y = batch
+        logits, h = model(
+            x, key=_evaluation_key(), num_trajectories=self.config.model.predict_trajectories
+        )
+        return dict(
+            metric_sum=jnp.sum(jnp.argmax(logits, -1) == y).astype(jnp.float32),
+            count=jnp.asarray(y.shape[0], jnp.float32),
+            nfe=h.nfe,
+            successful=h.successful,
+        )
+
+
+class SpiralSDETask:
+    """Fit the spiral SDE's per-time mean and variance (paper 1). Each training step
+    samples `model.num_trajectories` paths (one system); the metric is the moment MSE,
+    the mean over times and coordinates of (mean error)² plus that of (variance
+    error)², against the moments of an independent set of true paths, from
+    `model.predict_trajectories` model paths."""
+
+    metric = "mse"
+
+    def __init__(self, config: ExperimentConfig, objective: Objective):
+        n = config.data.num_samples or 10_000
+        self.data = make_spiral_sde(num_trajectories=n, seed=config.seed)
+        d = self.data
+        self.train_arrays = (d.mean_train[None], d.var_train[None])
+        self.test_arrays = (d.mean_test[None], d.var_test[None])
+        self.times = jnp.asarray(d.times)
+        self.y0 = jnp.asarray(d.y0)
+        self.config = config
+        self.objective = objective
+
+    def init_model(self, key) -> SpiralSDE:
+        m = self.config.model
+        return SpiralSDE(
+            self.data.num_channels, m.vf_width, key=key, **sde_options(self.config, self.objective)
+        )
+
+    def _moment_error(self, mean, var, batch):
+        target_mean, target_var = batch[0][0], batch[1][0]
+        return jnp.mean((mean - target_mean) ** 2) + jnp.mean((var - target_var) ** 2)
+
+    def loss(self, model, batch, key, weights):
+        mean, var, h = model(
+            self.y0, self.times, key=key, num_trajectories=self.config.model.num_trajectories
+        )
+        task_loss = self._moment_error(mean, var, batch)
+        total, aux = _regularized(task_loss, h, self.objective, weights, 1)
+        aux.update(task_loss=task_loss, metric=task_loss)
+        return total, aux
+
+    def evaluate(self, model, batch):
+        mean, var, h = model(
+            self.y0, self.times, key=_evaluation_key(),
+            num_trajectories=self.config.model.predict_trajectories,
+        )
+        return dict(
+            metric_sum=self._moment_error(mean, var, batch),
+            count=jnp.asarray(1.0),
+            nfe=h.nfe,
+            successful=h.successful,
+        )
+
+
+def _evaluation_key():
+    # Evaluation samples fixed Brownian paths, so its numbers are reproducible.
+    return jax.random.key(12345)
+
+
+TASKS = {
+    "classifier": ClassificationTask,
+    "latent_ode": LatentODETask,
+    "sde_classifier": SDEClassificationTask,
+    "spiral_sde": SpiralSDETask,
+}
+
+
 def make_task(config: ExperimentConfig, objective: Objective):
-    if config.task == "classifier":
-        return ClassificationTask(config, objective)
-    return LatentODETask(config, objective)
+    return TASKS[config.task](config, objective)
 
 
 def evaluation_model(model):
-    """The model as used at test time: no local sampling and no integrals in its solve
-    (STEER is off without a key)."""
-    node = dataclasses.replace(model.node, local=None, integrals=())
-    return eqx.tree_at(lambda m: m.node, model, node)
+    """The model as used at test time: no local sampling, no integrals and no stiffness
+    estimate in its solve (STEER is off without a key)."""
+    if hasattr(model, "node"):
+        node = dataclasses.replace(model.node, local=None, integrals=(), stiffness=False)
+        return eqx.tree_at(lambda m: m.node, model, node)
+    sde = dataclasses.replace(model.sde, local=None, stiffness=False)
+    return eqx.tree_at(lambda m: m.sde, model, sde)
 
 
 def count_parameters(model) -> int:
