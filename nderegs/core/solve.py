@@ -16,7 +16,7 @@ from .estimates import find_stage_pair
 from .evaluations import step_cost
 from .heuristics import Heuristics
 from .integrals import AbstractIntegral, AugmentedField
-from .solver import _real_dtype, drift_of, estimate_step, HeuristicsSolver
+from .solver import drift_of, estimate_step, HeuristicsSolver, real_dtype
 
 
 LOCAL_SAMPLINGS = ("unbiased", "biased")
@@ -83,28 +83,8 @@ def solve(
     step, counted in `nfe`, and is computed only with stiffness=True. `nfe` counts
     drift evaluations.
     """
-    if not isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
-        raise TypeError(
-            "nderegs.solve needs an adaptive step-size controller: the error estimate "
-            "is the scaled error that controller compares with 1. Accepted: "
-            "diffrax.PIDController(rtol=..., atol=...) or a "
-            "diffrax.ClipStepSizeController around one; got "
-            f"{type(stepsize_controller).__name__}."
-        )
-    if local is not None and local not in LOCAL_SAMPLINGS:
-        raise ValueError(
-            f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'."
-        )
-    if local is not None and key is None:
-        raise ValueError(
-            f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
-        )
     integrals = tuple(integrals)
-    if any(i.needs_key for i in integrals) and key is None:
-        names = [type(i).__name__ for i in integrals if i.needs_key]
-        raise ValueError(f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...).")
-    if stiffness not in (None, True, False):
-        raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
+    _check_arguments(stepsize_controller, local, key, integrals, stiffness)
     pair, drift_index = _stiffness_source(solver, terms, stiffness)
     y0 = _check_finite(y0)
     if saveat is None:
@@ -210,11 +190,46 @@ def solve(
     if local is None:
         return sol, heuristics
 
+    local_estimates = _local_estimates(
+        solver, terms, args, t0, t1, direction, acc, local, local_t, stepsize_controller, pair, drift_index, cost
+    )
+    heuristics = dataclasses.replace(heuristics, **local_estimates)
+    return sol, heuristics
+
+
+def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> None:
+    if not isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
+        raise TypeError(
+            "nderegs.solve needs an adaptive step-size controller: the error estimate "
+            "is the scaled error that controller compares with 1. Accepted: "
+            "diffrax.PIDController(rtol=..., atol=...) or a "
+            "diffrax.ClipStepSizeController around one; got "
+            f"{type(stepsize_controller).__name__}."
+        )
+    if local is not None and local not in LOCAL_SAMPLINGS:
+        raise ValueError(
+            f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'."
+        )
+    if local is not None and key is None:
+        raise ValueError(
+            f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
+        )
+    if any(i.needs_key for i in integrals) and key is None:
+        names = [type(i).__name__ for i in integrals if i.needs_key]
+        raise ValueError(f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...).")
+    if stiffness not in (None, True, False):
+        raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
+
+
+def _local_estimates(
+    solver, terms, args, t0, t1, direction, acc, local, local_t, controller, pair, drift_index, cost
+) -> dict:
+    """The `local_*` fields of the Heuristics: the sampled accepted step, re-taken."""
     sampled = jax.lax.stop_gradient(acc.sampled)
     t_start = sampled.t_start * direction
     t_end = sampled.t_end * direction
     step_estimates = _retake_step(
-        solver, terms, t_start, t_end, sampled.y_start, args, stepsize_controller, pair, drift_index
+        solver, terms, t_start, t_end, sampled.y_start, args, controller, pair, drift_index
     )
     local_dt = jnp.abs(t_end - t_start)
     if local == "unbiased":
@@ -225,8 +240,7 @@ def solve(
         weight = acc.num_accepted.astype(local_dt.dtype)
     found = sampled.found
     zero_unless_found = lambda x: None if x is None else jnp.where(found, x, 0)
-    heuristics = dataclasses.replace(
-        heuristics,
+    return dict(
         local_error=zero_unless_found(step_estimates.error),
         local_stiffness=zero_unless_found(step_estimates.stiffness),
         local_t=local_t,
@@ -234,7 +248,6 @@ def solve(
         local_weight=jax.lax.stop_gradient(zero_unless_found(weight)),
         local_nfe=None if cost is None else cost.num_stages + cost.extra,
     )
-    return sol, heuristics
 
 
 def _with_integral_channels(terms, y0, saveat, integrals, key):
@@ -254,7 +267,7 @@ def _with_integral_channels(terms, y0, saveat, integrals, key):
     keys = jax.random.split(key, len(integrals)) if key is not None else [None] * len(integrals)
     noises = tuple(i.noise(k, y0) if i.needs_key else None for i, k in zip(integrals, keys))
     field = AugmentedField(terms.vector_field, integrals, noises)
-    channels = jnp.zeros(len(integrals), _real_dtype(y0))
+    channels = jnp.zeros(len(integrals), real_dtype(y0))
     inner_saveat = diffrax.SaveAt(t0=sub.t0, t1=True, ts=sub.ts)
     return diffrax.ODETerm(field), (y0, channels), inner_saveat
 

@@ -141,8 +141,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     def init(self, terms, t0, t1, y0, args):
         inner = self.solver.init(terms, t0, t1, y0, args)
         y0 = self._user_state(y0)
-        real_dtype = _real_dtype(y0)
-        zero = jnp.zeros((), real_dtype)
+        zero = jnp.zeros((), real_dtype(y0))
         has_stiffness = self.pair is not None or self.drift_index is not None
         sampled = None
         if self.local is not None:
@@ -219,7 +218,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         )
 
 
-def _real_dtype(y0):
+def real_dtype(y0):
     leaves = jtu.tree_leaves(y0)
     dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
     return jnp.finfo(dtype).dtype
