@@ -148,9 +148,13 @@ class ClassificationTask:
             **node_options(self.config, self.objective),
         )
 
+    def logits(self, model, x, key):
+        """Logits and heuristics; `key` is None at evaluation."""
+        return model(x, key=key)
+
     def loss(self, model, batch, key, weights):
         x, y = batch
-        logits, h = model(x, key=key)
+        logits, h = self.logits(model, x, key)
         task_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
         total, aux = _regularized(task_loss, h, self.objective, weights, y.shape[0])
         aux.update(task_loss=task_loss, metric=jnp.mean(jnp.argmax(logits, -1) == y))
@@ -158,7 +162,7 @@ class ClassificationTask:
 
     def evaluate(self, model, batch):
         x, y = batch
-        logits, h = model(x)
+        logits, h = self.logits(model, x, None)
         return dict(
             metric_sum=jnp.sum(jnp.argmax(logits, -1) == y).astype(jnp.float32),
             count=jnp.asarray(y.shape[0], jnp.float32),
@@ -255,25 +259,11 @@ class SDEClassificationTask(ClassificationTask):
             **sde_options(self.config, self.objective),
         )
 
-    def loss(self, model, batch, key, weights):
-        x, y = batch
-        logits, h = model(x, key=key, num_trajectories=self.config.model.num_trajectories)
-        task_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-        total, aux = _regularized(task_loss, h, self.objective, weights, y.shape[0])
-        aux.update(task_loss=task_loss, metric=jnp.mean(jnp.argmax(logits, -1) == y))
-        return total, aux
-
-    def evaluate(self, model, batch):
-        x, y = batch
-        logits, h = model(
-            x, key=_evaluation_key(), num_trajectories=self.config.model.predict_trajectories
-        )
-        return dict(
-            metric_sum=jnp.sum(jnp.argmax(logits, -1) == y).astype(jnp.float32),
-            count=jnp.asarray(y.shape[0], jnp.float32),
-            nfe=h.nfe,
-            successful=h.successful,
-        )
+    def logits(self, model, x, key):
+        if key is None:  # evaluation: fixed paths, averaged logits
+            m = self.config.model.predict_trajectories
+            return model(x, key=_evaluation_key(), num_trajectories=m)
+        return model(x, key=key, num_trajectories=self.config.model.num_trajectories)
 
 
 class SpiralSDETask:
