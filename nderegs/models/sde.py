@@ -32,8 +32,11 @@ class DiagonalLinearDiffusion(eqx.Module):
     bias: Array
 
     def __init__(self, size: int, *, scale: float = 0.1):
-        self.weight = jnp.full((size,), scale)
-        self.bias = jnp.zeros((size,))
+        # Explicit dtypes: a weak-typed leaf would turn strong after the first update
+        # and make the jitted training step compile a second time.
+        dtype = jnp.result_type(float)
+        self.weight = jnp.full((size,), scale, dtype=dtype)
+        self.bias = jnp.zeros((size,), dtype=dtype)
 
     def __call__(self, t, u, args=None):
         return self.weight * u + self.bias
