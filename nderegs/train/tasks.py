@@ -114,6 +114,12 @@ def _regularized(task_loss, h, objective: Objective, weights: dict, batch_size: 
     return total, aux
 
 
+def _evaluation(metric_sum, count, h) -> dict:
+    """What `evaluate` returns: the metric summed over the batch, the count it is a sum
+    over, and the solve's NFE and success."""
+    return dict(metric_sum=metric_sum, count=count, nfe=h.nfe, successful=h.successful)
+
+
 class ClassificationTask:
     """Classify digits / MNIST / MNIST-1D with the papers' NODE classifier."""
 
@@ -163,12 +169,8 @@ class ClassificationTask:
     def evaluate(self, model, batch):
         x, y = batch
         logits, h = self.logits(model, x, None)
-        return dict(
-            metric_sum=jnp.sum(jnp.argmax(logits, -1) == y).astype(jnp.float32),
-            count=jnp.asarray(y.shape[0], jnp.float32),
-            nfe=h.nfe,
-            successful=h.successful,
-        )
+        correct = jnp.sum(jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        return _evaluation(correct, jnp.asarray(y.shape[0], jnp.float32), h)
 
 
 class LatentODETask:
@@ -234,12 +236,7 @@ class LatentODETask:
         values, mask = batch
         prediction, _, _, h = model(values, mask, self.times, sample=False)
         sq, counts = self._squared_errors(prediction, values, mask)
-        return dict(
-            metric_sum=jnp.sum(sq),
-            count=jnp.sum(counts),
-            nfe=h.nfe,
-            successful=h.successful,
-        )
+        return _evaluation(jnp.sum(sq), jnp.sum(counts), h)
 
 
 class SDEClassificationTask(ClassificationTask):
@@ -310,12 +307,7 @@ class SpiralSDETask:
             self.y0, self.times, key=_evaluation_key(),
             num_trajectories=self.config.model.predict_trajectories,
         )
-        return dict(
-            metric_sum=self._moment_error(mean, var, batch),
-            count=jnp.asarray(1.0),
-            nfe=h.nfe,
-            successful=h.successful,
-        )
+        return _evaluation(self._moment_error(mean, var, batch), jnp.asarray(1.0), h)
 
 
 def _evaluation_key():
