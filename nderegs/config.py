@@ -251,6 +251,9 @@ class SolverConfig(_Section):
     name: Literal["tsit5", "dopri5", "dopri8", "bosh3", "heun", "spark", "shark", "sra1"] = "tsit5"
     rtol: Float = Field(default=1e-6, gt=0)
     atol: Float = Field(default=1e-6, gt=0)
+    #: diffrax.PIDController coefficients (pcoeff=0, icoeff=1: the I controller).
+    pcoeff: Float = Field(default=0.0, ge=0)
+    icoeff: Float = Field(default=1.0, gt=0)
     t0: Float = 0.0
     t1: Float = 1.0
     max_steps: Int = Field(default=4096, gt=0)

@@ -110,3 +110,18 @@ def test_steer_end_times_are_uniform_and_evaluation_uses_t1():
     assert float(sol.ts[-1]) == 2.0
     with pytest.raises(ValueError, match="steer=b.*0 <= b < \\|t1 - t0\\| = 2.0"):
         NeuralODE(_field(), t0=0.0, t1=2.0, steer=2.0)
+
+
+def test_neural_ode_controller_coefficients_and_checks(x64):
+    field = _field()
+    y0 = jax.random.normal(jax.random.key(1), (4, 3))
+    layer = NeuralODE(field, rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4)
+    _, h = layer(y0)
+    batched = lambda t, y, args: jax.vmap(field, in_axes=(None, 0))(t, y)
+    ref = diffrax.diffeqsolve(
+        diffrax.ODETerm(batched), diffrax.Tsit5(), 0.0, 1.0, None, y0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4),
+    )
+    assert int(h.num_steps) == int(ref.stats["num_steps"])
+    with pytest.raises(ValueError, match=r"rtol > 0 and atol > 0.*pcoeff >= 0"):
+        NeuralODE(field, rtol=0.0, pcoeff=-1.0)

@@ -156,3 +156,20 @@ def test_neural_sde_layer(noise, diffusion, noise_dim):
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     with pytest.raises(ValueError, match="needs key"):
         sde(y0, key=None)
+
+
+def test_neural_sde_layer_steps_with_its_pi_controller(x64):
+    key = jax.random.key(3)
+    options = dict(batched=False, rtol=1e-3, atol=1e-3, dt0=0.05)
+    pi = nderegs.NeuralSDE(_drift, lambda t, y, a: 0.3 * y, pcoeff=0.1, icoeff=0.3, **options)
+    y1, h = pi(Y0, key=key)
+    ref = diffrax.diffeqsolve(
+        pi.terms(Y0, jax.random.split(key)[0]), diffrax.SPaRK(), 0.0, 1.0, 0.05, Y0,
+        stepsize_controller=diffrax.PIDController(rtol=1e-3, atol=1e-3, pcoeff=0.1, icoeff=0.3),
+    )
+    np.testing.assert_array_equal(y1, ref.ys[0])
+    assert int(h.num_steps) == int(ref.stats["num_steps"])
+    _, h_i = nderegs.NeuralSDE(_drift, lambda t, y, a: 0.3 * y, **options)(Y0, key=key)
+    assert int(h_i.num_steps) != int(h.num_steps)
+    with pytest.raises(ValueError, match="icoeff > 0"):
+        nderegs.NeuralSDE(_drift, lambda t, y, a: y, icoeff=0.0)

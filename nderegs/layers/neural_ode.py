@@ -19,7 +19,8 @@ class NeuralODE(eqx.Module):
     is vmapped over it inside the solve), as the papers do: one step size for the
     batch, and the NFE is per batch.
 
-    The tolerances define the error estimate (EEst) as well as the steps. `local`
+    The tolerances define the error estimate (EEst) as well as the steps; `pcoeff`
+    and `icoeff` are the `diffrax.PIDController`'s (default: its I controller). `local`
     ("unbiased" | "biased") samples one step for local regularization and then
     needs `key=` at call time; `stiffness` is passed to [`nderegs.solve`][].
     `throw=False` returns a failed solve (see `Heuristics.successful`) instead of
@@ -37,6 +38,8 @@ class NeuralODE(eqx.Module):
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
     rtol: float = eqx.field(static=True, default=1e-6)
     atol: float = eqx.field(static=True, default=1e-6)
+    pcoeff: float = eqx.field(static=True, default=0.0)
+    icoeff: float = eqx.field(static=True, default=1.0)
     dt0: float | None = eqx.field(static=True, default=None)
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
     max_steps: int = eqx.field(static=True, default=4096)
@@ -55,11 +58,7 @@ class NeuralODE(eqx.Module):
                 f"NeuralODE(steer=b) needs 0 <= b < |t1 - t0| = {abs(self.t1 - self.t0)}; "
                 f"got b={self.steer}."
             )
-        if self.rtol <= 0 or self.atol <= 0:
-            raise ValueError(
-                f"NeuralODE needs rtol > 0 and atol > 0; got rtol={self.rtol}, "
-                f"atol={self.atol}."
-            )
+        check_controller("NeuralODE", self)
 
     def _term(self) -> diffrax.ODETerm:
         if not self.batched:
@@ -100,7 +99,7 @@ class NeuralODE(eqx.Module):
             self.dt0,
             y0,
             args,
-            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            stepsize_controller=pid_controller(self),
             saveat=saveat,
             adjoint=self.adjoint,
             max_steps=self.max_steps,
@@ -123,6 +122,23 @@ class NeuralODE(eqx.Module):
         if ts is None:
             return jax.tree_util.tree_map(lambda y: y[0], sol.ys), h
         return sol.ys, h
+
+
+def check_controller(name: str, layer) -> None:
+    problems = []
+    if not (layer.rtol > 0 and layer.atol > 0):
+        problems.append(f"rtol > 0 and atol > 0 (got rtol={layer.rtol}, atol={layer.atol})")
+    if not (layer.pcoeff >= 0 and layer.icoeff > 0):
+        problems.append(f"pcoeff >= 0 and icoeff > 0 (got pcoeff={layer.pcoeff}, icoeff={layer.icoeff})")
+    if problems:
+        raise ValueError(f"{name} needs " + "; ".join(problems) + ".")
+
+
+def pid_controller(layer) -> diffrax.PIDController:
+    """The layer's adaptive step-size controller."""
+    return diffrax.PIDController(
+        rtol=layer.rtol, atol=layer.atol, pcoeff=layer.pcoeff, icoeff=layer.icoeff
+    )
 
 
 class _BatchedField(eqx.Module):

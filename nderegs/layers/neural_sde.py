@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..core import Heuristics, solve
-from .neural_ode import _BatchedField
+from .neural_ode import _BatchedField, check_controller, pid_controller
 
 
 class DiagonalNoise(diffrax.ControlTerm):
@@ -54,6 +54,9 @@ class NeuralSDE(eqx.Module):
     `solver` must be an adaptive SDE solver with an embedded error estimate (SPaRK,
     ShARK/SRA1 for additive noise, Heun, ...). `stiffness=True` adds the drift's
     stiffness estimate (two extra drift evaluations per step, see `nderegs.solve`).
+    `pcoeff`/`icoeff` are the `diffrax.PIDController`'s: SDE error estimates are
+    rough, and a PI controller (e.g. pcoeff=0.1, icoeff=0.3) rejects fewer steps than
+    the default I controller.
     """
 
     drift: Callable
@@ -65,6 +68,8 @@ class NeuralSDE(eqx.Module):
     solver: diffrax.AbstractSolver = diffrax.SPaRK()
     rtol: float = eqx.field(static=True, default=1e-3)
     atol: float = eqx.field(static=True, default=1e-3)
+    pcoeff: float = eqx.field(static=True, default=0.0)
+    icoeff: float = eqx.field(static=True, default=1.0)
     dt0: float | None = eqx.field(static=True, default=0.01)
     brownian_tol: float = eqx.field(static=True, default=1e-4)
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
@@ -81,6 +86,7 @@ class NeuralSDE(eqx.Module):
             raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
         if self.t0 == self.t1:
             raise ValueError(f"NeuralSDE needs t0 != t1; got t0 = t1 = {self.t0}.")
+        check_controller("NeuralSDE", self)
 
     def _brownian_shape(self, y0: Array) -> tuple[int, ...]:
         if self.noise == "diagonal":
@@ -122,7 +128,7 @@ class NeuralSDE(eqx.Module):
             self.dt0,
             y0,
             args,
-            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            stepsize_controller=pid_controller(self),
             saveat=saveat,
             adjoint=self.adjoint,
             max_steps=self.max_steps,

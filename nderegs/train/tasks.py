@@ -64,6 +64,8 @@ def _solve_options(config: ExperimentConfig, objective: Objective, solvers) -> d
         solver=SOLVERS[s.name](),
         rtol=s.rtol,
         atol=s.atol,
+        pcoeff=s.pcoeff,
+        icoeff=s.icoeff,
         dt0=s.dt0,
         adjoint=ADJOINTS[s.adjoint](),
         max_steps=s.max_steps,
