@@ -306,10 +306,14 @@ class RegularizationConfig(_Section):
     coefficient of 0 means the term has no effect.
     """
 
-    #: Coefficient of R_E (global ``error`` or ``local-error*``).
+    #: Coefficient of R_E (global ``error``; also ``local-error*`` unless set below).
     error: ScheduleConfig = Field(default_factory=_constant(0.1))
-    #: Coefficient of R_S (global ``stiffness`` or ``local-stiffness``).
+    #: Coefficient of R_S (global ``stiffness``; also ``local-stiffness`` unless set below).
     stiffness: ScheduleConfig = Field(default_factory=_constant(0.01))
+    #: Coefficients of the local terms (``local-error*``, ``local-stiffness``); None -> the
+    #: global one above (the local terms are unbiased estimates of R_E and R_S).
+    local_error: Optional[ScheduleConfig] = None
+    local_stiffness: Optional[ScheduleConfig] = None
     #: Sampling of the step used by local regularizers.
     local_sampling: Literal["unbiased", "biased"] = "unbiased"
     #: STEER: end time is sampled from [t1 - b, t1 + b] (component ``steer``).

@@ -52,10 +52,14 @@ def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
         ("error+stiffness", None, True, {"error": "error", "stiffness": "stiffness"}),
         ("local-error-biased", "biased", None, {"local-error-biased": "error"}),
         ("local-error+local-stiffness", "unbiased", True, {"local-error": "error", "local-stiffness": "stiffness"}),
+        # A local coefficient of its own, set by override.
+        ("stiffness+local-error", "unbiased", True, {"stiffness": "stiffness", "local-error": "local_error"}),
+        ("local-stiffness", "unbiased", True, {"local-stiffness": "local_stiffness"}),
     ],
 )
 def test_objective_from_method(method, local, stiffness, names):
-    objective = make_objective(load_config(None, [f"method={method}"]))
+    own = ["regularization.local_error.start=5", "regularization.local_stiffness.start=2"]
+    objective = make_objective(load_config(None, [f"method={method}", *(own if "_" in str(names) else [])]))
     assert objective.local == local and objective.stiffness == stiffness
     assert objective.coefficient_names() == names
 
@@ -109,7 +113,7 @@ def _comparable(row):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    config = _config(tmp_path, "optim.epochs=3", "method=local-error")
+    config = _config(tmp_path, "optim.epochs=3", "method=local-error", "regularization.local_error.start=5")
     full = train(config, run_dir=tmp_path / "full")
     assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=1) is None
     resumed = train(config, run_dir=tmp_path / "cut", resume=True)
@@ -117,6 +121,7 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert resumed[key] == full[key]
     rows = lambda d: [_comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()]
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert {r["coef_local_error"] for r in rows(tmp_path / "full")} == {5.0}
 
 
 def _parameters(model):

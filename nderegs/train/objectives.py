@@ -19,13 +19,24 @@ from ..core import AbstractIntegral, Heuristics, JacobianFrobenius, KineticEnerg
 _HEURISTIC_TERMS = {
     "error": ("error", lambda h: h.error),
     "stiffness": ("stiffness", lambda h: h.stiffness),
-    # Local terms are scaled into unbiased estimates of the global ones
-    # (E[w·local] = R), so one coefficient means the same for both.
-    "local-error": ("error", lambda h: h.local_error * h.local_weight),
-    "local-error-biased": ("error", lambda h: h.local_error * h.local_weight),
-    "local-stiffness": ("stiffness", lambda h: h.local_stiffness * h.local_weight),
+    "local-error": ("local_error", lambda h: h.local_error * h.local_weight),
+    "local-error-biased": ("local_error", lambda h: h.local_error * h.local_weight),
+    "local-stiffness": ("local_stiffness", lambda h: h.local_stiffness * h.local_weight),
 }
 _LOCAL = ("local-error", "local-error-biased", "local-stiffness")
+# Local terms are scaled into unbiased estimates of the global ones (E[w·local] = R),
+# so an unset local coefficient is the global one.
+_GLOBAL_COEFFICIENT = {"local_error": "error", "local_stiffness": "stiffness"}
+
+
+def _heuristic_coefficients(config: ExperimentConfig, components) -> dict[str, str]:
+    names = {}
+    for component in components & _HEURISTIC_TERMS.keys():
+        name = _HEURISTIC_TERMS[component][0]
+        if getattr(config.regularization, name) is None:
+            name = _GLOBAL_COEFFICIENT[name]
+        names[component] = name
+    return names
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class Objective:
     stiffness: bool | None
     integral_terms: dict[str, IntegralTerm] = field(default_factory=dict)
     steer: float = 0.0
+    #: heuristic component -> coefficient name in `config.regularization`.
+    heuristic_coefficients: dict[str, str] = field(default_factory=dict)
 
     @property
     def integrals(self) -> tuple[AbstractIntegral, ...]:
@@ -64,7 +77,7 @@ class Objective:
 
     def coefficient_names(self) -> dict[str, str]:
         """term name -> coefficient name in `config.regularization`."""
-        names = {c: _HEURISTIC_TERMS[c][0] for c in self.components & _HEURISTIC_TERMS.keys()}
+        names = dict(self.heuristic_coefficients)
         names.update({name: t.coefficient for name, t in self.integral_terms.items()})
         return names
 
@@ -102,4 +115,5 @@ def make_objective(config: ExperimentConfig) -> Objective:
         stiffness=True if needs_stiffness else None,
         integral_terms=_integral_terms(config, components),
         steer=steer,
+        heuristic_coefficients=_heuristic_coefficients(config, components),
     )
