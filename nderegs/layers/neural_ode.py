@@ -99,15 +99,10 @@ class NeuralODE(eqx.Module):
             self.dt0,
             y0,
             args,
-            stepsize_controller=pid_controller(self),
             saveat=saveat,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            local=self.local,
             key=key,
-            stiffness=self.stiffness,
-            throw=self.throw,
             integrals=self.integrals,
+            **solve_settings(self),
         )
 
     def sample_end_time(self, key):
@@ -134,10 +129,17 @@ def check_controller(name: str, layer) -> None:
         raise ValueError(f"{name} needs " + "; ".join(problems) + ".")
 
 
-def pid_controller(layer) -> diffrax.PIDController:
-    """The layer's adaptive step-size controller."""
-    return diffrax.PIDController(
-        rtol=layer.rtol, atol=layer.atol, pcoeff=layer.pcoeff, icoeff=layer.icoeff
+def solve_settings(layer) -> dict:
+    """The keyword arguments of `nderegs.solve` that a layer's fields fix."""
+    return dict(
+        stepsize_controller=diffrax.PIDController(
+            rtol=layer.rtol, atol=layer.atol, pcoeff=layer.pcoeff, icoeff=layer.icoeff
+        ),
+        adjoint=layer.adjoint,
+        max_steps=layer.max_steps,
+        local=layer.local,
+        stiffness=layer.stiffness,
+        throw=layer.throw,
     )
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..core import Heuristics, solve
-from .neural_ode import _BatchedField, check_controller, pid_controller
+from .neural_ode import _BatchedField, check_controller, solve_settings
 
 
 class DiagonalNoise(diffrax.ControlTerm):
@@ -128,14 +128,9 @@ class NeuralSDE(eqx.Module):
             self.dt0,
             y0,
             args,
-            stepsize_controller=pid_controller(self),
             saveat=saveat,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            local=self.local,
             key=solve_key if self.local is not None else None,
-            stiffness=self.stiffness,
-            throw=self.throw,
+            **solve_settings(self),
         )
 
     def __call__(self, y0: Array, *, key, args=None, ts: Array | None = None):
