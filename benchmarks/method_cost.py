@@ -19,11 +19,7 @@ import jax.numpy as jnp
 
 from nderegs.config import load_config
 from nderegs.data import iterate_batches
-from nderegs.train.loop import make_train_step
-from nderegs.train.objectives import make_objective
-from nderegs.train.optim import make_optimizer
-from nderegs.train.tasks import make_task
-
+from nderegs.train import make_train_step
 
 METHODS = [
     "vanilla",
@@ -52,31 +48,33 @@ def main(argv=None):
     steps = {}
     for method in opts.methods.split(","):
         config = load_config(opts.config, [*opts.overrides, f"method={method}"])
-        objective = make_objective(config)
-        task = make_task(config, objective)
+        task, arrays = config.build()
         model = task.init_model(jax.random.key(config.seed))
-        optimizer = make_optimizer(config.optim)
+        optimizer = config.optim.build()
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        weights = {name: jnp.asarray(0.1) for name in set(objective.coefficient_names().values())}
-        weights["kl"] = jnp.asarray(1.0)
-        steps[method] = (make_train_step(task, optimizer), model, opt_state, weights)
+        names = set(task.regularization.coefficient_names().values())
+        coefficients = {name: jnp.asarray(0.1) for name in names}
+        coefficients.update({k: jnp.asarray(v) for k, v in task.loss_coefficients(0).items()})
+        steps[method] = (make_train_step(task, optimizer), model, opt_state, coefficients)
 
     batches = list(
-        iterate_batches(task.train_arrays, config.optim.batch_size, rng=None, drop_last=True)
+        iterate_batches(arrays.train, config.optim.batch_size, rng=None, drop_last=True)
     )[: opts.batches]
     key = jax.random.key(0)
     times = {m: [] for m in steps}
     nfes = {m: [] for m in steps}
     compile_seconds = {}
-    for m, (step, model, opt_state, weights) in steps.items():
+    for m, (step, model, opt_state, coefficients) in steps.items():
         start = time.perf_counter()
-        jax.block_until_ready(step(model, opt_state, batches[0], key, weights))
+        jax.block_until_ready(step(model, opt_state, batches[0], key, coefficients))
         compile_seconds[m] = time.perf_counter() - start
     for r in range(opts.repeats):
         batch = batches[r % len(batches)]
-        for m, (step, model, opt_state, weights) in steps.items():
+        for m, (step, model, opt_state, coefficients) in steps.items():
             start = time.perf_counter()
-            out = jax.block_until_ready(step(model, opt_state, batch, jax.random.fold_in(key, r), weights))
+            out = jax.block_until_ready(
+                step(model, opt_state, batch, jax.random.fold_in(key, r), coefficients)
+            )
             times[m].append(time.perf_counter() - start)
             nfes[m].append(float(out[3]["nfe"]))
 

@@ -17,7 +17,6 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import nderegs
 
@@ -103,8 +102,16 @@ def main(argv=None):
     @eqx.filter_jit
     def forward_local(f, y):
         sol, h = nderegs.solve(
-            term, solver, 0.0, opts.t1, None, y, f, local="unbiased",
-            key=jax.random.key(0), **common,
+            term,
+            solver,
+            0.0,
+            opts.t1,
+            None,
+            y,
+            f,
+            local="unbiased",
+            key=jax.random.key(0),
+            **common,
         )
         return sol.ys, h.local_error
 
@@ -123,7 +130,9 @@ def main(argv=None):
     )
     sol = diffrax.diffeqsolve(counted, solver, 0.0, opts.t1, None, y0, field, **common)
     jax.block_until_ready(sol.ys)
-    _, h = eqx.filter_jit(lambda f, y: nderegs.solve(term, solver, 0.0, opts.t1, None, y, f, **common))(field, y0)
+    _, h = eqx.filter_jit(
+        lambda f, y: nderegs.solve(term, solver, 0.0, opts.t1, None, y, f, **common)
+    )(field, y0)
     print(
         f"NFE: nderegs {int(h.nfe)}, diffrax (run-time count of vector-field calls) "
         f"{len(calls)}; steps {int(h.num_steps)} ({int(h.num_rejected_steps)} rejected); "

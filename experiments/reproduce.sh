@@ -17,7 +17,7 @@ for table in ${tables[@]}; do
     digits)  # paper 1 and paper 2 MNIST tables
       nderegs compare experiments/configs/digits.yaml --seeds "$seeds" --output-dir "$results/digits" \
         --methods vanilla,steer,taynode,rnode,error,stiffness,error+stiffness,local-error,local-error-biased,steer+error ;;
-    latent_ode)  # PhysioNet table analogue (PhysioNet itself: configs/latent_ode_physionet.yaml data.path=...)
+    latent_ode)  # PhysioNet table analogue (PhysioNet itself: configs/latent_ode_physionet.yaml task.data.path=...)
       nderegs compare experiments/configs/latent_ode.yaml --seeds "$seeds" --output-dir "$results/latent_ode" \
         --methods vanilla,taynode,rnode,error,stiffness,local-error,local-error-biased ;;
     spiral_sde)  # paper 1 spiral SDE table

@@ -3,15 +3,15 @@ and `nderegs compare [CONFIG] --methods A,B --seeds N [--output-dir DIR] [key=va
 
 import argparse
 import json
+from pathlib import Path
 import shlex
 import sys
-from pathlib import Path
 
 from .config import ConfigError, load_config
 
 
 def _train(opts) -> int:
-    from .train import CONFIG, train, TrainingDiverged
+    from .train import RunDirectory, train, TrainingDiverged
 
     try:
         if opts.resume is not None:
@@ -19,9 +19,12 @@ def _train(opts) -> int:
             if opts.config is not None:
                 # `nderegs train --resume DIR a=b`: the first override lands in CONFIG.
                 opts.overrides.insert(0, opts.config)
-            if not (run_dir / CONFIG).exists():
-                raise ConfigError(f"--resume {run_dir}: no {CONFIG} there (is it a run directory?)")
-            config = load_config(run_dir / CONFIG, opts.overrides)
+            run = RunDirectory(run_dir)
+            if not run.has_config:
+                raise ConfigError(
+                    f"--resume {run_dir}: no {run.CONFIG} there (is it a run directory?)"
+                )
+            config = load_config(run.config_file, opts.overrides)
         else:
             config = load_config(opts.config, opts.overrides)
             run_dir = opts.run_dir
@@ -29,7 +32,13 @@ def _train(opts) -> int:
     except ConfigError as e:
         print(f"nderegs train: configuration error: {e}", file=sys.stderr)
         return 2
-    except (TrainingDiverged, FileExistsError, FileNotFoundError, NotImplementedError, ValueError) as e:
+    except (
+        TrainingDiverged,
+        FileExistsError,
+        FileNotFoundError,
+        NotImplementedError,
+        ValueError,
+    ) as e:
         print(f"nderegs train: {e}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))
@@ -111,7 +120,9 @@ def main(argv=None) -> int:
     p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--run-dir", help="where to write the run (default: output_dir/NAME-METHOD-seedN)")
+    p.add_argument(
+        "--run-dir", help="where to write the run (default: output_dir/NAME-METHOD-seedN)"
+    )
     _add_compare_parser(commands)
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, extra = parser.parse_known_args(argv)

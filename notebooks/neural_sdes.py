@@ -34,38 +34,36 @@
 # below with the digits in place of MNIST.
 
 # %%
-import json
 import os
-import tempfile
 from pathlib import Path
+import tempfile
 
 import matplotlib
 
 SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
 if SMOKE:
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
 from nderegs.config import load_config
 from nderegs.data import make_spiral_sde
-from nderegs.train import load_run, train
+from nderegs.report import runs_table
+from nderegs.train import load_run, RunDirectory, train
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-sde-"))
 SMOKE_SPIRAL = [
-    "data.num_samples=200", "model.num_trajectories=16", "model.predict_trajectories=32",
+    "task.data.num_samples=200", "task.num_trajectories=16", "task.predict_trajectories=32",
     "optim.epochs=1", "train.predict_repeats=2",
 ]
 SMOKE_DIGITS = [
-    "data.subset=256", "optim.epochs=1", "model.hidden_size=8", "model.vf_width=8",
-    "model.predict_trajectories=2", "train.predict_repeats=2",
+    "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
+    "task.predict_trajectories=2", "train.predict_repeats=2",
 ]
 COMMON = ["train.progress=false"]
 print(f"SMOKE={SMOKE}; runs are written to {RUNS}")
@@ -149,33 +147,27 @@ def run(config_file, method, overrides=()):
     return run_dir, train(config, run_dir=run_dir)
 
 
-def table(runs, metric_name):
-    base = runs["vanilla"][1]
-    print(f"{'method':>8} | {metric_name:>8} | {'test NFE':>15} | {'train s':>15} | {'predict ms':>15}")
-    print("-" * 72)
-    for method, (_, s) in runs.items():
-        cells = [f"{s['test_metric']:8.4f}"]
-        for k, scale, decimals in (("test_nfe", 1, 1), ("train_seconds", 1, 2), ("predict_seconds", 1e3, 2)):
-            cells.append(f"{s[k] * scale:7.{decimals}f} ({s[k] / base[k]:.2f}x)")
-        print(f"{method:>8} | " + " | ".join(cells))
+def table(runs):
+    """The comparison table of the runs (nderegs.report), with ratios to vanilla."""
+    print(runs_table({label: run_dir for label, (run_dir, _) in runs.items()}))
 
 
 spiral = {m: run("spiral_sde.yaml", m, SMOKE_SPIRAL if SMOKE else ()) for m in ("vanilla", "error")}
-table(spiral, "test MSE")
+table(spiral)
 
 # %% [markdown]
 # Learned vs data moments: each trained model (read back with `nderegs.train.load_run`)
-# samples `model.predict_trajectories` paths; the bands are mean ± one standard deviation.
+# samples `task.predict_trajectories` paths; the bands are mean ± one standard deviation.
 
 # %%
 _, config, _ = load_run(spiral["vanilla"][0])
-data = make_spiral_sde(num_trajectories=config.data.num_samples, seed=config.seed)
+data = make_spiral_sde(num_trajectories=config.task.data.num_samples, seed=config.seed)
 times, u0 = jnp.asarray(data.times), jnp.asarray(data.y0)
 
 
 @eqx.filter_jit
 def model_moments(model, key):
-    mean, var, h = model(u0, times, key=key, num_trajectories=config.model.predict_trajectories)
+    mean, var, h = model(u0, times, key=key, num_trajectories=config.task.predict_trajectories)
     return mean, var, h.nfe
 
 
@@ -219,7 +211,7 @@ plt.show()
 
 # %%
 digits_sde = {m: run("digits_sde.yaml", m, SMOKE_DIGITS if SMOKE else ()) for m in ("vanilla", "error")}
-table(digits_sde, "test acc")
+table(digits_sde)
 
 # %% [markdown]
 # At the paper's tolerance 0.14 this small SDE is solved in a few steps (test NFE ≈ 9 in the
@@ -229,7 +221,7 @@ table(digits_sde, "test acc")
 
 # %%
 def read_metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return RunDirectory(run_dir).read_metrics()
 
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))

@@ -37,10 +37,9 @@
 # one row per epoch in `metrics.jsonl`.
 
 # %%
-import json
 import os
-import tempfile
 from pathlib import Path
+import tempfile
 
 import matplotlib
 
@@ -50,13 +49,14 @@ if SMOKE:
 import matplotlib.pyplot as plt
 
 from nderegs.config import load_config
-from nderegs.train import train
+from nderegs.report import runs_table
+from nderegs.train import RunDirectory, train
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-paper1-"))
 # Tiny sizes for the smoke test; the real settings are those of the YAML files.
 SMOKE_DIGITS = [
-    "data.subset=256", "optim.epochs=1", "model.hidden_size=8", "model.vf_width=8",
+    "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
     "solver.rtol=1e-4", "solver.atol=1e-4", "train.predict_repeats=2",
 ]
 COMMON = ["train.progress=false"]
@@ -89,16 +89,9 @@ for method in METHODS:
           f"test NFE {digits[method][1]['test_nfe']:.0f}")
 
 # %%
-def table(runs, metric_name="test acc"):
-    """One row per method from the returned summaries, relative to vanilla in brackets."""
-    base = runs["vanilla"][1]
-    print(f"{'method':>16} | {metric_name:>8} | {'test NFE':>15} | {'train s':>15} | {'predict ms':>15}")
-    print("-" * 80)
-    for method, (_, s) in runs.items():
-        cells = [f"{s['test_metric']:8.4f}"]
-        for key, scale, decimals in (("test_nfe", 1, 1), ("train_seconds", 1, 2), ("predict_seconds", 1e3, 2)):
-            cells.append(f"{s[key] * scale:7.{decimals}f} ({s[key] / base[key]:.2f}x)")
-        print(f"{method:>16} | " + " | ".join(cells))
+def table(runs):
+    """The comparison table of the runs (nderegs.report), with ratios to vanilla."""
+    print(runs_table({label: run_dir for label, (run_dir, _) in runs.items()}))
 
 
 table(digits)
@@ -112,7 +105,7 @@ table(digits)
 
 # %%
 def read_metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return RunDirectory(run_dir).read_metrics()
 
 
 def plot_nfe(runs, title):

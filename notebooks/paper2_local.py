@@ -41,31 +41,30 @@
 # $\lambda$ means the same for local and global regularization.)
 
 # %%
-import json
 import os
-import tempfile
 from pathlib import Path
+import tempfile
 
 import matplotlib
 
 SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
 if SMOKE:
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 import diffrax
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
 from nderegs.config import load_config
-from nderegs.train import train
+from nderegs.report import runs_table
+from nderegs.train import RunDirectory, train
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-paper2-"))
 SMOKE_DIGITS = [
-    "data.subset=256", "optim.epochs=1", "model.hidden_size=8", "model.vf_width=8",
+    "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
     "solver.rtol=1e-4", "solver.atol=1e-4", "train.predict_repeats=2",
 ]
 COMMON = ["train.progress=false"]
@@ -171,22 +170,15 @@ for label, overrides in RUN_SPECS.items():
 
 # %%
 def table(runs):
-    """One row per run from the returned summaries, relative to vanilla in brackets."""
-    base = runs["vanilla"][1]
-    print(f"{'method':>22} | {'test acc':>8} | {'test NFE':>15} | {'train s':>15} | {'predict ms':>15}")
-    print("-" * 86)
-    for label, (_, s) in runs.items():
-        cells = [f"{s['test_metric']:8.4f}"]
-        for key, scale, decimals in (("test_nfe", 1, 1), ("train_seconds", 1, 2), ("predict_seconds", 1e3, 2)):
-            cells.append(f"{s[key] * scale:7.{decimals}f} ({s[key] / base[key]:.2f}x)")
-        print(f"{label:>22} | " + " | ".join(cells))
+    """The comparison table of the runs (nderegs.report), with ratios to vanilla."""
+    print(runs_table({label: run_dir for label, (run_dir, _) in runs.items()}))
 
 
 table(digits)
 
 # %%
 def read_metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return RunDirectory(run_dir).read_metrics()
 
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))

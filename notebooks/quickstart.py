@@ -47,12 +47,11 @@ import matplotlib
 SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
 if SMOKE:
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 

@@ -41,7 +41,7 @@ def step_terms(term, solver, ts, ys, args, rtol, atol):
     )
     terms = []
     for j in range(len(ts) - 1):
-        y_a = jax.tree_util.tree_map(lambda y: y[j], ys)
+        y_a = jax.tree_util.tree_map(lambda y, j=j: y[j], ys)
         y_b, y_err, _, _, _ = step(ts[j], ts[j + 1], y_a)
         leaves = [
             np.asarray(e) / (atol + rtol * np.maximum(np.abs(a), np.abs(b)))

@@ -22,15 +22,15 @@ from nderegs.report import (
     spread,
     write_report,
 )
-from nderegs.report.runs import FAILED, RESUMED, SKIPPED, TRAINED, run_dir_for
+from nderegs.report.runs import FAILED, RESUMED, run_dir_for, SKIPPED, TRAINED
 from nderegs.report.table import format_spread
 
 TINY = [
-    "data.subset=256",
+    "task.data.subset=256",
     "optim.batch_size=128",
     "optim.epochs=1",
-    "model.hidden_size=8",
-    "model.vf_width=8",
+    "task.model.hidden_size=8",
+    "task.model.vf_width=8",
     "solver.rtol=1e-4",
     "solver.atol=1e-4",
     "train.predict_repeats=2",
@@ -309,8 +309,16 @@ def test_failing_method_is_reported_and_the_others_run(tmp_path, fake_train, cap
 
 
 def test_cli_runs_seed_list_prints_table_and_exits_1_on_failures(tmp_path, fake_train, capsys):
-    argv = ["compare", "--methods", "vanilla,error", "--seed-list", "0,4,7",
-            "--output-dir", str(tmp_path), *TINY]
+    argv = [
+        "compare",
+        "--methods",
+        "vanilla,error",
+        "--seed-list",
+        "0,4,7",
+        "--output-dir",
+        str(tmp_path),
+        *TINY,
+    ]
     assert main(argv) == 1
     assert sorted(p.name for p in (tmp_path / "vanilla").iterdir()) == ["seed0", "seed4", "seed7"]
     out = capsys.readouterr().out

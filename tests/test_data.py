@@ -9,21 +9,20 @@ import warnings
 import numpy as np
 import pytest
 
+from nderegs.config import ConfigError, Digits, Irregular, load_config, MNIST, PhysioNet, Spirals
 from nderegs.data import (
-    PHYSIONET_PARAMETERS,
     ClassificationData,
-    TimeSeriesData,
     iterate_batches,
-    load_classification,
     load_digits,
     load_mnist,
     load_physionet,
-    load_time_series,
     make_irregular_series,
     make_mnist1d,
     make_spirals,
     num_batches,
+    PHYSIONET_PARAMETERS,
     read_idx,
+    TimeSeriesData,
     write_idx,
 )
 
@@ -52,10 +51,12 @@ def _write_mnist_dir(directory, arrays, suffix="", dotted=False):
     paths = {}
     for key, stem in IDX_NAMES.items():
         if dotted:  # the variant some mirrors use
-            stem = {"train_images": "train-images.idx3-ubyte",
-                    "train_labels": "train-labels.idx1-ubyte",
-                    "test_images": "t10k-images.idx3-ubyte",
-                    "test_labels": "t10k-labels.idx1-ubyte"}[key]
+            stem = {
+                "train_images": "train-images.idx3-ubyte",
+                "train_labels": "train-labels.idx1-ubyte",
+                "test_images": "t10k-images.idx3-ubyte",
+                "test_labels": "t10k-labels.idx1-ubyte",
+            }[key]
         paths[key] = write_idx(directory / (stem + suffix), arrays[key])
     return paths
 
@@ -96,8 +97,15 @@ def test_time_series_container_requires_an_observation_per_series():
     times = np.linspace(0, 1, 3, dtype=np.float32)
     mask = np.ones((2, 3, 1), np.float32)
     values = np.zeros_like(mask)
-    ok = dict(name="t", times=times, values_train=values, mask_train=mask,
-              values_test=values, mask_test=mask, channel_names=("a",))
+    ok = dict(
+        name="t",
+        times=times,
+        values_train=values,
+        mask_train=mask,
+        values_test=values,
+        mask_test=mask,
+        channel_names=("a",),
+    )
     data = TimeSeriesData(**ok)
     assert (data.num_times, data.num_channels) == (3, 1)
     empty = mask.copy()
@@ -178,9 +186,7 @@ def test_digits_rejects_bad_fraction():
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
-@pytest.mark.parametrize(
-    "dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
-)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
 def test_idx_round_trip(tmp_path, suffix, dtype):
     array = (np.random.default_rng(0).normal(size=(3, 4, 5)) * 50).astype(dtype)
     path = write_idx(tmp_path / f"a.idx{suffix}", array)
@@ -224,13 +230,18 @@ def test_load_mnist_dotted_names(tmp_path):
 def test_load_mnist_npz(tmp_path):
     arrays = _random_mnist(2)
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=arrays["train_images"], y_train=arrays["train_labels"],
-             x_test=arrays["test_images"], y_test=arrays["test_labels"])
+    np.savez(
+        path,
+        x_train=arrays["train_images"],
+        y_train=arrays["train_labels"],
+        x_test=arrays["test_images"],
+        y_test=arrays["test_labels"],
+    )
     data = load_mnist(path)
     from_idx_dir = load_mnist(_write_mnist_dir(tmp_path / "idx", arrays)["train_images"].parent)
     assert np.array_equal(data.x_train, from_idx_dir.x_train)
     assert np.array_equal(data.y_test, from_idx_dir.y_test)
-    assert load_classification("mnist", path=path).x_test.shape == (4, 784)
+    assert MNIST(path=str(path)).load(seed=0).x_test.shape == (4, 784)
 
 
 def test_load_mnist_npz_missing_keys(tmp_path):
@@ -264,8 +275,11 @@ def test_load_mnist_bad_magic(tmp_path):
     paths = _write_mnist_dir(tmp_path, _random_mnist())
     # Labels where images are expected: valid IDX, wrong magic.
     paths["train_images"].write_bytes(paths["train_labels"].read_bytes())
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte: bad IDX magic number "
-                                         r"0x00000801, expected 0x00000803"):
+    with pytest.raises(
+        ValueError,
+        match=r"train-images-idx3-ubyte: bad IDX magic number "
+        r"0x00000801, expected 0x00000803",
+    ):
         load_mnist(tmp_path)
     paths["train_images"].write_bytes(b"\xde\xad\xbe\xef" + b"\x00" * 16)
     with pytest.raises(ValueError, match="bad IDX magic number 0xDEADBEEF"):
@@ -406,7 +420,7 @@ DESCRIPTORS = (
 PATIENTS = {
     # RecordID: rows after the header and descriptors
     132539: "00:00,Weight,80.0\n00:07,GCS,15\n00:37,HR,73\n00:50,HR,77\n01:10,HR,80\n"
-            "02:15,Weight,79.5\n03:00,Temp,-1\n47:59,HR,90\n49:00,HR,100\n",
+    "02:15,Weight,79.5\n03:00,Temp,-1\n47:59,HR,90\n49:00,HR,100\n",
     132540: "00:00,Weight,-1\n00:10,HR,60\n00:20,GCS,3\n05:30,Temp,37.5\n05:45,Temp,36.5\n",
     132541: "00:00,Weight,70\n00:05,HR,100\n01:00,FooBar,3\n",
     132542: "00:00,Weight,90\n00:30,HR,70\n00:30,Glucose,110\n48:00,Glucose,130\n",
@@ -557,27 +571,42 @@ def test_physionet_reads_crlf_files(tmp_path):
     assert np.array_equal(a.values_train, b.values_train)
 
 
-# --------------------------------------------------------------------------- dispatchers
+# --------------------------------------------------------------------------- configs
 
 
 @pytest.mark.filterwarnings("ignore:load_physionet skipped")
-def test_dispatchers(tmp_path):
-    assert load_classification("digits", seed=1).name == "digits"
-    assert load_classification("Digits", test_fraction=0.5).x_test.shape == (899, 64)
-    assert load_time_series("spirals", num_series=10, num_times=5, num_observed=2).name == "spirals"
-    assert load_time_series("irregular", num_series=10, seed=2).name == "irregular"
-    physionet = load_time_series("physionet", path=_write_physionet(tmp_path), test_fraction=0.25)
+def test_data_set_configs_load_their_data(tmp_path):
+    assert Digits().load(seed=1).name == "digits"
+    assert Digits(test_fraction=0.5).load(seed=0).x_test.shape == (899, 64)
+    spirals = Spirals(num_samples=10).load(seed=0)
+    assert (
+        spirals.name == "spirals"
+        and spirals.values_train.shape[0] + spirals.values_test.shape[0] == 10
+    )
+    assert Irregular(num_samples=10).load(seed=2).name == "irregular"
+    physionet = PhysioNet(path=str(_write_physionet(tmp_path)), test_fraction=0.25).load(seed=0)
     assert physionet.num_channels == 37
-    with pytest.raises(ValueError, match="accepted names: digits, mnist, mnist1d"):
-        load_classification("cifar10")
-    with pytest.raises(ValueError, match="accepted names: spirals, irregular, physionet"):
-        load_time_series("ecg")
-    with pytest.raises(ValueError, match="pass path="):
-        load_classification("mnist")
-    with pytest.raises(ValueError, match="pass path="):
-        load_time_series("physionet")
-    with pytest.raises(ValueError, match="takes no path"):
-        load_time_series("spirals", path=tmp_path)
+
+
+def test_data_set_choice_errors():
+    with pytest.raises(
+        ConfigError, match=r"'task.data.name': 'cifar10' \(must be one of: digits, mnist, mnist1d\)"
+    ):
+        load_config(None, ["task.data.name=cifar10"])
+    with pytest.raises(
+        ConfigError,
+        match=r"'task.data.name': 'ecg' \(must be one of: spirals, irregular, physionet\)",
+    ):
+        load_config(None, ["task.name=latent_ode", "task.data.name=ecg"])
+    with pytest.raises(
+        ConfigError, match=r"missing required key 'task.data.path'.*task.data.path=/path/to/mnist"
+    ):
+        load_config(None, ["task.data.name=mnist"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'task.data.path'; valid keys under 'task.data': name, subset, test_fraction",
+    ):
+        load_config(None, ["task.name=latent_ode", "task.data.name=spirals", "task.data.path=/x"])
 
 
 def test_spiral_sde_moments():
@@ -593,9 +622,16 @@ def test_spiral_sde_moments():
     assert np.all(data.var_train[1:] > 0)
     # Without noise every path is the ODE solution (an independent solver).
     quiet = make_spiral_sde(num_trajectories=4, num_times=5, g=0.0, seed=3, dt=1e-4)
-    drift = lambda t, u, args: jnp.stack([-0.1 * u[0] ** 3 + 2 * u[1] ** 3, -2 * u[0] ** 3 - 0.1 * u[1] ** 3])
+    drift = lambda t, u, args: jnp.stack(
+        [-0.1 * u[0] ** 3 + 2 * u[1] ** 3, -2 * u[0] ** 3 - 0.1 * u[1] ** 3]
+    )
     ode = diffrax.diffeqsolve(
-        diffrax.ODETerm(drift), diffrax.Tsit5(), 0.0, 1.0, None, jnp.array([2.0, 0.0]),
+        diffrax.ODETerm(drift),
+        diffrax.Tsit5(),
+        0.0,
+        1.0,
+        None,
+        jnp.array([2.0, 0.0]),
         stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
         saveat=diffrax.SaveAt(ts=jnp.asarray(quiet.times)),
     )

@@ -18,9 +18,16 @@ def _decay(lam):
 
 def _solve(term, y0, integrals, t1=1.5, key=jax.random.key(0), **kwargs):
     return nderegs.solve(
-        term, diffrax.Tsit5(), 0.0, t1, None, y0,
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        t1,
+        None,
+        y0,
         stepsize_controller=kwargs.pop("controller", TIGHT),
-        integrals=integrals, key=key, **kwargs,
+        integrals=integrals,
+        key=key,
+        **kwargs,
     )
 
 
@@ -47,7 +54,9 @@ def test_jacobian_frobenius_of_diagonal_field_is_exact(x64):
     a = jnp.array([0.3, -1.2, 2.0, 0.7])
     term = diffrax.ODETerm(lambda t, y, args: a * jnp.sin(y) + a * (y - jnp.sin(y)))  # = a*y
     for seed in range(3):
-        _, h = _solve(term, jnp.ones(4), (nderegs.JacobianFrobenius(),), key=jax.random.key(seed), t1=2.0)
+        _, h = _solve(
+            term, jnp.ones(4), (nderegs.JacobianFrobenius(),), key=jax.random.key(seed), t1=2.0
+        )
         np.testing.assert_allclose(float(h.integrals[0]), 2.0 * float(jnp.sum(a**2)), rtol=1e-9)
 
 
@@ -57,7 +66,14 @@ def test_jacobian_frobenius_of_full_matrix_is_unbiased(x64):
     controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
 
     def one(key):
-        return _solve(term, jnp.ones(5), (nderegs.JacobianFrobenius(),), key=key, t1=1.0, controller=controller)[1].integrals[0]
+        return _solve(
+            term,
+            jnp.ones(5),
+            (nderegs.JacobianFrobenius(),),
+            key=key,
+            t1=1.0,
+            controller=controller,
+        )[1].integrals[0]
 
     samples = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), 4000))
     expected = float(jnp.sum(A**2))
@@ -103,8 +119,14 @@ def test_taylor_derivative_matches_nested_jvp(x64, order):
     _, h = _solve(diffrax.ODETerm(field), jnp.array([0.5, -0.3, 0.2]), (integral,), t1=1.0)
     ts = jnp.linspace(0.0, 1.0, 2001)
     ys = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), diffrax.Dopri8(), 0.0, 1.0, None, jnp.array([0.5, -0.3, 0.2]),
-        stepsize_controller=TIGHT, saveat=diffrax.SaveAt(ts=ts),
+        diffrax.ODETerm(field),
+        diffrax.Dopri8(),
+        0.0,
+        1.0,
+        None,
+        jnp.array([0.5, -0.3, 0.2]),
+        stepsize_controller=TIGHT,
+        saveat=diffrax.SaveAt(ts=ts),
     ).ys
     rates = jax.vmap(lambda t, y: jnp.sum(_total_derivatives(field, t, y, order) ** 2))(ts, ys)
     np.testing.assert_allclose(float(h.integrals[0]), float(jnp.trapezoid(rates, ts)), rtol=1e-5)
@@ -112,7 +134,11 @@ def test_taylor_derivative_matches_nested_jvp(x64, order):
 
 @pytest.mark.parametrize(
     "saveat",
-    [diffrax.SaveAt(t1=True), diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 7)), diffrax.SaveAt(t0=True, ts=jnp.array([0.5]))],
+    [
+        diffrax.SaveAt(t1=True),
+        diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 7)),
+        diffrax.SaveAt(t0=True, ts=jnp.array([0.5])),
+    ],
     ids=["t1", "ts", "t0+ts"],
 )
 def test_channels_leave_steps_and_trajectory_unchanged(x64, saveat):
@@ -120,11 +146,26 @@ def test_channels_leave_steps_and_trajectory_unchanged(x64, saveat):
     term = diffrax.ODETerm(field)
     controller = diffrax.PIDController(rtol=1e-7, atol=1e-7)
     y0 = jnp.array([0.5, -0.3, 0.2])
-    plain, h0 = nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=controller, saveat=saveat)
-    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=controller, saveat=saveat)
+    plain, h0 = nderegs.solve(
+        term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=controller, saveat=saveat
+    )
+    ref = diffrax.diffeqsolve(
+        term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=controller, saveat=saveat
+    )
     sol, h = nderegs.solve(
-        term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=controller, saveat=saveat,
-        integrals=(nderegs.KineticEnergy(), nderegs.JacobianFrobenius(), nderegs.TaylorDerivative(order=2)),
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        1.0,
+        None,
+        y0,
+        stepsize_controller=controller,
+        saveat=saveat,
+        integrals=(
+            nderegs.KineticEnergy(),
+            nderegs.JacobianFrobenius(),
+            nderegs.TaylorDerivative(order=2),
+        ),
         key=jax.random.key(0),
     )
     np.testing.assert_array_equal(sol.ys, ref.ys)
@@ -143,15 +184,24 @@ def test_integrals_differentiable_with_any_adjoint(x64):
 
     def loss(field, adjoint):
         _, h = nderegs.solve(
-            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, 1.0, None, y0,
-            stepsize_controller=controller, adjoint=adjoint,
+            diffrax.ODETerm(field),
+            diffrax.Tsit5(),
+            0.0,
+            1.0,
+            None,
+            y0,
+            stepsize_controller=controller,
+            adjoint=adjoint,
             integrals=(nderegs.KineticEnergy(), nderegs.TaylorDerivative(order=2)),
         )
         return h.integrals[0] + h.integrals[1]
 
     g_rc = eqx.filter_grad(loss)(field, diffrax.RecursiveCheckpointAdjoint())
     g_bs = eqx.filter_grad(loss)(field, diffrax.BacksolveAdjoint())
-    for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(g_rc, eqx.is_array)), jax.tree_util.tree_leaves(eqx.filter(g_bs, eqx.is_array))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(eqx.filter(g_rc, eqx.is_array)),
+        jax.tree_util.tree_leaves(eqx.filter(g_bs, eqx.is_array)),
+    ):
         assert bool(jnp.all(jnp.isfinite(a)))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -163,6 +213,8 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="JacobianFrobenius draws random noise.*key="):
         _solve(_decay(1.0), jnp.ones(2), (nderegs.JacobianFrobenius(),), key=None)
     with pytest.raises(ValueError, match="steps=, dense=, fn= and subs= are not supported"):
-        _solve(_decay(1.0), jnp.ones(2), (nderegs.KineticEnergy(),), saveat=diffrax.SaveAt(steps=True))
+        _solve(
+            _decay(1.0), jnp.ones(2), (nderegs.KineticEnergy(),), saveat=diffrax.SaveAt(steps=True)
+        )
     with pytest.raises(ValueError, match="order >= 1"):
         nderegs.TaylorDerivative(order=0)

@@ -23,7 +23,12 @@ def test_neural_ode_solves_the_batch_as_one_system(x64):
     y1, h = layer(y0)
     batched = lambda t, y, args: jax.vmap(field, in_axes=(None, 0))(t, y)
     ref = diffrax.diffeqsolve(
-        diffrax.ODETerm(batched), diffrax.Tsit5(), 0.0, 1.5, None, y0,
+        diffrax.ODETerm(batched),
+        diffrax.Tsit5(),
+        0.0,
+        1.5,
+        None,
+        y0,
         stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
     )
     np.testing.assert_array_equal(y1, ref.ys[0])
@@ -68,7 +73,12 @@ def test_classifier_shapes_and_heuristics():
 
 def test_latent_ode_ignores_unobserved_values():
     model = LatentODE(
-        2, latent_size=3, encoder_hidden=5, vf_width=6, vf_depth=1, decoder_width=4,
+        2,
+        latent_size=3,
+        encoder_hidden=5,
+        vf_width=6,
+        vf_depth=1,
+        decoder_width=4,
         key=jax.random.key(0),
     )
     times = jnp.linspace(0.0, 1.0, 6)
@@ -119,7 +129,12 @@ def test_neural_ode_controller_coefficients_and_checks(x64):
     _, h = layer(y0)
     batched = lambda t, y, args: jax.vmap(field, in_axes=(None, 0))(t, y)
     ref = diffrax.diffeqsolve(
-        diffrax.ODETerm(batched), diffrax.Tsit5(), 0.0, 1.0, None, y0,
+        diffrax.ODETerm(batched),
+        diffrax.Tsit5(),
+        0.0,
+        1.0,
+        None,
+        y0,
         stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4),
     )
     assert int(h.num_steps) == int(ref.stats["num_steps"])

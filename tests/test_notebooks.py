@@ -8,8 +8,8 @@ this interpreter (`sys.executable`), whatever kernel specs the machine has insta
 """
 
 import json
-import sys
 from pathlib import Path
+import sys
 
 import pytest
 
@@ -69,8 +69,8 @@ def kernel_spec_manager(tmp_path_factory):
 def test_notebook_runs_in_smoke_setting(name, kernel_spec_manager, monkeypatch):
     pytest.importorskip("ipykernel")
     from jupyter_client.manager import KernelManager
-    import nbformat
     from nbclient import NotebookClient
+    import nbformat
 
     # The kernel inherits this environment.
     monkeypatch.setenv("NDEREGS_SMOKE", "1")

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import step_terms
 
 import nderegs
-from reference import step_terms
 
 RTOL = ATOL = 1e-4
 CONTROLLER = diffrax.PIDController(rtol=RTOL, atol=ATOL)
@@ -25,9 +25,13 @@ def _drift(t, y, args):
 
 def _terms(name, sigma, drift=_drift, key=0):
     _, levy = SOLVERS[name]
-    bm = diffrax.VirtualBrownianTree(0.0, 1.0, tol=1e-4, shape=(2,), key=jax.random.key(key), levy_area=levy)
+    bm = diffrax.VirtualBrownianTree(
+        0.0, 1.0, tol=1e-4, shape=(2,), key=jax.random.key(key), levy_area=levy
+    )
     # Additive noise, so every solver here applies.
-    return diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(lambda t, y, a: sigma * jnp.eye(2), bm))
+    return diffrax.MultiTerm(
+        diffrax.ODETerm(drift), diffrax.ControlTerm(lambda t, y, a: sigma * jnp.eye(2), bm)
+    )
 
 
 Y0 = jnp.array([1.0, 0.5])
@@ -37,8 +41,20 @@ Y0 = jnp.array([1.0, 0.5])
 def test_same_path_and_steps_as_diffeqsolve(x64, name):
     solver, _ = SOLVERS[name]
     saveat = diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 11))
-    ref = diffrax.diffeqsolve(_terms(name, 0.3), solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=saveat)
-    sol, h = nderegs.solve(_terms(name, 0.3), solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=saveat, stiffness=True)
+    ref = diffrax.diffeqsolve(
+        _terms(name, 0.3), solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=saveat
+    )
+    sol, h = nderegs.solve(
+        _terms(name, 0.3),
+        solver,
+        0.0,
+        1.0,
+        0.05,
+        Y0,
+        stepsize_controller=CONTROLLER,
+        saveat=saveat,
+        stiffness=True,
+    )
     np.testing.assert_array_equal(sol.ys, ref.ys)
     assert int(sol.stats["num_steps"]) == int(ref.stats["num_steps"])
     assert int(h.num_rejected_steps) > 0
@@ -48,7 +64,16 @@ def test_same_path_and_steps_as_diffeqsolve(x64, name):
 def test_global_error_equals_retaken_steps_on_the_same_brownian_path(x64, name):
     solver, _ = SOLVERS[name]
     terms = _terms(name, 0.3)
-    sol = diffrax.diffeqsolve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=diffrax.SaveAt(t0=True, steps=True))
+    sol = diffrax.diffeqsolve(
+        terms,
+        solver,
+        0.0,
+        1.0,
+        0.05,
+        Y0,
+        stepsize_controller=CONTROLLER,
+        saveat=diffrax.SaveAt(t0=True, steps=True),
+    )
     n = int(sol.stats["num_accepted_steps"]) + 1
     expected = step_terms(terms, solver, np.asarray(sol.ts[:n]), sol.ys[:n], None, RTOL, ATOL)
     _, h = nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER)
@@ -57,12 +82,25 @@ def test_global_error_equals_retaken_steps_on_the_same_brownian_path(x64, name):
 
 def test_zero_diffusion_reproduces_the_ode(x64):
     ode = diffrax.diffeqsolve(
-        diffrax.ODETerm(_drift), diffrax.Dopri8(), 0.0, 1.0, None, Y0,
+        diffrax.ODETerm(_drift),
+        diffrax.Dopri8(),
+        0.0,
+        1.0,
+        None,
+        Y0,
         stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
     )
     errors, steps = {}, {}
     for sigma in (0.0, 0.3):
-        sol, h = nderegs.solve(_terms("SPaRK", sigma), diffrax.SPaRK(), 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER)
+        sol, h = nderegs.solve(
+            _terms("SPaRK", sigma),
+            diffrax.SPaRK(),
+            0.0,
+            1.0,
+            0.05,
+            Y0,
+            stepsize_controller=CONTROLLER,
+        )
         errors[sigma], steps[sigma] = float(h.error), int(h.num_steps)
         if sigma == 0.0:
             np.testing.assert_allclose(sol.ys[0], ode.ys[0], atol=10 * ATOL)
@@ -78,7 +116,9 @@ def test_drift_stiffness_of_linear_drift_is_lambda(x64, name):
     solver, _ = SOLVERS[name]
     lam = 3.0
     terms = _terms(name, 0.2, drift=lambda t, y, a: -lam * y)
-    _, h = nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, stiffness=True)
+    _, h = nderegs.solve(
+        terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, stiffness=True
+    )
     np.testing.assert_allclose(float(h.stiffness), lam * 1.0, rtol=1e-8)
     np.testing.assert_allclose(float(h.max_stiffness), lam, rtol=1e-8)
     _, h = nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER)
@@ -97,8 +137,16 @@ def test_nfe_counts_drift_evaluations(x64, name, stiffness):
         return _drift(t, y, args)
 
     _, h = nderegs.solve(
-        _terms(name, 0.3, drift=drift), solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER,
-        stiffness=stiffness, local="unbiased", key=jax.random.key(0),
+        _terms(name, 0.3, drift=drift),
+        solver,
+        0.0,
+        1.0,
+        0.05,
+        Y0,
+        stepsize_controller=CONTROLLER,
+        stiffness=stiffness,
+        local="unbiased",
+        key=jax.random.key(0),
     )
     assert int(h.nfe) + h.local_nfe == len(calls)
 
@@ -106,13 +154,32 @@ def test_nfe_counts_drift_evaluations(x64, name, stiffness):
 def test_local_sampling_on_sdes(x64):
     solver = diffrax.SPaRK()
     terms = _terms("SPaRK", 0.3)
-    sol = diffrax.diffeqsolve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=diffrax.SaveAt(t0=True, steps=True))
+    sol = diffrax.diffeqsolve(
+        terms,
+        solver,
+        0.0,
+        1.0,
+        0.05,
+        Y0,
+        stepsize_controller=CONTROLLER,
+        saveat=diffrax.SaveAt(t0=True, steps=True),
+    )
     n = int(sol.stats["num_accepted_steps"]) + 1
     ts = np.asarray(sol.ts[:n])
     per_step = step_terms(terms, solver, ts, sol.ys[:n], None, RTOL, ATOL)
 
     def one(key):
-        return nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, local="unbiased", key=key)[1]
+        return nderegs.solve(
+            terms,
+            solver,
+            0.0,
+            1.0,
+            0.05,
+            Y0,
+            stepsize_controller=CONTROLLER,
+            local="unbiased",
+            key=key,
+        )[1]
 
     h = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(5), 2000))
     index = np.searchsorted(ts, np.asarray(h.local_t), side="right") - 1
@@ -122,21 +189,42 @@ def test_local_sampling_on_sdes(x64):
 
 
 def test_stiffness_requires_a_drift_term():
-    bm = diffrax.VirtualBrownianTree(0.0, 1.0, tol=1e-3, shape=(2,), key=jax.random.key(0), levy_area=diffrax.SpaceTimeLevyArea)
-    terms = diffrax.MultiTerm(diffrax.ControlTerm(lambda t, y, a: jnp.eye(2), bm), diffrax.ControlTerm(lambda t, y, a: jnp.eye(2), bm))
+    bm = diffrax.VirtualBrownianTree(
+        0.0, 1.0, tol=1e-3, shape=(2,), key=jax.random.key(0), levy_area=diffrax.SpaceTimeLevyArea
+    )
+    terms = diffrax.MultiTerm(
+        diffrax.ControlTerm(lambda t, y, a: jnp.eye(2), bm),
+        diffrax.ControlTerm(lambda t, y, a: jnp.eye(2), bm),
+    )
     with pytest.raises(ValueError, match="exactly one ODETerm"):
-        nderegs.solve(terms, diffrax.Heun(), 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, stiffness=True)
+        nderegs.solve(
+            terms,
+            diffrax.Heun(),
+            0.0,
+            1.0,
+            0.05,
+            Y0,
+            stepsize_controller=CONTROLLER,
+            stiffness=True,
+        )
 
 
-@pytest.mark.parametrize("noise, diffusion, noise_dim", [
-    ("diagonal", lambda t, y, a: 0.2 * jnp.tanh(y), None),
-    ("general", lambda t, y, a: 0.1 * jnp.outer(jnp.tanh(y), jnp.ones(2)), 2),
-])
+@pytest.mark.parametrize(
+    "noise, diffusion, noise_dim",
+    [
+        ("diagonal", lambda t, y, a: 0.2 * jnp.tanh(y), None),
+        ("general", lambda t, y, a: 0.1 * jnp.outer(jnp.tanh(y), jnp.ones(2)), 2),
+    ],
+)
 def test_neural_sde_layer(noise, diffusion, noise_dim):
     mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=jax.random.key(0))
     sde = nderegs.NeuralSDE(
-        lambda t, y, a: mlp(y), diffusion, noise=noise, noise_dim=noise_dim,
-        local="unbiased", stiffness=True,
+        lambda t, y, a: mlp(y),
+        diffusion,
+        noise=noise,
+        noise_dim=noise_dim,
+        local="unbiased",
+        stiffness=True,
     )
     y0 = jnp.ones((4, 3))
     y1, h = sde(y0, key=jax.random.key(1))
@@ -164,7 +252,12 @@ def test_neural_sde_layer_steps_with_its_pi_controller(x64):
     pi = nderegs.NeuralSDE(_drift, lambda t, y, a: 0.3 * y, pcoeff=0.1, icoeff=0.3, **options)
     y1, h = pi(Y0, key=key)
     ref = diffrax.diffeqsolve(
-        pi.terms(Y0, jax.random.split(key)[0]), diffrax.SPaRK(), 0.0, 1.0, 0.05, Y0,
+        pi.terms(Y0, jax.random.split(key)[0]),
+        diffrax.SPaRK(),
+        0.0,
+        1.0,
+        0.05,
+        Y0,
         stepsize_controller=diffrax.PIDController(rtol=1e-3, atol=1e-3, pcoeff=0.1, icoeff=0.3),
     )
     np.testing.assert_array_equal(y1, ref.ys[0])

@@ -6,10 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import nderegs
 from reference import accepted_steps, frozen_grid_error, step_terms
 
+import nderegs
 
 RTOL = ATOL = 1e-6
 T1 = 10.0
@@ -57,18 +56,14 @@ def test_same_solution_as_diffeqsolve(x64, solver, saveat_name):
     assert sol.solver_state is None and sol.controller_state is None
     if saveat_name == "dense":
         ts = jnp.linspace(0.0, T1, 57)
-        np.testing.assert_array_equal(
-            jax.vmap(ref.evaluate)(ts), jax.vmap(sol.evaluate)(ts)
-        )
+        np.testing.assert_array_equal(jax.vmap(ref.evaluate)(ts), jax.vmap(sol.evaluate)(ts))
 
 
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: type(s).__name__)
 def test_global_error_equals_retaken_steps(x64, solver):
     ts, ys = accepted_steps(VDP, solver, 0.0, T1, _y0(), 5.0, CONTROLLER)
     expected = step_terms(VDP, solver, ts, ys, 5.0, RTOL, ATOL).sum()
-    _, h = nderegs.solve(
-        VDP, solver, 0.0, T1, None, _y0(), 5.0, stepsize_controller=CONTROLLER
-    )
+    _, h = nderegs.solve(VDP, solver, 0.0, T1, None, _y0(), 5.0, stepsize_controller=CONTROLLER)
     assert abs(float(h.error) - expected) / expected < 1e-6
     assert int(h.num_accepted_steps) == len(ts) - 1
 
@@ -161,8 +156,16 @@ def test_nfe_equals_runtime_count(x64, case):
 def test_local_nfe_counted_separately(x64):
     term, counter = _counted(van_der_pol)
     _, h = nderegs.solve(
-        term, diffrax.Tsit5(), 0.0, T1, None, _y0(), 5.0,
-        stepsize_controller=CONTROLLER, local="unbiased", key=jax.random.key(0),
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        T1,
+        None,
+        _y0(),
+        5.0,
+        stepsize_controller=CONTROLLER,
+        local="unbiased",
+        key=jax.random.key(0),
     )
     assert int(h.nfe) + h.local_nfe == counter.calls
     assert h.local_nfe == 7
@@ -173,9 +176,9 @@ def test_gradient_of_error_matches_finite_differences_on_frozen_grid(x64):
     ts, _ = accepted_steps(VDP, solver, 0.0, T1, _y0(), mu0, CONTROLLER)
 
     def global_error(mu):
-        return nderegs.solve(
-            VDP, solver, 0.0, T1, None, _y0(), mu, stepsize_controller=CONTROLLER
-        )[1].error
+        return nderegs.solve(VDP, solver, 0.0, T1, None, _y0(), mu, stepsize_controller=CONTROLLER)[
+            1
+        ].error
 
     grad = float(jax.grad(global_error)(mu0))
     frozen = jax.jit(lambda mu: frozen_grid_error(VDP, solver, ts, _y0(), mu, RTOL, ATOL))
@@ -192,7 +195,13 @@ def test_gradients_through_network_parameters_are_finite(x64):
 
     def loss(model):
         _, h = nderegs.solve(
-            term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.ones(3), model,
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            1.0,
+            None,
+            jnp.ones(3),
+            model,
             stepsize_controller=CONTROLLER,
         )
         return h.error + h.stiffness + h.max_stiffness
@@ -208,8 +217,16 @@ def test_zero_dynamics_have_zero_estimates_and_finite_gradients(x64):
 
     def loss(theta):
         _, h = nderegs.solve(
-            term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.ones(4), theta,
-            stepsize_controller=CONTROLLER, local="unbiased", key=jax.random.key(1),
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            1.0,
+            None,
+            jnp.ones(4),
+            theta,
+            stepsize_controller=CONTROLLER,
+            local="unbiased",
+            key=jax.random.key(1),
         )
         return h.error + h.stiffness + h.local_error + h.local_stiffness, h
 
@@ -221,8 +238,16 @@ def test_zero_dynamics_have_zero_estimates_and_finite_gradients(x64):
 def _local_batch(sampling, n, adjoint=None):
     def one(key):
         return nderegs.solve(
-            VDP, diffrax.Tsit5(), 0.0, T1, None, _y0(), 5.0,
-            stepsize_controller=CONTROLLER, local=sampling, key=key,
+            VDP,
+            diffrax.Tsit5(),
+            0.0,
+            T1,
+            None,
+            _y0(),
+            5.0,
+            stepsize_controller=CONTROLLER,
+            local=sampling,
+            key=key,
             adjoint=adjoint,
         )[1]
 
@@ -259,20 +284,33 @@ def test_local_gradient_with_any_adjoint(x64):
 
     def local(mu, adjoint):
         _, h = nderegs.solve(
-            term, diffrax.Tsit5(), 0.0, 2.0, None, _y0(), mu,
-            stepsize_controller=CONTROLLER, local="unbiased", key=key, adjoint=adjoint,
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            2.0,
+            None,
+            _y0(),
+            mu,
+            stepsize_controller=CONTROLLER,
+            local="unbiased",
+            key=key,
+            adjoint=adjoint,
         )
         return h.local_error, h
 
     mu0 = 1.0
-    (_, h), g_rc = jax.value_and_grad(local, has_aux=True)(mu0, diffrax.RecursiveCheckpointAdjoint())
+    (_, h), g_rc = jax.value_and_grad(local, has_aux=True)(
+        mu0, diffrax.RecursiveCheckpointAdjoint()
+    )
     (_, h_bs), g_bs = jax.value_and_grad(local, has_aux=True)(mu0, diffrax.BacksolveAdjoint())
     np.testing.assert_allclose(float(g_bs), float(g_rc), rtol=1e-10)
     np.testing.assert_allclose(float(h_bs.local_error), float(h.local_error), rtol=1e-12)
     # Finite differences of the single step with its start state frozen.
     ts, ys = accepted_steps(term, diffrax.Tsit5(), 0.0, 2.0, _y0(), mu0, CONTROLLER)
     j = int(np.searchsorted(ts, float(h.local_t), side="right") - 1)
-    one = lambda mu: step_terms(term, diffrax.Tsit5(), ts[j : j + 2], ys[j : j + 2], mu, RTOL, ATOL)[0]
+    one = lambda mu: step_terms(
+        term, diffrax.Tsit5(), ts[j : j + 2], ys[j : j + 2], mu, RTOL, ATOL
+    )[0]
     eps = 1e-6
     fd = (one(mu0 + eps) - one(mu0 - eps)) / (2 * eps)
     assert abs(float(g_rc) - fd) / abs(fd) < 1e-4
@@ -287,8 +325,16 @@ def test_works_under_jit_vmap_grad_and_float32():
     def batched_loss(model, y0s, keys):
         def one(y0, key):
             sol, h = nderegs.solve(
-                term, diffrax.Tsit5(), 0.0, 1.0, None, y0, model,
-                stepsize_controller=ctrl, local="biased", key=key,
+                term,
+                diffrax.Tsit5(),
+                0.0,
+                1.0,
+                None,
+                y0,
+                model,
+                stepsize_controller=ctrl,
+                local="biased",
+                key=key,
             )
             return jnp.sum(sol.ys**2) + h.error + h.local_error + 0.1 * h.stiffness
 
@@ -303,8 +349,12 @@ def test_works_under_jit_vmap_grad_and_float32():
 
 
 def test_implicit_solver_error_estimate_without_nfe(x64):
-    ref = diffrax.diffeqsolve(VDP, diffrax.Kvaerno5(), 0.0, 3.0, None, _y0(), 5.0, stepsize_controller=CONTROLLER)
-    sol, h = nderegs.solve(VDP, diffrax.Kvaerno5(), 0.0, 3.0, None, _y0(), 5.0, stepsize_controller=CONTROLLER)
+    ref = diffrax.diffeqsolve(
+        VDP, diffrax.Kvaerno5(), 0.0, 3.0, None, _y0(), 5.0, stepsize_controller=CONTROLLER
+    )
+    sol, h = nderegs.solve(
+        VDP, diffrax.Kvaerno5(), 0.0, 3.0, None, _y0(), 5.0, stepsize_controller=CONTROLLER
+    )
     np.testing.assert_array_equal(ref.ys, sol.ys)
     assert float(h.error) > 0 and h.stiffness is None and h.nfe is None
 
@@ -312,8 +362,15 @@ def test_implicit_solver_error_estimate_without_nfe(x64):
 def test_global_estimates_have_no_gradient_with_backsolve(x64):
     def error(mu):
         return nderegs.solve(
-            VDP, diffrax.Tsit5(), 0.0, 2.0, None, _y0(), mu,
-            stepsize_controller=CONTROLLER, adjoint=diffrax.BacksolveAdjoint(),
+            VDP,
+            diffrax.Tsit5(),
+            0.0,
+            2.0,
+            None,
+            _y0(),
+            mu,
+            stepsize_controller=CONTROLLER,
+            adjoint=diffrax.BacksolveAdjoint(),
         )[1].error
 
     assert float(error(1.0)) > 0

@@ -1,4 +1,5 @@
-"""Training loop, schedules, objectives and the CLI, end to end on small settings."""
+"""Training loop, schedules, regularization methods and the CLI, end to end on small
+settings."""
 
 import json
 import math
@@ -10,16 +11,23 @@ import numpy as np
 import pytest
 
 from nderegs.cli import main
-from nderegs.config import load_config, ScheduleConfig
-from nderegs.train import load_run, make_objective, train, TrainingDiverged
-from nderegs.train.schedules import coefficient_schedule, inverse_time_decay
+from nderegs.config import (
+    ConfigError,
+    ConstantSchedule,
+    ExperimentConfig,
+    ExponentialSchedule,
+    load_config,
+)
+from nderegs.config.optimizers import inverse_time_decay
+from nderegs.tasks import AbstractClassificationTask, Arrays
+from nderegs.train import load_run, RunDirectory, train, TrainingDiverged
 
 SMALL = [
-    "data.subset=256",
+    "task.data.subset=256",
     "optim.batch_size=128",
     "optim.epochs=2",
-    "model.hidden_size=8",
-    "model.vf_width=8",
+    "task.model.hidden_size=8",
+    "task.model.vf_width=8",
     "solver.rtol=1e-4",
     "solver.atol=1e-4",
     "train.progress=false",
@@ -32,14 +40,12 @@ def _config(tmp_path, *overrides):
 
 
 def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
-    schedule = coefficient_schedule(
-        ScheduleConfig(kind="exponential", start=100.0, end=10.0), steps_per_epoch=7, epochs=5
-    )
+    schedule = ExponentialSchedule(start=100.0, end=10.0).build(steps_per_epoch=7, epochs=5)
     per_epoch = [float(schedule(7 * e + 3)) for e in range(5)]
     expected = [100.0 * math.exp(-math.log(10.0) * e / 4) for e in range(5)]
     np.testing.assert_allclose(per_epoch, expected, rtol=1e-5)
     assert float(schedule(0)) == float(schedule(6))  # constant within an epoch
-    constant = coefficient_schedule(ScheduleConfig(start=0.3), steps_per_epoch=7, epochs=5)
+    constant = ConstantSchedule(start=0.3).build(steps_per_epoch=7, epochs=5)
     assert float(constant(123)) == pytest.approx(0.3)
     decay = inverse_time_decay(0.1, 1e-2)
     assert decay(100) == pytest.approx(0.05)
@@ -51,39 +57,86 @@ def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
         ("vanilla", None, None, {}),
         ("error+stiffness", None, True, {"error": "error", "stiffness": "stiffness"}),
         ("local-error-biased", "biased", None, {"local-error-biased": "error"}),
-        ("local-error+local-stiffness", "unbiased", True, {"local-error": "error", "local-stiffness": "stiffness"}),
+        (
+            "local-error+local-stiffness",
+            "unbiased",
+            True,
+            {"local-error": "error", "local-stiffness": "stiffness"},
+        ),
         # A local coefficient of its own, set by override.
-        ("stiffness+local-error", "unbiased", True, {"stiffness": "stiffness", "local-error": "local_error"}),
+        (
+            "stiffness+local-error",
+            "unbiased",
+            True,
+            {"stiffness": "stiffness", "local-error": "local_error"},
+        ),
         ("local-stiffness", "unbiased", True, {"local-stiffness": "local_stiffness"}),
     ],
 )
-def test_objective_from_method(method, local, stiffness, names):
-    own = ["regularization.local_error.start=5", "regularization.local_stiffness.start=2"]
-    objective = make_objective(load_config(None, [f"method={method}", *(own if "_" in str(names) else [])]))
-    assert objective.local == local and objective.stiffness == stiffness
-    assert objective.coefficient_names() == names
+def test_regularization_from_method(method, local, stiffness, names):
+    own = [
+        "regularization.local_error={kind: constant, start: 5}",
+        "regularization.local_stiffness={kind: constant, start: 2}",
+    ]
+    config = load_config(None, [f"method={method}", *(own if "_" in str(names) else [])])
+    method = config.regularization.build(config.method)
+    assert method.setup.local == local and method.setup.stiffness == stiffness
+    assert method.coefficient_names() == names
 
 
-def test_baseline_objectives():
-    objective = make_objective(load_config(None, ["method=steer+error", "regularization.steer_b=0.25"]))
-    assert objective.steer == 0.25 and objective.integrals == ()
-    objective = make_objective(load_config(None, ["method=rnode", "regularization.taynode_order=3"]))
-    assert [type(i).__name__ for i in objective.integrals] == ["KineticEnergy", "JacobianFrobenius"]
-    assert objective.coefficient_names() == {"rnode-kinetic": "kinetic", "rnode-jacobian": "jacobian"}
-    objective = make_objective(load_config(None, ["method=taynode+local-error", "regularization.taynode_order=3"]))
-    assert objective.integrals[0].order == 3 and objective.local == "unbiased"
-    with pytest.raises(ValueError, match="steer_b < \\|solver.t1 - solver.t0\\| = 1.0"):
-        make_objective(load_config(None, ["method=steer", "regularization.steer_b=1.5"]))
-    with pytest.raises(ValueError, match="only applies to the classifier"):
-        make_objective(load_config("configs/latent_ode_irregular.yaml", ["method=steer"]))
+def _method(*overrides, config=None):
+    config = load_config(config, list(overrides))
+    return config.regularization.build(config.method)
+
+
+def test_baseline_regularizations():
+    method = _method("method=steer+error", "regularization.steer_b=0.25")
+    assert method.setup.steer == 0.25 and method.setup.integrals == ()
+    method = _method("method=rnode", "regularization.taynode_order=3")
+    assert [type(i).__name__ for i in method.setup.integrals] == [
+        "KineticEnergy",
+        "JacobianFrobenius",
+    ]
+    assert method.coefficient_names() == {"rnode-kinetic": "kinetic", "rnode-jacobian": "jacobian"}
+    method = _method("method=taynode+local-error", "regularization.taynode_order=3")
+    assert method.setup.integrals[0].order == 3 and method.setup.local == "unbiased"
+    assert method.setup.integral_names == ("taynode",)
+    latent = load_config(
+        "configs/latent_ode_irregular.yaml", ["method=steer", "regularization.steer_b=0.5"]
+    )
+    with pytest.raises(
+        ValueError,
+        match="'steer' changes the end time of the solve, but the latent ODE must reach its data times",
+    ):
+        latent.build()
+
+
+def test_penalty_adds_each_term_times_its_coefficient():
+    from nderegs.core import Heuristics
+
+    method = _method("method=error+stiffness")
+    h = Heuristics(
+        error=jnp.asarray(2.0),
+        stiffness=jnp.asarray(3.0),
+        max_stiffness=jnp.asarray(1.0),
+        nfe=jnp.asarray(10),
+        num_steps=jnp.asarray(2),
+        num_accepted_steps=jnp.asarray(2),
+        num_rejected_steps=jnp.asarray(0),
+        successful=jnp.asarray(True),
+    )
+    total, aux = method.penalize(jnp.asarray(1.0), h, 4, {"error": 0.5, "stiffness": 0.25})
+    assert float(total) == 1.0 + 0.5 * 2.0 + 0.25 * 3.0
+    assert float(aux["reg_error"]) == 2.0 and float(aux["reg_stiffness"]) == 3.0
 
 
 @pytest.mark.parametrize("method", ["steer+error", "taynode", "rnode+local-error"])
 def test_baselines_train(tmp_path, method):
-    summary = train(_config(tmp_path, f"method={method}", "optim.epochs=1"), run_dir=tmp_path / "run")
+    summary = train(
+        _config(tmp_path, f"method={method}", "optim.epochs=1"), run_dir=tmp_path / "run"
+    )
     assert summary["method"] == method and summary["test_nfe"] > 0
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 1
+    assert len(RunDirectory(tmp_path / "run").read_metrics()) == 1
 
 
 def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
@@ -92,8 +145,19 @@ def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
     run = tmp_path / "run"
     on_disk = json.loads((run / "summary.json").read_text())
     assert on_disk == summary
-    for key in ("method", "task", "seed", "metric", "train_metric", "test_metric", "test_nfe",
-                "train_seconds", "compile_seconds", "predict_seconds", "num_params"):
+    for key in (
+        "method",
+        "task",
+        "seed",
+        "metric",
+        "train_metric",
+        "test_metric",
+        "test_nfe",
+        "train_seconds",
+        "compile_seconds",
+        "predict_seconds",
+        "num_params",
+    ):
         assert key in summary
     assert summary["method"] == "error+stiffness" and summary["metric"] == "accuracy"
     assert 0.0 <= summary["test_metric"] <= 1.0 and summary["test_nfe"] > 0
@@ -101,7 +165,7 @@ def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
     assert load_config(run / "config.yaml") == config
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert all("test_nfe" in r and "coef_error" in r for r in rows)
+    assert all("test_nfe" in r and "coefficient_error" in r for r in rows)
     model, loaded_config, epoch = load_run(run)
     assert epoch == 2 and loaded_config == config
     logits, _ = model(jnp.ones((3, 64)))
@@ -113,15 +177,22 @@ def _comparable(row):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    config = _config(tmp_path, "optim.epochs=3", "method=local-error", "regularization.local_error.start=5")
+    config = _config(
+        tmp_path,
+        "optim.epochs=3",
+        "method=local-error",
+        "regularization.local_error={kind: constant, start: 5}",
+    )
     full = train(config, run_dir=tmp_path / "full")
     assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=1) is None
     resumed = train(config, run_dir=tmp_path / "cut", resume=True)
     for key in ("train_metric", "test_metric", "test_nfe"):
         assert resumed[key] == full[key]
-    rows = lambda d: [_comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    rows = lambda d: [
+        _comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()
+    ]
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
-    assert {r["coef_local_error"] for r in rows(tmp_path / "full")} == {5.0}
+    assert {r["coefficient_local_error"] for r in rows(tmp_path / "full")} == {5.0}
 
 
 def _parameters(model):
@@ -135,7 +206,9 @@ def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path):
     before, _, epoch = load_run(run)
     # Continue for another epoch with far too few solver steps allowed.
     harder = _config(tmp_path, "optim.epochs=2", "solver.max_steps=2")
-    with pytest.raises(TrainingDiverged, match=r"solver failed.*max_steps=2.*checkpoint \(after epoch 1\)"):
+    with pytest.raises(
+        TrainingDiverged, match=r"solver failed.*max_steps=2.*checkpoint \(after epoch 1\)"
+    ):
         train(harder, run_dir=run, resume=True)
     after, _, epoch_after = load_run(run)
     assert epoch_after == epoch == 1
@@ -143,25 +216,14 @@ def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def _patch_task(monkeypatch, change):
-    import nderegs.train.loop as loop
-
-    original = loop.make_task
-
-    def patched(config, objective):
-        task = original(config, objective)
-        change(task)
-        return task
-
-    monkeypatch.setattr(loop, "make_task", patched)
-
-
 def test_nan_loss_stops_clearly(tmp_path, monkeypatch):
-    def poison_loss(task):
-        loss = task.loss
-        task.loss = lambda *a: (lambda out: (out[0] * jnp.nan, out[1]))(loss(*a))
+    loss = AbstractClassificationTask.loss
 
-    _patch_task(monkeypatch, poison_loss)
+    def poisoned(self, *args):
+        value, aux = loss(self, *args)
+        return value * jnp.nan, aux
+
+    monkeypatch.setattr(AbstractClassificationTask, "loss", poisoned)
     with pytest.raises(TrainingDiverged, match="loss became nan.*checkpoint \\(after epoch 0\\)"):
         train(_config(tmp_path), run_dir=tmp_path / "run")
     model, _, epoch = load_run(tmp_path / "run")
@@ -169,11 +231,14 @@ def test_nan_loss_stops_clearly(tmp_path, monkeypatch):
 
 
 def test_non_finite_data_stops_clearly(tmp_path, monkeypatch):
-    def poison_data(task):
-        x, y = task.train_arrays
-        task.train_arrays = (np.full_like(x, np.nan), y)
+    build = ExperimentConfig.build
 
-    _patch_task(monkeypatch, poison_data)
+    def poisoned(self):
+        task, arrays = build(self)
+        x, y = arrays.train
+        return task, Arrays((np.full_like(x, np.nan), y), arrays.test)
+
+    monkeypatch.setattr(ExperimentConfig, "build", poisoned)
     with pytest.raises(TrainingDiverged, match="y0 contains NaN or inf"):
         train(_config(tmp_path), run_dir=tmp_path / "run")
 
@@ -183,16 +248,24 @@ def test_cli_train_and_errors(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "vanilla"
-    assert main(["train", "model.widht=3"]) == 2
-    assert "unknown key 'model.widht'" in capsys.readouterr().err
+    assert main(["train", "task.model.widht=3"]) == 2
+    assert "unknown key 'task.model.widht'" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
 
 
 SPIRAL = [
-    "task=spiral_sde", "data.name=spiral_sde", "data.num_samples=200", "solver.name=spark",
-    "solver.rtol=1e-2", "solver.atol=1e-2", "model.vf_width=8", "model.num_trajectories=16",
-    "model.predict_trajectories=32", "optim.batch_size=1", "optim.epochs=2",
-    "train.progress=false", "train.predict_repeats=2",
+    "task.name=spiral_sde",
+    "task.data.num_samples=200",
+    "solver.name=spark",
+    "solver.rtol=1e-2",
+    "solver.atol=1e-2",
+    "task.model.vf_width=8",
+    "task.num_trajectories=16",
+    "task.predict_trajectories=32",
+    "optim.batch_size=1",
+    "optim.epochs=2",
+    "train.progress=false",
+    "train.predict_repeats=2",
 ]
 
 
@@ -205,15 +278,32 @@ def test_spiral_sde_trains(tmp_path, method):
 
 def test_sde_classifier_trains(tmp_path):
     config = _config(
-        tmp_path, "task=sde_classifier", "solver.name=spark", "solver.rtol=0.1", "solver.atol=0.1",
-        "method=local-error+stiffness", "model.predict_trajectories=3", "optim.epochs=1",
+        tmp_path,
+        "task.name=sde_classifier",
+        "solver.name=spark",
+        "solver.rtol=0.1",
+        "solver.atol=0.1",
+        "method=local-error+stiffness",
+        "task.predict_trajectories=3",
+        "optim.epochs=1",
     )
     summary = train(config, run_dir=tmp_path / "run")
     assert summary["metric"] == "accuracy" and summary["test_nfe"] > 0
 
 
 def test_sde_task_rejects_ode_only_methods_and_solvers(tmp_path):
-    with pytest.raises(ValueError, match="rnode apply to ODE tasks only"):
-        train(load_config(None, [*SPIRAL, "method=rnode", f"output_dir={tmp_path}"]), run_dir=tmp_path / "a")
-    with pytest.raises(ValueError, match="solver.name='tsit5' does not apply to task 'spiral_sde'; accepted: spark, heun"):
-        train(load_config(None, [*SPIRAL, "solver.name=tsit5", f"output_dir={tmp_path}"]), run_dir=tmp_path / "b")
+    with pytest.raises(
+        ValueError,
+        match=r"spiral SDE task cannot train with method component\(s\) 'rnode' integrates along an ODE solve",
+    ):
+        train(
+            load_config(None, [*SPIRAL, "method=rnode", f"output_dir={tmp_path}"]),
+            run_dir=tmp_path / "a",
+        )
+    with pytest.raises(ValueError, match="'steer' changes the end time of an ODE solve"):
+        load_config(None, [*SPIRAL, "method=steer", f"output_dir={tmp_path}"]).build()
+    with pytest.raises(
+        ConfigError,
+        match="'solver.name': 'tsit5' \\(does not apply to task 'spiral_sde'; accepted: heun, spark",
+    ):
+        load_config(None, [*SPIRAL, "solver.name=tsit5", f"output_dir={tmp_path}"])

@@ -22,9 +22,9 @@ from typing import NamedTuple
 import diffrax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+from jaxtyping import Array, PyTree
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, PyTree
 
 
 def _finite_or_zero(x: Array) -> Array:
@@ -114,7 +114,5 @@ def stiffness_estimate(k: PyTree[Array], pair: StagePair, dt) -> Array:
     (each leaf of shape (num_stages, ...)); 0 where the denominator is 0."""
     d = np.asarray(pair.stage_difference)
     dk = jtu.tree_map(lambda ki: ki[pair.b] - ki[pair.a], k)
-    dg = jtu.tree_map(
-        lambda ki: jnp.tensordot(jnp.asarray(d, dtype=ki.dtype), ki, axes=1), k
-    )
+    dg = jtu.tree_map(lambda ki: jnp.tensordot(jnp.asarray(d, dtype=ki.dtype), ki, axes=1), k)
     return _safe_ratio(optx.rms_norm(dk), optx.rms_norm(dg) * jnp.abs(dt))

@@ -41,6 +41,19 @@ class Heuristics(eqx.Module):
 
     `integrals`: with `integrals=(...)`, the value of each integral at the end of the
     solve, in the order given (None otherwise).
+
+    Example:
+        ```python
+        sol, h = nderegs.solve(...)
+        loss = task_loss + 0.1 * h.error + 0.01 * h.stiffness
+        ```
+
+    References: Pal, Ma, Shah, Rackauckas, "Opening the Blackbox: Accelerating Neural
+    Differential Equations by Regularizing Internal Solver Heuristics", ICML 2021
+    (global R_E, R_S); Pal, Edelman, Rackauckas, "Locally Regularized Neural
+    Differential Equations: Some Black Boxes Were Meant to Remain Closed!", ICML 2023
+    (local); Shampine, "Stiffness and non-stiff differential equation solvers, II",
+    1977 (the stiffness estimate).
     """
 
     error: Float[Array, ""]

@@ -12,29 +12,31 @@ the batch size for a per-sample mean.
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
-import jax.tree_util as jtu
 from jax.experimental.jet import jet
 from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
+import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
 
 
 def _squared_norm(tree: PyTree[Array]) -> Array:
-    return sum(jnp.sum(x**2) for x in jtu.tree_leaves(tree))
+    return sum(jnp.sum(x**2) for x in jtu.tree_leaves(tree))  # pyright: ignore[reportReturnType]
 
 
 class AbstractIntegral(eqx.Module):
     """An integrand g(t, y) whose integral over the solve is reported in
     `Heuristics.integrals`. `noise(key, y0)` draws what the integrand needs once per
-    solve (None if nothing)."""
+    solve (None if nothing; then `needs_key` is False)."""
 
-    needs_key = False
+    needs_key: ClassVar[bool]
 
+    @abc.abstractmethod
     def noise(self, key, y0: PyTree[Array]):
-        return None
+        """What the integrand needs drawn once per solve, or None."""
 
     @abc.abstractmethod
     def integrand(
@@ -44,24 +46,45 @@ class AbstractIntegral(eqx.Module):
 
 
 class KineticEnergy(AbstractIntegral):
-    """RNODE's kinetic energy ∫ ‖f(t, z)‖² dt."""
+    r"""RNODE's kinetic energy $\int_{t_0}^{t_1} \lVert f(t, z(t))\rVert^2 \, dt$.
+
+    Example:
+        ```python
+        sol, h = nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, args,
+                               stepsize_controller=controller,
+                               integrals=(nderegs.KineticEnergy(),))
+        kinetic = h.integrals[0]
+        ```
+
+    References: Finlay, Jacobsen, Nurbekyan, Oberman, "How to train your neural ODE:
+    the world of Jacobian and kinetic regularization", ICML 2020.
+    """
+
+    needs_key = False
+
+    def noise(self, key, y0):
+        return None
 
     def integrand(self, field, t, y, args, f, noise):
         return _squared_norm(f)
 
 
 class JacobianFrobenius(AbstractIntegral):
-    """RNODE's Jacobian term ∫ ‖εᵀ ∂f/∂z‖² dt with Rademacher ε (±1, drawn once per
-    solve from the key): a Hutchinson estimate, unbiased for ∫ ‖∂f/∂z‖_F² dt."""
+    r"""RNODE's Jacobian term $\int \lVert \varepsilon^\top \partial f/\partial z\rVert^2 dt$
+    with Rademacher $\varepsilon$ (±1, drawn once per solve from the key): a Hutchinson
+    estimate, unbiased for $\int \lVert \partial f/\partial z\rVert_F^2 dt$. Needs `key=`.
+
+    References: Finlay et al., ICML 2020 (as `KineticEnergy`); Hutchinson, "A
+    stochastic estimator of the trace of the influence matrix for Laplacian smoothing
+    splines", 1990.
+    """
 
     needs_key = True
 
     def noise(self, key, y0):
         leaves, treedef = jtu.tree_flatten(y0)
         keys = jax.random.split(key, len(leaves))
-        signs = [
-            jax.random.rademacher(k, x.shape, dtype=x.dtype) for k, x in zip(keys, leaves)
-        ]
+        signs = [jax.random.rademacher(k, x.shape, dtype=x.dtype) for k, x in zip(keys, leaves)]
         return jtu.tree_unflatten(treedef, signs)
 
     def integrand(self, field, t, y, args, f, noise):
@@ -73,9 +96,20 @@ class JacobianFrobenius(AbstractIntegral):
 class TaylorDerivative(AbstractIntegral):
     """TayNODE's R_K = ∫ ‖d^K z/dt^K‖² dt, the K-th total time derivative of the
     trajectory, by Taylor-mode AD (`jax.experimental.jet`) of the vector field with
-    time appended to the state: x = (z, t), x' = (f(t, z), 1)."""
+    time appended to the state: x = (z, t), x' = (f(t, z), 1).
+
+    Example:
+        `integrals=(nderegs.TaylorDerivative(order=2),)` penalizes the acceleration.
+
+    References: Kelly, Bettencourt, Johnson, Duvenaud, "Learning Differential Equations
+    that are Easy to Solve", NeurIPS 2020.
+    """
 
     order: int = eqx.field(static=True, default=2)
+    needs_key = False
+
+    def noise(self, key, y0):
+        return None
 
     def __check_init__(self):
         if not (isinstance(self.order, int) and self.order >= 1):

@@ -1,23 +1,22 @@
 """`nderegs.solve`: `diffrax.diffeqsolve` plus the solver's own heuristics."""
 
-import dataclasses
 from collections.abc import Sequence
+import dataclasses
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
 from jaxtyping import PyTree
+import numpy as np
 
-from .controller import EvaluationCountingController
+from .counting_controller import EvaluationCountingController
 from .estimates import find_stage_pair
-from .evaluations import step_cost
 from .heuristics import Heuristics
+from .heuristics_solver import drift_of, estimate_step, HeuristicsSolver, real_dtype
 from .integrals import AbstractIntegral, AugmentedField
-from .solver import drift_of, estimate_step, HeuristicsSolver, real_dtype
-
+from .nfe import step_cost
 
 LOCAL_SAMPLINGS = ("unbiased", "biased")
 _save_y = diffrax.SaveAt(t1=True).subs.fn
@@ -49,7 +48,7 @@ def solve(
     integrals: Sequence[AbstractIntegral] = (),
     **diffeqsolve_kwargs,
 ) -> tuple[diffrax.Solution, Heuristics]:
-    """Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
+    r"""Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
 
     Returns `(sol, h)`: `sol` is the `diffrax.Solution` that `diffrax.diffeqsolve`
     returns for the same arguments (same steps, `ts`, `ys`, stats), `h` a
@@ -82,6 +81,27 @@ def solve(
     or are not returned (SRK), so it costs two extra drift evaluations per attempted
     step, counted in `nfe`, and is computed only with stiffness=True. `nfe` counts
     drift evaluations.
+
+    The maths (h = |dt_j|, accepted steps j):
+
+    $$R_E = \sum_j \mathrm{EEst}_j\, h_j, \quad
+      \mathrm{EEst}_j = \Big\lVert \frac{\tilde y_{j+1} - y_{j+1}}{\mathrm{atol} +
+      \mathrm{rtol}\max(|y_j|, |y_{j+1}|)}\Big\rVert_\text{rms}, \qquad
+      R_S = \sum_j \frac{\lVert k_b - k_a\rVert}{h_j \lVert g_b - g_a\rVert} h_j .$$
+
+    Example:
+        ```python
+        term = diffrax.ODETerm(lambda t, y, model: model(y))
+        sol, h = nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, model,
+                               stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+        loss = jnp.mean((sol.ys[-1] - target) ** 2) + 0.1 * h.error
+        ```
+
+    References: Pal, Ma, Shah, Rackauckas, "Opening the Blackbox: Accelerating Neural
+    Differential Equations by Regularizing Internal Solver Heuristics", ICML 2021;
+    Pal, Edelman, Rackauckas, "Locally Regularized Neural Differential Equations: Some
+    Black Boxes Were Meant to Remain Closed!", ICML 2023; Kidger, "On Neural
+    Differential Equations", 2021 (diffrax).
     """
     integrals = tuple(integrals)
     _check_arguments(stepsize_controller, local, key, integrals, stiffness)
@@ -102,25 +122,24 @@ def solve(
         local_key, integral_key = jax.random.split(key)
     user_terms, user_y0, user_saveat = terms, y0, saveat
     if integrals:
-        terms, y0, saveat = _with_integral_channels(
-            terms, y0, saveat, integrals, integral_key
-        )
+        terms, y0, saveat = _with_integral_channels(terms, y0, saveat, integrals, integral_key)
 
     time_dtype = jnp.result_type(t0, t1, float)
     direction = jnp.where(jnp.asarray(t0) < jnp.asarray(t1), 1, -1)
     local_t = local_target = None
     if local == "unbiased":
+        assert local_key is not None  # _check_arguments asked for a key
         u = jax.random.uniform(local_key, dtype=time_dtype)
         local_t = jax.lax.stop_gradient(t0 + u * (t1 - t0))
         local_target = local_t * direction
     wrapped_solver = HeuristicsSolver(
         solver=solver,
-        rtol=stepsize_controller.rtol,
-        atol=stepsize_controller.atol,
+        rtol=stepsize_controller.rtol,  # pyright: ignore[reportArgumentType]
+        atol=stepsize_controller.atol,  # pyright: ignore[reportArgumentType]
         norm=stepsize_controller.norm,
         pair=pair,
         drift_index=drift_index,
-        local=local,
+        local=local,  # pyright: ignore[reportArgumentType] (checked above)
         local_target=local_target,
         t_final=None if local is None else jnp.asarray(t1 * direction, time_dtype),
         local_key=local_key if local == "biased" else None,
@@ -137,9 +156,7 @@ def solve(
             "nderegs.solve does not accept controller_state=: the NFE count needs a "
             "fresh controller state. Use diffrax.diffeqsolve to continue a solve."
         )
-    inner_saveat = eqx.tree_at(
-        lambda s: (s.solver_state, s.controller_state), saveat, (True, True)
-    )
+    inner_saveat = eqx.tree_at(lambda s: (s.solver_state, s.controller_state), saveat, (True, True))
     sol = diffrax.diffeqsolve(
         terms,
         wrapped_solver,
@@ -149,14 +166,14 @@ def solve(
         y0,
         args,
         saveat=inner_saveat,
-        stepsize_controller=EvaluationCountingController(
+        stepsize_controller=EvaluationCountingController(  # pyright: ignore[reportCallIssue]
             stepsize_controller, augmented=bool(integrals)
         ),
         adjoint=adjoint,
         max_steps=max_steps,
         **diffeqsolve_kwargs,
     )
-    inner_solver_state, acc = sol.solver_state
+    inner_solver_state, acc = sol.solver_state  # pyright: ignore[reportGeneralTypeIssues]
     counting_state = sol.controller_state
     sol = dataclasses.replace(
         sol,
@@ -178,9 +195,7 @@ def solve(
         error=acc.error,
         stiffness=acc.stiffness,
         max_stiffness=acc.max_stiffness,
-        nfe=None
-        if cost is None
-        else cost.total(num_steps, counting_state.first_stage_evaluations),
+        nfe=None if cost is None else cost.total(num_steps, counting_state.first_stage_evaluations),
         num_steps=num_steps,
         num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
         num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
@@ -191,7 +206,19 @@ def solve(
         return sol, heuristics
 
     local_estimates = _local_estimates(
-        solver, terms, args, t0, t1, direction, acc, local, local_t, stepsize_controller, pair, drift_index, cost
+        solver,
+        terms,
+        args,
+        t0,
+        t1,
+        direction,
+        acc,
+        local,
+        local_t,
+        stepsize_controller,
+        pair,
+        drift_index,
+        cost,
     )
     heuristics = dataclasses.replace(heuristics, **local_estimates)
     return sol, heuristics
@@ -207,16 +234,16 @@ def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> N
             f"{type(stepsize_controller).__name__}."
         )
     if local is not None and local not in LOCAL_SAMPLINGS:
-        raise ValueError(
-            f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'."
-        )
+        raise ValueError(f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'.")
     if local is not None and key is None:
         raise ValueError(
             f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
         )
     if any(i.needs_key for i in integrals) and key is None:
         names = [type(i).__name__ for i in integrals if i.needs_key]
-        raise ValueError(f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...).")
+        raise ValueError(
+            f"{', '.join(names)} draws random noise, so it needs key=jax.random.key(...)."
+        )
     if stiffness not in (None, True, False):
         raise ValueError(f"stiffness must be None, True or False; got {stiffness!r}.")
 
@@ -286,9 +313,7 @@ def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair,
     """One differentiable step from a constant start state; its first stage is
     evaluated afresh (made_jump=True), so the result depends on the parameters."""
     state = solver.init(terms, t_start, t_end, y_start, args)
-    y1, y_error, dense_info, _, _ = solver.step(
-        terms, t_start, t_end, y_start, args, state, True
-    )
+    y1, y_error, dense_info, _, _ = solver.step(terms, t_start, t_end, y_start, args, state, True)
     return estimate_step(
         y_start,
         y1,
@@ -305,9 +330,7 @@ def _retake_step(solver, terms, t_start, t_end, y_start, args, controller, pair,
 
 
 def _is_sde(terms) -> bool:
-    leaves = jtu.tree_leaves(
-        terms, is_leaf=lambda x: isinstance(x, diffrax.AbstractBrownianPath)
-    )
+    leaves = jtu.tree_leaves(terms, is_leaf=lambda x: isinstance(x, diffrax.AbstractBrownianPath))
     return any(isinstance(leaf, diffrax.AbstractBrownianPath) for leaf in leaves)
 
 
@@ -354,7 +377,7 @@ def _stiffness_source(solver, terms, stiffness):
 def _check_finite(y0):
     leaves = jtu.tree_leaves(y0)
     message = "nderegs.solve: y0 contains NaN or inf; the initial state must be finite."
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):  # pyright: ignore[reportAttributeAccessIssue]
         return eqx.error_if(
             y0, jnp.any(jnp.stack([~jnp.all(jnp.isfinite(x)) for x in leaves])), message
         )

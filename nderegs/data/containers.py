@@ -6,8 +6,8 @@ can rely on the documented shapes, dtypes and value ranges without checking.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 
 import numpy as np
 
@@ -121,9 +121,7 @@ class TimeSeriesData:
             f"times must be a non-empty 1-D float32 array, got {_describe(times)}",
         )
         _require(bool(np.all(np.diff(times) > 0)), name, "times must be strictly increasing")
-        _require(
-            bool(times[0] >= 0.0 and times[-1] <= 1.0), name, "times must lie in [0, 1]"
-        )
+        _require(bool(times[0] >= 0.0 and times[-1] <= 1.0), name, "times must lie in [0, 1]")
         expected_tail = (len(times), len(self.channel_names))
         for split in ("train", "test"):
             values, mask = getattr(self, f"values_{split}"), getattr(self, f"mask_{split}")
@@ -147,9 +145,7 @@ class TimeSeriesData:
                 name,
                 f"mask_{split} must contain only 0 and 1",
             )
-            _require(
-                bool(np.all(np.isfinite(values))), name, f"values_{split} must be finite"
-            )
+            _require(bool(np.all(np.isfinite(values))), name, f"values_{split} must be finite")
             _require(
                 bool(np.all(values[mask == 0.0] == 0.0)),
                 name,

@@ -26,8 +26,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ClassificationData
     test_fraction = check_fraction("test_fraction", test_fraction)
     seed = check_seed(seed)
     bunch = sklearn.datasets.load_digits()
-    x = (bunch.data / _MAX_PIXEL).astype(np.float32)
-    y = bunch.target.astype(np.int32)
+    x = (bunch.data / _MAX_PIXEL).astype(np.float32)  # pyright: ignore[reportAttributeAccessIssue]
+    y = bunch.target.astype(np.int32)  # pyright: ignore[reportAttributeAccessIssue]
     # Stratification needs every class in both splits (sklearn rounds the test size up).
     num_test = math.ceil(test_fraction * len(y))
     if min(num_test, len(y) - num_test) < _NUM_CLASSES:
@@ -41,10 +41,10 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ClassificationData
     )
     return ClassificationData(
         name="digits",
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
+        x_train=np.asarray(x_train),
+        y_train=np.asarray(y_train),
+        x_test=np.asarray(x_test),
+        y_test=np.asarray(y_test),
         num_classes=_NUM_CLASSES,
         image_shape=(8, 8),
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from pathlib import Path
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 

@@ -46,9 +46,7 @@ def make_irregular_series(
     num_series = check_int("num_series", num_series, minimum=2)
     num_times = check_int("num_times", num_times, minimum=2)
     num_channels = check_int("num_channels", num_channels, minimum=1)
-    observe_prob = check_float(
-        "observe_prob", observe_prob, low=0.0, high=1.0, low_inclusive=False
-    )
+    observe_prob = check_float("observe_prob", observe_prob, low=0.0, high=1.0, low_inclusive=False)
     noise_std = check_float("noise_std", noise_std, low=0.0)
     test_fraction = check_fraction("test_fraction", test_fraction)
     rng = np.random.default_rng(check_seed(seed))

@@ -11,8 +11,8 @@ Nothing is downloaded: point :func:`load_mnist` at either
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
+import zipfile
 
 import numpy as np
 
@@ -152,9 +152,7 @@ def _check_pixels(images: np.ndarray, where: str) -> None:
     if images.size:
         low, high = float(images.min()), float(images.max())
         if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
-            raise ValueError(
-                f"{where}: pixel values must lie in 0..255, got range [{low}, {high}]"
-            )
+            raise ValueError(f"{where}: pixel values must lie in 0..255, got range [{low}, {high}]")
 
 
 def _to_unit_interval(images: np.ndarray) -> np.ndarray:

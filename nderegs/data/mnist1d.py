@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import contextlib
 import random
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -37,8 +37,8 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> ClassificationData:
         ) from error
 
     args = mnist1d.data.get_dataset_args()
-    args.num_samples = num_samples
-    args.seed = seed
+    args.num_samples = num_samples  # pyright: ignore[reportAttributeAccessIssue]
+    args.seed = seed  # pyright: ignore[reportAttributeAccessIssue]
     with _preserved_global_rng():
         dataset = mnist1d.data.make_dataset(args)
 

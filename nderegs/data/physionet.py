@@ -21,12 +21,12 @@ rows), as in the challenge's own description. A value of -1 marks "missing".
 
 from __future__ import annotations
 
+from collections import Counter
 import math
 import os
+from pathlib import Path
 import re
 import warnings
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -163,9 +163,7 @@ def _patient_files(directory: Path) -> list[Path]:
         )
     files = [file for file in directory.glob("*.txt") if file.is_file()]
     if not files:
-        raise FileNotFoundError(
-            f"PhysioNet directory {directory} holds no *.txt patient files"
-        )
+        raise FileNotFoundError(f"PhysioNet directory {directory} holds no *.txt patient files")
     return sorted(files, key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
 
 

@@ -51,8 +51,15 @@ def _paths(key, y0, times, a, b, g, num_trajectories, dt):
         )
         # Heun (second order in the drift) on a fixed fine grid.
         return diffrax.diffeqsolve(
-            terms, diffrax.Heun(), 0.0, 1.0, dt, y0,
-            saveat=diffrax.SaveAt(ts=times), max_steps=None, adjoint=diffrax.ForwardMode(),
+            terms,
+            diffrax.Heun(),
+            0.0,
+            1.0,
+            dt,
+            y0,
+            saveat=diffrax.SaveAt(ts=times),
+            max_steps=None,
+            adjoint=diffrax.ForwardMode(),
         ).ys
 
     keys = jax.random.split(key, num_trajectories)

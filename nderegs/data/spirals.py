@@ -48,9 +48,7 @@ def make_spirals(
     num_times = check_int("num_times", num_times, minimum=2)
     num_observed = check_int("num_observed", num_observed, minimum=1)
     if num_observed > num_times:
-        raise ValueError(
-            f"num_observed ({num_observed}) cannot exceed num_times ({num_times})"
-        )
+        raise ValueError(f"num_observed ({num_observed}) cannot exceed num_times ({num_times})")
     noise_std = check_float("noise_std", noise_std, low=0.0)
     test_fraction = check_fraction("test_fraction", test_fraction)
     rng = np.random.default_rng(check_seed(seed))

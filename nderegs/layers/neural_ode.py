@@ -1,6 +1,7 @@
 """`NeuralODE`: a Julia-style (DiffEqFlux) neural ODE layer over `nderegs.solve`."""
 
 from collections.abc import Callable
+import dataclasses
 
 import diffrax
 import equinox as eqx
@@ -9,9 +10,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
 from ..core import AbstractIntegral, Heuristics, solve
+from .base import AbstractNeuralDE, BatchedField
 
 
-class NeuralODE(eqx.Module):
+class NeuralODE(AbstractNeuralDE):
     """y' = f(t, y, args) on [t0, t1]; `layer(y0) -> (y(t1), heuristics)`.
 
     `vector_field(t, y, args)` acts on one sample. With `batched=True` (default) the
@@ -30,6 +32,19 @@ class NeuralODE(eqx.Module):
     reported in `h.integrals`. `steer=b` is STEER (Ghosh et al. 2020): when a `key` is
     given (training) the end time is drawn t1' ~ U(t1 − b, t1 + b); without a key
     (evaluation) the solve ends at t1.
+
+    Example:
+        ```python
+        field = eqx.nn.MLP(2, 2, 64, 2, activation=jnp.tanh, key=key)
+        node = nderegs.NeuralODE(lambda t, y, args: field(y), rtol=1e-6, atol=1e-6)
+        y1, h = node(y0_batch)                    # (batch, 2), Heuristics
+        loss = jnp.mean((y1 - target) ** 2) + 0.1 * h.error
+        ```
+
+    References: Chen, Rubanova, Bettencourt, Duvenaud, "Neural Ordinary Differential
+    Equations", NeurIPS 2018; Rackauckas et al., "DiffEqFlux.jl" (the layer's feel);
+    Ghosh, Behl, Dupont, Torr, Namboodiri, "STEER: Simple Temporal Regularization For
+    Neural ODEs", NeurIPS 2020.
     """
 
     vector_field: Callable
@@ -51,19 +66,19 @@ class NeuralODE(eqx.Module):
     steer: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
-        if self.t0 == self.t1:
-            raise ValueError(f"NeuralODE needs t0 != t1; got t0 = t1 = {self.t0}.")
-        if not 0 <= self.steer < abs(self.t1 - self.t0):
+        if self.t0 != self.t1 and not 0 <= self.steer < abs(self.t1 - self.t0):
             raise ValueError(
                 f"NeuralODE(steer=b) needs 0 <= b < |t1 - t0| = {abs(self.t1 - self.t0)}; "
                 f"got b={self.steer}."
             )
-        check_controller("NeuralODE", self)
+
+    def for_evaluation(self) -> "NeuralODE":
+        return dataclasses.replace(self, local=None, integrals=(), stiffness=False)
 
     def _term(self) -> diffrax.ODETerm:
         if not self.batched:
             return diffrax.ODETerm(self.vector_field)
-        return diffrax.ODETerm(_BatchedField(self.vector_field))
+        return diffrax.ODETerm(BatchedField(self.vector_field))
 
     def solve(
         self,
@@ -102,7 +117,7 @@ class NeuralODE(eqx.Module):
             saveat=saveat,
             key=key,
             integrals=self.integrals,
-            **solve_settings(self),
+            **self.solve_options(),
         )
 
     def sample_end_time(self, key):
@@ -117,40 +132,6 @@ class NeuralODE(eqx.Module):
         if ts is None:
             return jax.tree_util.tree_map(lambda y: y[0], sol.ys), h
         return sol.ys, h
-
-
-def check_controller(name: str, layer) -> None:
-    problems = []
-    if not (layer.rtol > 0 and layer.atol > 0):
-        problems.append(f"rtol > 0 and atol > 0 (got rtol={layer.rtol}, atol={layer.atol})")
-    if not (layer.pcoeff >= 0 and layer.icoeff > 0):
-        problems.append(f"pcoeff >= 0 and icoeff > 0 (got pcoeff={layer.pcoeff}, icoeff={layer.icoeff})")
-    if problems:
-        raise ValueError(f"{name} needs " + "; ".join(problems) + ".")
-
-
-def solve_settings(layer) -> dict:
-    """The keyword arguments of `nderegs.solve` that a layer's fields fix."""
-    return dict(
-        stepsize_controller=diffrax.PIDController(
-            rtol=layer.rtol, atol=layer.atol, pcoeff=layer.pcoeff, icoeff=layer.icoeff
-        ),
-        adjoint=layer.adjoint,
-        max_steps=layer.max_steps,
-        local=layer.local,
-        stiffness=layer.stiffness,
-        throw=layer.throw,
-    )
-
-
-class _BatchedField(eqx.Module):
-    """The per-sample field applied to every sample of the batch (a Module, so the
-    field's parameters stay visible to diffrax, e.g. to BacksolveAdjoint)."""
-
-    field: Callable
-
-    def __call__(self, t, y, args):
-        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
 
 
 def time_concat(t, y: Array) -> Array:

@@ -2,6 +2,7 @@
 adaptive, on a `diffrax.VirtualBrownianTree`)."""
 
 from collections.abc import Callable
+import dataclasses
 from typing import Literal
 
 import diffrax
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..core import Heuristics, solve
-from .neural_ode import _BatchedField, check_controller, solve_settings
+from .base import AbstractNeuralDE, BatchedField
 
 
 class DiagonalNoise(diffrax.ControlTerm):
@@ -38,10 +39,12 @@ def _levy_area_for(solver) -> type:
     ):
         if issubclass(concrete, minimal):
             return concrete
-    raise ValueError(f"No Brownian path with the Lévy area {minimal.__name__} needed by {type(solver).__name__}.")
+    raise ValueError(
+        f"No Brownian path with the Lévy area {minimal.__name__} needed by {type(solver).__name__}."
+    )
 
 
-class NeuralSDE(eqx.Module):
+class NeuralSDE(AbstractNeuralDE):
     """A neural SDE layer; `layer(y0, key=key) -> (y(t1), heuristics)`.
 
     `drift(t, y, args)` and `diffusion(t, y, args)` act on one sample (state of shape
@@ -57,6 +60,16 @@ class NeuralSDE(eqx.Module):
     `pcoeff`/`icoeff` are the `diffrax.PIDController`'s: SDE error estimates are
     rough, and a PI controller (e.g. pcoeff=0.1, icoeff=0.3) rejects fewer steps than
     the default I controller.
+
+    Example:
+        ```python
+        sde = nderegs.NeuralSDE(drift, diffusion, solver=diffrax.SPaRK(), rtol=1e-2,
+                                atol=1e-2, pcoeff=0.1, icoeff=0.3)
+        y1, h = sde(y0_batch, key=key)             # a batch as one system
+        ```
+
+    References: Kidger, Foster, Li, Lyons, "Efficient and Accurate Gradients for Neural
+    SDEs", NeurIPS 2021; Pal et al., ICML 2021 (error regularization of neural SDEs).
     """
 
     drift: Callable
@@ -84,13 +97,14 @@ class NeuralSDE(eqx.Module):
             raise ValueError(f"noise must be 'diagonal' or 'general'; got {self.noise!r}.")
         if self.noise == "general" and not self.noise_dim:
             raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
-        if self.t0 == self.t1:
-            raise ValueError(f"NeuralSDE needs t0 != t1; got t0 = t1 = {self.t0}.")
-        check_controller("NeuralSDE", self)
+
+    def for_evaluation(self) -> "NeuralSDE":
+        return dataclasses.replace(self, local=None, stiffness=False)
 
     def _brownian_shape(self, y0: Array) -> tuple[int, ...]:
         if self.noise == "diagonal":
             return y0.shape
+        assert self.noise_dim is not None  # checked in __check_init__
         return y0.shape[:-1] + (self.noise_dim,)
 
     def terms(self, y0: Array, key) -> diffrax.MultiTerm:
@@ -105,7 +119,7 @@ class NeuralSDE(eqx.Module):
         )
         drift, diffusion = self.drift, self.diffusion
         if self.batched:
-            drift, diffusion = _BatchedField(drift), _BatchedField(diffusion)
+            drift, diffusion = BatchedField(drift), BatchedField(diffusion)
         noise_term = DiagonalNoise if self.noise == "diagonal" else GeneralNoise
         return diffrax.MultiTerm(diffrax.ODETerm(drift), noise_term(diffusion, brownian))
 
@@ -130,7 +144,7 @@ class NeuralSDE(eqx.Module):
             args,
             saveat=saveat,
             key=solve_key if self.local is not None else None,
-            **solve_settings(self),
+            **self.solve_options(),
         )
 
     def __call__(self, y0: Array, *, key, args=None, ts: Array | None = None):

@@ -2,5 +2,5 @@
 
 from .classifier import NODEClassifier
 from .latent_ode import gaussian_kl, LatentODE
-from .vector_fields import activation, ACTIVATIONS, TimeMLP
 from .sde import moments, SDEClassifier, SpiralSDE
+from .vector_fields import Activation, activation, ACTIVATIONS, TimeMLP

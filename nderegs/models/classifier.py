@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..core import Heuristics
-from ..layers import NeuralODE, time_concat
+from ..layers import MakeNode, NeuralODE, time_concat
 from .vector_fields import TimeMLP
 
 
@@ -29,17 +29,27 @@ class NODEClassifier(eqx.Module):
         vf_width: int,
         vf_depth: int,
         activation: Callable = jnp.tanh,
+        make_node: MakeNode = NeuralODE,
         key,
-        **node_options,
     ):
+        """`make_node(vector_field)` builds the layer, e.g.
+        `functools.partial(NeuralODE, rtol=1e-8, atol=1e-8)`."""
         k_enc, k_vf, k_dec = jax.random.split(key, 3)
         self.encoder = eqx.nn.Linear(num_features + 1, hidden_size, key=k_enc)
         field = TimeMLP(
-            hidden_size, vf_width, vf_depth,
-            activation=activation, final_activation=jnp.tanh, key=k_vf,
+            hidden_size,
+            vf_width,
+            vf_depth,
+            activation=activation,
+            final_activation=jnp.tanh,
+            key=k_vf,
         )
-        self.node = NeuralODE(field, **node_options)
+        self.node = make_node(field)
         self.decoder = eqx.nn.Linear(hidden_size, num_classes, key=k_dec)
+
+    def for_evaluation(self) -> "NODEClassifier":
+        """The model as used at test time (see `NeuralODE.for_evaluation`)."""
+        return eqx.tree_at(lambda m: m.node, self, self.node.for_evaluation())
 
     def __call__(
         self, x: Float[Array, "batch features"], *, key=None, t1=None

@@ -3,13 +3,14 @@ PhysioNet task): a masked GRU reads the observations backwards in time and gives
 q(z0) = N(μ, σ²); a neural ODE carries z0 through the observation times; an MLP
 decodes each latent state into the observed channels."""
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..core import Heuristics
-from ..layers import NeuralODE
+from ..layers import MakeNode, NeuralODE
 from .vector_fields import TimeMLP
 
 
@@ -28,19 +29,25 @@ class LatentODE(eqx.Module):
         vf_width: int,
         vf_depth: int,
         decoder_width: int,
-        activation=jnp.tanh,
+        activation: Callable = jnp.tanh,
+        make_node: MakeNode = NeuralODE,
         key,
-        **node_options,
     ):
+        """`make_node(vector_field)` builds the layer, e.g.
+        `functools.partial(NeuralODE, rtol=1e-5, atol=1e-5)`."""
         k_gru, k_lat, k_vf, k_dec = jax.random.split(key, 4)
         # Input per time: masked values, the mask, and the gap to the next time.
         self.gru = eqx.nn.GRUCell(2 * num_channels + 1, encoder_hidden, key=k_gru)
         self.to_latent = eqx.nn.Linear(encoder_hidden, 2 * latent_size, key=k_lat)
         field = TimeMLP(latent_size, vf_width, vf_depth, activation=activation, key=k_vf)
-        self.node = NeuralODE(field, **node_options)
+        self.node = make_node(field)
         self.decoder = eqx.nn.MLP(
             latent_size, num_channels, decoder_width, 1, activation=jnp.tanh, key=k_dec
         )
+
+    def for_evaluation(self) -> "LatentODE":
+        """The model as used at test time (see `NeuralODE.for_evaluation`)."""
+        return eqx.tree_at(lambda m: m.node, self, self.node.for_evaluation())
 
     def encode(
         self,
@@ -76,6 +83,8 @@ class LatentODE(eqx.Module):
         z0 is sampled when `sample` (needs `key`), else the posterior mean."""
         mean, log_std = jax.vmap(self.encode, in_axes=(0, 0, None))(values, mask, times)
         if sample:
+            if key is None:
+                raise ValueError("LatentODE(..., sample=True) draws z0: pass key=...")
             key, noise_key = jax.random.split(key)
             z0 = mean + jnp.exp(log_std) * jax.random.normal(noise_key, mean.shape, mean.dtype)
         else:

@@ -1,13 +1,12 @@
 """Neural SDE models of paper 1: the spiral SDE and the SDE classifier."""
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..core import Heuristics
-from ..layers import NeuralSDE
+from ..layers import MakeSDE, NeuralSDE
 
 
 class CubicDrift(eqx.Module):
@@ -76,8 +75,14 @@ class SpiralSDE(eqx.Module):
 
     sde: NeuralSDE
 
-    def __init__(self, size: int, width: int, *, key, **sde_options):
-        self.sde = NeuralSDE(CubicDrift(size, width, key=key), DiagonalLinearDiffusion(size), **sde_options)
+    def __init__(self, size: int, width: int, *, make_sde: MakeSDE = NeuralSDE, key):
+        """`make_sde(drift, diffusion)` builds the layer, e.g.
+        `functools.partial(NeuralSDE, solver=diffrax.Heun())`."""
+        self.sde = make_sde(CubicDrift(size, width, key=key), DiagonalLinearDiffusion(size))
+
+    def for_evaluation(self) -> "SpiralSDE":
+        """The model as used at test time (see `NeuralSDE.for_evaluation`)."""
+        return eqx.tree_at(lambda m: m.sde, self, self.sde.for_evaluation())
 
     def __call__(self, y0: Array, times: Array, *, key, num_trajectories: int):
         """Mean and variance at `times` of `num_trajectories` paths (one system), and
@@ -95,13 +100,28 @@ class SDEClassifier(eqx.Module):
     sde: NeuralSDE
     decoder: eqx.nn.Linear
 
-    def __init__(self, num_features, num_classes, *, hidden_size, vf_width, vf_depth, key, **sde_options):
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        *,
+        hidden_size: int,
+        vf_width: int,
+        vf_depth: int,
+        make_sde: MakeSDE = NeuralSDE,
+        key,
+    ):
+        """`make_sde(drift, diffusion)` builds the layer (see `SpiralSDE`)."""
         k_enc, k_drift, k_diff, k_dec = jax.random.split(key, 4)
         self.encoder = eqx.nn.Linear(num_features, hidden_size, key=k_enc)
         drift = TanhMLP(hidden_size, vf_width, vf_depth, key=k_drift)
         diffusion = LinearDiffusion(hidden_size, key=k_diff)
-        self.sde = NeuralSDE(drift, diffusion, **sde_options)
+        self.sde = make_sde(drift, diffusion)
         self.decoder = eqx.nn.Linear(hidden_size, num_classes, key=k_dec)
+
+    def for_evaluation(self) -> "SDEClassifier":
+        """The model as used at test time (see `NeuralSDE.for_evaluation`)."""
+        return eqx.tree_at(lambda m: m.sde, self, self.sde.for_evaluation())
 
     def __call__(self, x: Array, *, key, num_trajectories: int = 1) -> tuple[Array, Heuristics]:
         z0 = jax.vmap(self.encoder)(x)

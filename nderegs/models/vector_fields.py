@@ -1,13 +1,13 @@
 """Vector fields of the papers' tasks: time-dependent MLPs, f(t, z) = MLP([z; t])."""
 
 from collections.abc import Callable
+from typing import Literal, TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ..layers import time_concat
-
 
 ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -16,6 +16,13 @@ ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
     "gelu": jax.nn.gelu,
 }
+
+
+if TYPE_CHECKING:
+    Activation = str
+else:
+    #: The name of an activation in `ACTIVATIONS` (a `Literal`, for configs).
+    Activation = Literal[tuple(ACTIVATIONS)]
 
 
 def activation(name: str) -> Callable:

@@ -12,13 +12,14 @@ files = write_report(result, "runs/cmp", command="my script")
 
 from __future__ import annotations
 
+from datetime import datetime, timezone, UTC
 import os
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
+import platform
 
 from .plots import plot_metric_vs_prediction_time, plot_nfe_over_training
 from .runs import (
+    collect_runs,
     ComparisonResult,
     default_output_dir,
     normalize_methods,
@@ -31,6 +32,8 @@ from .table import markdown_table, method_rows, MethodRow, Spread, spread, write
 
 __all__ = [
     "ComparisonResult",
+    "collect_runs",
+    "runs_table",
     "MethodRow",
     "RunResult",
     "Spread",
@@ -66,13 +69,20 @@ def machine_description() -> str:
 
 def report_header(result: ComparisonResult, command: str) -> list[str]:
     """Provenance lines shared by the Markdown and CSV files."""
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     return [
         f"Command: `{command}`",
         f"Machine: {machine_description()}",
         f"Date (UTC): {date}",
         f"Seeds: {', '.join(map(str, result.seeds))}; runs in {result.output_dir}",
     ]
+
+
+def runs_table(run_dirs: dict[str, str | os.PathLike]) -> str:
+    """The comparison table (Markdown) of finished runs given as label -> run directory,
+    with ratios to the run labelled "vanilla"."""
+    result = collect_runs(run_dirs)
+    return markdown_table(method_rows(result), result.metric)
 
 
 def write_report(

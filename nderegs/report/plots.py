@@ -3,15 +3,14 @@ left untouched): test NFE over training, and test metric against prediction time
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+import numpy as np
 
-from ..train import METRICS
+from ..train import RunDirectory
 from .runs import ComparisonResult, RunResult
 
 DPI = 100
@@ -29,20 +28,13 @@ def _new_figure() -> Figure:
     return figure
 
 
-def _read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / METRICS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def nfe_by_epoch(runs: Sequence[RunResult]) -> dict[int, list[float]]:
     """epoch -> the test NFE of each successful run evaluated at that epoch."""
     by_epoch: dict[int, list[float]] = {}
     for run in runs:
         if not run.succeeded:
             continue
-        for row in _read_metrics(run.run_dir):
+        for row in RunDirectory(run.run_dir).read_metrics():
             if row.get("test_nfe") is not None:
                 by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_nfe"]))
     return dict(sorted(by_epoch.items()))
@@ -63,13 +55,17 @@ def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
         label = _label(method, sum(r.succeeded for r in runs))
         axes.plot(epochs, [np.mean(v) for v in values], label=label, markersize=5, **style)
         axes.fill_between(
-            epochs, [min(v) for v in values], [max(v) for v in values],
-            color=style["color"], alpha=_band_alpha(len(result.methods)), linewidth=0,
+            epochs,
+            [min(v) for v in values],
+            [max(v) for v in values],
+            color=style["color"],
+            alpha=_band_alpha(len(result.methods)),
+            linewidth=0,
         )
     axes.set_xlabel("epoch")
     axes.set_ylabel("test NFE (mean per test batch)")
     axes.set_title("Test NFE over training (line: mean over seeds, band: min–max)")
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
     axes.grid(alpha=0.3)
     _legend(axes, _methods_without_success(result))
     figure.savefig(path)
@@ -127,8 +123,9 @@ def _methods_without_success(result: ComparisonResult) -> list[str]:
 def _legend(axes, failed_methods: Sequence[str]) -> None:
     """Legend of the methods shown, plus an entry naming those with no successful run."""
     if not axes.get_legend_handles_labels()[0]:
-        axes.text(0.5, 0.5, "no successful runs", ha="center", va="center",
-                  transform=axes.transAxes)
+        axes.text(
+            0.5, 0.5, "no successful runs", ha="center", va="center", transform=axes.transAxes
+        )
     if failed_methods:
         axes.plot([], [], " ", label="no successful run: " + ", ".join(failed_methods))
     if axes.get_legend_handles_labels()[0]:

@@ -8,23 +8,21 @@ recorded as that run's failure and the others go on.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..config import (
-    ConfigError,
     config_to_dict,
+    ConfigError,
     ExperimentConfig,
     load_config,
     parse_method,
 )
-from ..train import CONFIG, SUMMARY, train
-from ..train.checkpoint import CHECKPOINT
+from ..train import RunDirectory, train
 
 #: `RunResult.status` values.
 TRAINED, RESUMED, SKIPPED, FAILED = "trained", "resumed", "skipped", "failed"
@@ -68,7 +66,7 @@ class ComparisonResult:
 
     @property
     def metric(self) -> str | None:
-        """"accuracy" or "mse", from the first successful run (None if none succeeded)."""
+        """ "accuracy" or "mse", from the first successful run (None if none succeeded)."""
         return next((r.summary["metric"] for r in self.runs if r.succeeded), None)
 
     @property
@@ -132,7 +130,7 @@ def run_config(
 
 def _config_differences(run_dir: Path, config: ExperimentConfig) -> list[str]:
     """Dotted keys whose value in `run_dir/config.yaml` differs from `config`."""
-    saved = config_to_dict(load_config(run_dir / CONFIG))
+    saved = config_to_dict(RunDirectory(run_dir).read_config())
     wanted = config_to_dict(config)
 
     def walk(a, b, prefix):
@@ -147,12 +145,12 @@ def _config_differences(run_dir: Path, config: ExperimentConfig) -> list[str]:
 
 def _stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     """Why an existing run directory cannot be reused for `config` (None if it can)."""
-    if not (run_dir / CONFIG).exists():
+    if not RunDirectory(run_dir).has_config:
         return None
     try:
         differences = _config_differences(run_dir, config)
     except ConfigError as e:
-        return f"{run_dir / CONFIG} cannot be read back: {e}"
+        return f"{RunDirectory(run_dir).config_file} cannot be read back: {e}"
     if differences:
         return (
             f"{run_dir} holds a run with a different configuration "
@@ -169,15 +167,14 @@ def _failure_message(error: Exception) -> str:
 def execute_run(config: ExperimentConfig, run_dir: Path) -> RunResult:
     """Train one run (or read it back, or resume it); never raises for a failed run."""
     method, seed = config.method, config.seed
-    summary_path = run_dir / SUMMARY
-    started = summary_path.exists() or (run_dir / CHECKPOINT).exists()
-    problem = _stale_run_problem(run_dir, config) if started else None
+    run = RunDirectory(run_dir)
+    problem = _stale_run_problem(run_dir, config) if run.is_started else None
     if problem is not None:
         return RunResult(method, seed, run_dir, FAILED, error=problem)
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
+    summary = run.read_summary()
+    if summary is not None:
         return RunResult(method, seed, run_dir, SKIPPED, summary=summary)
-    resume = (run_dir / CHECKPOINT).exists()
+    resume = run.has_checkpoint
     try:
         summary = train(config, run_dir=run_dir, resume=resume)
     except Exception as error:  # any failure of one run is reported, the others go on
@@ -244,4 +241,26 @@ def run_comparison(
         runs=tuple(runs),
         config_path=Path(config_path) if config_path is not None else None,
         overrides=overrides,
+    )
+
+
+def collect_runs(run_dirs: Mapping[str, str | os.PathLike]) -> ComparisonResult:
+    """A comparison of runs trained elsewhere (e.g. by `nderegs.train.train` in a
+    notebook), given as label -> run directory; a run without `summary.json` counts as
+    failed. The labels play the part of the methods ("vanilla" is the baseline of the
+    ratios)."""
+    runs = []
+    for label, path in run_dirs.items():
+        run = RunDirectory(path)
+        summary = run.read_summary()
+        seed = summary["seed"] if summary is not None else 0
+        status = SKIPPED if summary is not None else FAILED
+        error = None if summary is not None else f"no {run.SUMMARY} in {run.path}"
+        runs.append(RunResult(label, seed, run.path, status, summary=summary, error=error))
+    output_dir = Path(os.path.commonpath([str(r.run_dir) for r in runs])) if runs else Path(".")
+    return ComparisonResult(
+        methods=tuple(run_dirs),
+        seeds=tuple(sorted({r.seed for r in runs})),
+        output_dir=output_dir,
+        runs=tuple(runs),
     )

@@ -7,12 +7,12 @@ format it. Accuracy is shown in % in Markdown and kept as a fraction in the CSV.
 
 from __future__ import annotations
 
-import csv
-import math
-import statistics
 from collections.abc import Sequence
+import csv
 from dataclasses import dataclass
+import math
 from pathlib import Path
+import statistics
 
 from .runs import ComparisonResult, RunResult
 
@@ -104,7 +104,7 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
 
 
 def _metric_name(metric: str | None) -> str:
-    return {"accuracy": "acc.", "mse": "MSE"}.get(metric, metric or "metric")
+    return {"accuracy": "acc.", "mse": "MSE"}.get(metric or "", metric or "metric")
 
 
 def _column_labels(metric: str | None) -> dict[str, str]:
@@ -149,7 +149,7 @@ def format_spread(value: Spread | None, quantity: str, metric: str | None) -> st
         return "—"
     scale, fixed, significant = _display(quantity, metric)
     mean = value.mean * scale
-    decimals = fixed if fixed is not None else _decimals(mean, significant)
+    decimals = fixed if fixed is not None else _decimals(mean, significant or 3)
     sd = "n/a" if value.sd is None else f"{value.sd * scale:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {sd}"
 

@@ -1,5 +1,11 @@
-"""Training: objectives from methods, tasks, the JIT training loop, checkpoints."""
+"""Training: the JIT training loop, run directories and checkpoints."""
 
-from .loop import CONFIG, default_run_dir, load_run, METRICS, SUMMARY, train, TrainingDiverged
-from .objectives import make_objective, Objective
-from .tasks import make_task
+from .loop import (
+    default_run_dir,
+    load_run,
+    make_evaluate_step,
+    make_train_step,
+    train,
+    TrainingDiverged,
+)
+from .run_directory import RunDirectory

@@ -8,30 +8,23 @@ discarded); `predict_seconds` is the median over repeats of one compiled forward
 pass on a test batch.
 """
 
-import json
 import math
+from pathlib import Path
 import statistics
 import time
-from pathlib import Path
+from typing import NoReturn
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig, save_config
+from ..config import ExperimentConfig
 from ..data import iterate_batches, num_batches
-from .checkpoint import load_checkpoint, save_checkpoint
-from .objectives import make_objective
-from .optim import make_optimizer
-from .schedules import coefficient_schedule
-from .tasks import count_parameters, evaluation_model, make_task
-
-
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-CONFIG = "config.yaml"
+from ..tasks import AbstractTask, count_parameters, Evaluation
+from .run_directory import RunDirectory
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,15 +49,16 @@ def _select(keep, new, old):
     )
 
 
-def make_train_step(task, optimizer):
-    """`step(model, opt_state, batch, key, weights) -> (model, opt_state, loss, aux)`:
-    task loss + weighted regularizers, gradient, optax update, in one `filter_jit`.
-    A failed solve or a non-finite loss leaves the model and optimizer unchanged."""
+def make_train_step(task: AbstractTask, optimizer: optax.GradientTransformation):
+    """`step(model, opt_state, batch, key, coefficients) -> (model, opt_state, loss,
+    aux)`: task loss + weighted regularizers, gradient, optax update, in one
+    `filter_jit`. A failed solve or a non-finite loss leaves the model and optimizer
+    unchanged."""
 
     @eqx.filter_jit
-    def train_step(model, opt_state, batch, key, weights):
+    def train_step(model, opt_state, batch, key, coefficients):
         (loss, aux), grads = eqx.filter_value_and_grad(task.loss, has_aux=True)(
-            model, batch, key, weights
+            model, batch, key, coefficients
         )
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
@@ -73,6 +67,16 @@ def make_train_step(task, optimizer):
         return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
 
     return train_step
+
+
+def make_evaluate_step(task: AbstractTask):
+    """`evaluate(model, batch) -> Evaluation`, compiled."""
+
+    @eqx.filter_jit
+    def evaluate(model, batch) -> Evaluation:
+        return task.evaluate(model, batch)
+
+    return evaluate
 
 
 def _timed(fn, *args):
@@ -86,11 +90,11 @@ def _evaluate(evaluate_batch, model, arrays, batch_size):
     nfes, ok = [], True
     for batch in iterate_batches(arrays, batch_size, rng=None, drop_last=False):
         out = evaluate_batch(model, batch)
-        metric_sum += float(out["metric_sum"])
-        count += float(out["count"])
-        ok = ok and bool(out["successful"])
-        if out["nfe"] is not None:
-            nfes.append(int(out["nfe"]))
+        metric_sum += float(out.metric_sum)
+        count += float(out.count)
+        ok = ok and bool(out.successful)
+        if out.nfe is not None:
+            nfes.append(int(out.nfe))
     mean_nfe = float(np.mean(nfes)) if nfes else None
     return metric_sum / count, mean_nfe, ok
 
@@ -102,16 +106,6 @@ def _runtime_error_reason(error: Exception) -> str:
         if marker in line:
             return line.split(marker, 1)[1]
     return str(error).strip().splitlines()[0]
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def train(
@@ -131,54 +125,49 @@ def train(
     """
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory to continue.")
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    objective = make_objective(config)
-    task = make_task(config, objective)
-    n_train = task.train_arrays[0].shape[0]
+    run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config))
+    run_dir = run.path
+    task, arrays = config.build()
+    n_train = arrays.train[0].shape[0]
     batch_size = min(config.optim.batch_size, n_train)
     eval_batch_size = config.train.eval_batch_size or batch_size
     steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
     epochs = config.optim.epochs
 
     model = task.init_model(jax.random.key(config.seed))
-    optimizer = make_optimizer(config.optim)
+    optimizer = config.optim.build()
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    schedules = {
-        name: coefficient_schedule(
-            getattr(config.regularization, name), steps_per_epoch=steps_per_epoch, epochs=epochs
-        )
-        for name in set(objective.coefficient_names().values())
-    }
+    schedules = config.regularization.schedules(
+        task.regularization, steps_per_epoch=steps_per_epoch, epochs=epochs
+    )
     step_key = jax.random.key(config.seed + 1)
 
-    metrics_path = run_dir / METRICS
     if resume:
-        model, opt_state, start_epoch, progress = load_checkpoint(run_dir, model, opt_state)
-        rows = [r for r in _read_metrics(metrics_path) if r["epoch"] <= start_epoch]
+        model, opt_state, start_epoch, progress = run.load_checkpoint(model, opt_state)
+        rows = [r for r in run.read_metrics() if r["epoch"] <= start_epoch]
     else:
-        if (run_dir / SUMMARY).exists() or (run_dir / "checkpoint.eqx").exists():
+        if run.is_started:
             raise FileExistsError(
                 f"{run_dir} already holds a run; resume it (--resume) or choose another "
                 "output directory."
             )
         run_dir.mkdir(parents=True, exist_ok=True)
         start_epoch, progress, rows = 0, {"train_seconds": 0.0}, []
-        save_checkpoint(run_dir, model, opt_state, 0, progress)
-    save_config(config, run_dir / CONFIG)
-    _write_metrics(metrics_path, rows)
+        run.save_checkpoint(model, opt_state, 0, progress)
+    run.write_config(config)
+    run.write_metrics(rows)
 
     train_step = make_train_step(task, optimizer)
-    evaluate_batch = eqx.filter_jit(task.evaluate)
+    evaluate_batch = make_evaluate_step(task)
 
-    def weights_at(step: int, epoch: int) -> dict:
-        w = {name: jnp.asarray(s(step), jnp.float32) for name, s in schedules.items()}
-        anneal = config.regularization.kl_anneal_epochs
-        w["kl"] = jnp.asarray(min(1.0, (epoch + 1) / anneal) if anneal else 1.0, jnp.float32)
-        return w
+    def coefficients_at(step: int, epoch: int) -> dict:
+        own = task.loss_coefficients(epoch)
+        values = {name: schedule(step) for name, schedule in schedules.items()}
+        return {name: jnp.asarray(v, jnp.float32) for name, v in {**values, **own}.items()}
 
     last_checkpoint_epoch = start_epoch
 
-    def stop(message: str, epoch: int, step: int):
+    def stop(message: str, epoch: int, step: int) -> NoReturn:
         raise TrainingDiverged(
             f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
             f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
@@ -192,16 +181,16 @@ def train(
             stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
     # Compile (and run once, discarding the result) on the first batch.
-    first = next(iterate_batches(task.train_arrays, batch_size, rng=None, drop_last=True))
+    first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
     _, compile_seconds = run_step(
-        start_epoch, 0, model, opt_state, first, step_key, weights_at(0, 0)
+        start_epoch, 0, model, opt_state, first, step_key, coefficients_at(0, 0)
     )
     train_seconds = float(progress.get("train_seconds", 0.0))
     solver = config.solver
 
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([config.seed, epoch])
-        batches = iterate_batches(task.train_arrays, batch_size, rng=rng, drop_last=True)
+        batches = iterate_batches(arrays.train, batch_size, rng=rng, drop_last=True)
         bar = tqdm(
             batches,
             total=steps_per_epoch,
@@ -214,7 +203,7 @@ def train(
             step = epoch * steps_per_epoch + i
             key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
             (model, opt_state, loss, aux), seconds = run_step(
-                epoch, step, model, opt_state, batch, key, weights_at(step, epoch)
+                epoch, step, model, opt_state, batch, key, coefficients_at(step, epoch)
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
@@ -238,7 +227,7 @@ def train(
             sums["nfe"] += float(aux["nfe"]) if aux["nfe"] is not None else float("nan")
             bar.set_postfix(
                 loss=f"{sums['loss'] / (i + 1):.4f}",
-                **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},
+                **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
                 nfe=f"{float(aux['nfe']) if aux['nfe'] is not None else float('nan'):.0f}",
             )
         bar.close()
@@ -246,7 +235,7 @@ def train(
         done = epoch + 1
         if done % config.train.eval_every == 0 or done == epochs:
             test_metric, test_nfe, ok = _evaluate(
-                evaluate_batch, evaluation_model(model), task.test_arrays, eval_batch_size
+                evaluate_batch, task.evaluation_model(model), arrays.test, eval_batch_size
             )
             if not ok:
                 stop("The ODE solver failed on the test set (solver.max_steps)", epoch, step)
@@ -259,27 +248,25 @@ def train(
                 f"test_{task.metric}": test_metric,
                 "test_nfe": test_nfe,
                 "train_seconds": train_seconds,
-                **{f"coef_{k}": float(v) for k, v in weights_at(step, epoch).items()},
+                **{f"coefficient_{k}": float(v) for k, v in coefficients_at(step, epoch).items()},
             }
             rows.append(row)
-            _write_metrics(metrics_path, rows)
+            run.write_metrics(rows)
             if config.train.progress:
                 tqdm.write(
                     f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
                     f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}"
                 )
         if done % config.train.checkpoint_every == 0 or done == epochs:
-            save_checkpoint(run_dir, model, opt_state, done, {"train_seconds": train_seconds})
+            run.save_checkpoint(model, opt_state, done, {"train_seconds": train_seconds})
             last_checkpoint_epoch = done
         if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
             return None
 
-    eval_model = evaluation_model(model)
-    train_metric, _, _ = _evaluate(evaluate_batch, eval_model, task.train_arrays, eval_batch_size)
-    test_metric, test_nfe, _ = _evaluate(evaluate_batch, eval_model, task.test_arrays, eval_batch_size)
-    predict_batch = next(
-        iterate_batches(task.test_arrays, eval_batch_size, rng=None, drop_last=False)
-    )
+    eval_model = task.evaluation_model(model)
+    train_metric, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
+    test_metric, test_nfe, _ = _evaluate(evaluate_batch, eval_model, arrays.test, eval_batch_size)
+    predict_batch = next(iterate_batches(arrays.test, eval_batch_size, rng=None, drop_last=False))
     _timed(evaluate_batch, eval_model, predict_batch)  # compile
     predict_times = [
         _timed(evaluate_batch, eval_model, predict_batch)[1]
@@ -287,8 +274,8 @@ def train(
     ]
     summary = {
         "method": config.method,
-        "task": config.task,
-        "data": config.data.name,
+        "task": config.task.name,
+        "data": config.task.data.name,
         "seed": config.seed,
         "metric": task.metric,
         "train_metric": train_metric,
@@ -305,19 +292,16 @@ def train(
         "solver": {"name": solver.name, "rtol": solver.rtol, "atol": solver.atol},
         "devices": [str(d) for d in jax.devices()],
     }
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    run.write_summary(summary)
     return summary
 
 
 def load_run(run_dir: str | Path):
     """(model, config, epoch) of the last checkpoint in a run directory."""
-    from ..config import load_config
-
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / CONFIG)
-    objective = make_objective(config)
-    task = make_task(config, objective)
+    run = RunDirectory(run_dir)
+    config = run.read_config()
+    task, _ = config.build()
     model = task.init_model(jax.random.key(config.seed))
-    opt_state = make_optimizer(config.optim).init(eqx.filter(model, eqx.is_inexact_array))
-    model, _, epoch, _ = load_checkpoint(run_dir, model, opt_state)
+    opt_state = config.optim.build().init(eqx.filter(model, eqx.is_inexact_array))
+    model, _, epoch, _ = run.load_checkpoint(model, opt_state)
     return model, config, epoch

@@ -28,7 +28,7 @@ class CountingState(eqx.Module):
 class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
     """Wraps an adaptive controller; counts attempts that evaluate their first stage
     (before the first accepted step, or right after a jump). See
-    `nderegs.core.evaluations` for how this becomes the NFE."""
+    `nderegs.core.nfe` for how this becomes the NFE."""
 
     controller: diffrax.AbstractAdaptiveStepSizeController
     # True when the state is (y, integral channels): the controller sees y only.
@@ -47,7 +47,7 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
         return self.controller.norm
 
     def wrap(self, direction):
-        return EvaluationCountingController(self.controller.wrap(direction), self.augmented)
+        return EvaluationCountingController(self.controller.wrap(direction), self.augmented)  # pyright: ignore[reportCallIssue]
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         if self.augmented:
@@ -55,9 +55,7 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
             y0 = y0[0]
             user_func = func
             func = lambda terms, t, y, args: user_func(terms, t, (y, channels), args)[0]
-        tnext, inner = self.controller.init(
-            terms, t0, t1, y0, dt0, args, func, error_order
-        )
+        tnext, inner = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
         state = CountingState(
             inner=inner,
             any_accepted=jnp.array(False),
@@ -73,10 +71,8 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
         evaluates_first_stage = jnp.logical_not(state.any_accepted) | state.jump_pending
         if self.augmented:
             y0, y1_candidate, y_error = y0[0], y1_candidate[0], y_error[0]
-        (keep_step, tprev, tnext, made_jump, inner, result) = (
-            self.controller.adapt_step_size(
-                t0, t1, y0, y1_candidate, args, y_error, error_order, state.inner
-            )
+        (keep_step, tprev, tnext, made_jump, inner, result) = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state.inner
         )
         new_state = CountingState(
             inner=inner,

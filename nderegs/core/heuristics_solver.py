@@ -19,6 +19,7 @@ Only the step's start time, end time and start state (a constant: `stop_gradient
 are remembered; the step itself is re-taken differentiably after the solve.
 """
 
+from collections.abc import Callable
 from typing import Literal
 
 import diffrax
@@ -26,10 +27,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, Bool, Float, Int, PyTree, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .estimates import drift_stiffness_estimate, scaled_error, StagePair, stiffness_estimate
-
 
 LocalSampling = Literal["unbiased", "biased"]
 
@@ -93,7 +93,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     solver: diffrax.AbstractSolver
     rtol: float | Array
     atol: float | Array
-    norm: callable = eqx.field(static=True)
+    norm: Callable = eqx.field(static=True)
     pair: StagePair | None = eqx.field(static=True)
     # SDEs: which term of the MultiTerm is the drift, when its stiffness is estimated.
     drift_index: int | None = eqx.field(static=True)
@@ -121,7 +121,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     @property
     def root_finder(self):
         # Lets diffeqsolve hand the controller's tolerances to an implicit solver.
-        return self.solver.root_finder
+        return self.solver.root_finder  # pyright: ignore[reportAttributeAccessIssue]
 
     def order(self, terms):
         return self.solver.order(terms)
@@ -191,7 +191,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             else acc.stiffness + est.stiffness.astype(acc.stiffness.dtype),
             max_stiffness=None
             if acc.max_stiffness is None
-            else jnp.maximum(acc.max_stiffness, est.raw_stiffness),
+            else jnp.maximum(acc.max_stiffness, est.raw_stiffness),  # pyright: ignore[reportArgumentType]
             num_accepted=num_accepted,
             sampled=self._sample(acc.sampled, num_accepted, t0, t1, y0),
         )
@@ -207,7 +207,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
                 (self.local_target < t1) | (t1 >= self.t_final)
             )
         else:
-            u = jax.random.uniform(jax.random.fold_in(self.local_key, num_accepted))
+            u = jax.random.uniform(jax.random.fold_in(self.local_key, num_accepted))  # pyright: ignore[reportArgumentType]
             take = u * num_accepted < 1
         keep = lambda new, old: jnp.where(take, new, old)
         return SampledStep(

@@ -9,7 +9,7 @@ accepted, since a rejection rolls the solver state back) and after a jump
     NFE = N·(s − 1) + E    (FSAL),        NFE = N·s    (otherwise),
 
 with s the number of stages. E is counted at run time by
-`nderegs.core.controller.EvaluationCountingController`, which sees every attempt.
+`nderegs.core.counting_controller.EvaluationCountingController`, which sees every attempt.
 The initial step size selection evaluates nothing in diffrax 0.7 (it is skipped
 for the wrapped terms diffeqsolve builds), and `solver.init` evaluates nothing either.
 """

@@ -1,0 +1,83 @@
+"""Typed, validated experiment configuration.
+
+An experiment is one YAML file (see ``configs/``) plus optional dotted command-line
+overrides such as ``solver.rtol=1e-8`` or ``method=error+stiffness``. Each choice (task,
+data set, solver, adjoint, optimizer, coefficient schedule) is a pydantic model that
+builds its object (``build()``), selected by its ``name`` (``kind`` for schedules).
+Every problem is reported as one `ConfigError` naming the offending dotted keys and
+what they accept.
+
+```yaml
+name: digits
+seed: 0
+method: error               # '+'-joined components, see METHOD_COMPONENTS
+task:
+  name: classifier          # classifier | sde_classifier | latent_ode | spiral_sde
+  data: {name: digits, test_fraction: 0.2}
+  model: {hidden_size: 32, vf_width: 32, vf_depth: 1, activation: tanh}
+solver: {name: tsit5, rtol: 1.0e-6, atol: 1.0e-6, adjoint: recursive_checkpoint}
+regularization:
+  error: {kind: constant, start: 0.1}
+optim: {name: adam, lr: 1.0e-2, batch_size: 256, epochs: 30}
+```
+"""
+
+from .base import ConfigError, Problems
+from .datasets import Digits, Irregular, MNIST, MNIST1D, PhysioNet, Spirals, SpiralSDEData
+from .experiment import ExperimentConfig, TrainConfig
+from .loading import config_from_dict, config_to_dict, load_config, save_config
+from .optimizers import AdaBelief, Adam, Adamax, SGD
+from .regularization import METHOD_COMPONENTS, parse_method, RegularizationConfig
+from .schedules import ConstantSchedule, ExponentialSchedule
+from .solvers import (
+    Backsolve,
+    Bosh3,
+    Direct,
+    Dopri5,
+    Dopri8,
+    Heun,
+    RecursiveCheckpoint,
+    SPaRK,
+    Tsit5,
+)
+from .tasks import Classifier, LatentODE, SDEClassifier, SpiralSDE
+
+__all__ = [
+    "AdaBelief",
+    "Adam",
+    "Adamax",
+    "Backsolve",
+    "Bosh3",
+    "Classifier",
+    "ConfigError",
+    "ConstantSchedule",
+    "Digits",
+    "Direct",
+    "Dopri5",
+    "Dopri8",
+    "ExperimentConfig",
+    "ExponentialSchedule",
+    "Heun",
+    "Irregular",
+    "LatentODE",
+    "METHOD_COMPONENTS",
+    "MNIST",
+    "MNIST1D",
+    "PhysioNet",
+    "Problems",
+    "RecursiveCheckpoint",
+    "RegularizationConfig",
+    "SDEClassifier",
+    "SGD",
+    "SPaRK",
+    "SpiralSDE",
+    "SpiralSDEData",
+    "Spirals",
+    "TrainConfig",
+    "Tsit5",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_method",
+    "save_config",
+]

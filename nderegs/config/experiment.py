@@ -1,0 +1,117 @@
+"""`ExperimentConfig`: one experiment, as one YAML file describes it."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from ..tasks import AbstractTask, Arrays
+from .base import Bool, Int, Problems, Section, Str
+from .optimizers import OptimizerConfig
+from .regularization import method_problem, parse_method, RegularizationConfig
+from .solvers import solver_names, SolverConfig
+from .tasks import Classifier, TaskConfig
+
+
+class TrainConfig(Section):
+    """Training-loop bookkeeping."""
+
+    #: Epochs between evaluations (one metrics.jsonl row each).
+    eval_every: Int = Field(default=1, gt=0)
+    checkpoint_every: Int = Field(default=1, gt=0)
+    #: Batch size for evaluation; None -> optim.batch_size.
+    eval_batch_size: Int | None = Field(default=None, gt=0)
+    #: Repetitions when timing prediction.
+    predict_repeats: Int = Field(default=5, gt=0)
+    progress: Bool = True
+
+
+class ExperimentConfig(Section):
+    """A complete experiment. ``ExperimentConfig()`` equals ``configs/digits.yaml``."""
+
+    #: Run name prefix.
+    name: Str = "digits"
+    seed: Int = Field(default=0, ge=0)
+    output_dir: Str = "runs"
+    #: '+'-joined regularization components, see METHOD_COMPONENTS.
+    method: Str = "vanilla"
+    task: TaskConfig = Field(default_factory=Classifier)
+    solver: SolverConfig = Field(default_factory=lambda: _default_solver())
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> ExperimentConfig:
+        problem = method_problem(self.method)
+        if problem is not None:
+            raise Problems(("method", self.method, problem))
+        # normalise the spaces around '+'
+        normalized = "+".join(p.strip() for p in self.method.split("+"))
+        if normalized != self.method:
+            object.__setattr__(self, "method", normalized)
+        return self
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        problems = []
+        solvers = solver_names(self.task.equation)
+        if self.solver.name not in solvers:
+            problems.append(
+                (
+                    "solver.name",
+                    self.solver.name,
+                    f"does not apply to task {self.task.name!r}; accepted: {', '.join(solvers)}",
+                )
+            )
+        components = self.components
+        if not self.solver.adjoint.differentiates_through_solver and components & {
+            "error",
+            "stiffness",
+        }:
+            problems.append(
+                (
+                    "solver.adjoint.name",
+                    self.solver.adjoint.name,
+                    "the global error/stiffness regularizers differentiate through the "
+                    "solver's steps, which this adjoint cannot do. Use solver.adjoint="
+                    "recursive_checkpoint (or direct), or a local method (local-error, "
+                    "local-stiffness) that works with any adjoint",
+                )
+            )
+        if "steer" in components:
+            span = abs(self.solver.t1 - self.solver.t0)
+            b = self.regularization.steer_b
+            if not 0 < b < span:
+                problems.append(
+                    (
+                        "regularization.steer_b",
+                        b,
+                        f"method 'steer' needs 0 < regularization.steer_b < |solver.t1 - "
+                        f"solver.t0| = {span}",
+                    )
+                )
+        if problems:
+            raise Problems(*problems)
+        return self
+
+    @property
+    def components(self) -> frozenset[str]:
+        """The set of method components, e.g. ``frozenset({"error", "stiffness"})``."""
+        return parse_method(self.method)
+
+    def build(self) -> tuple[AbstractTask, Arrays]:
+        """The task, with the method's `Regularization`, and its data."""
+        regularization = self.regularization.build(self.method)
+        return self.task.build(self.seed, regularization, self.solver)
+
+
+def _default_solver():
+    from .solvers import Tsit5
+
+    return Tsit5()
+
+
+def _default_optimizer():
+    from .optimizers import Adam
+
+    return Adam()

@@ -1,0 +1,216 @@
+"""The task section: each task variant holds its data set, its model's sizes and its
+own settings, and builds the task. Adding a task is a class here (listed in
+`TaskConfig`), next to its module in `nderegs.tasks`."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Literal, TYPE_CHECKING
+
+import jax.numpy as jnp
+import numpy as np
+from pydantic import Field
+
+from ..models import Activation, activation
+from ..regularization import Regularization
+from ..tasks import (
+    AbstractTask,
+    Arrays,
+    ClassifierTask,
+    LatentODETask,
+    SDEClassifierTask,
+    SpiralSDETask,
+)
+from .base import choice, Float, Int, Section, Variant
+from .datasets import (
+    AbstractDataConfig,
+    ClassificationDataConfig,
+    Digits,
+    Irregular,
+    SpiralSDEData,
+    SpiralSDEDataConfig,
+    TimeSeriesDataConfig,
+)
+from .solvers import AbstractSolverConfig, neural_ode, neural_sde
+
+
+class AbstractTaskConfig(Variant, abc.ABC):
+    name: str
+    #: The data set: one of the variants the task takes.
+    data: AbstractDataConfig | SpiralSDEData
+    #: The kind of equation the task's model solves ("ode" or "sde"): which solvers
+    #: and method components apply.
+    equation: ClassVar[Literal["ode", "sde"]]
+
+    @abc.abstractmethod
+    def build(
+        self, seed: int, regularization: Regularization, solver: AbstractSolverConfig
+    ) -> tuple[AbstractTask, Arrays]:
+        """The task and its data (training set first `data.subset` examples)."""
+
+
+def _first(arrays: tuple[np.ndarray, ...], subset: int | None) -> tuple[np.ndarray, ...]:
+    return arrays if subset is None else tuple(a[:subset] for a in arrays)
+
+
+class ClassifierModel(Section):
+    """The papers' neural ODE classifier."""
+
+    #: ODE state width.
+    hidden_size: Int = Field(default=32, gt=0)
+    #: Width and number of hidden layers of the vector-field MLP.
+    vf_width: Int = Field(default=32, gt=0)
+    vf_depth: Int = Field(default=1, ge=1)
+    activation: Activation = "tanh"
+
+
+class Classifier(AbstractTaskConfig):
+    """Classify digits / MNIST / MNIST-1D with a neural ODE (`ClassifierTask`)."""
+
+    name: Literal["classifier"] = "classifier"
+    equation = "ode"
+    data: ClassificationDataConfig = Field(default_factory=Digits)
+    model: ClassifierModel = Field(default_factory=ClassifierModel)
+
+    def build(self, seed, regularization, solver):
+        data = self.data.load(seed)
+        m = self.model
+        task = ClassifierTask(
+            num_features=data.num_features,
+            num_classes=data.num_classes,
+            hidden_size=m.hidden_size,
+            vf_width=m.vf_width,
+            vf_depth=m.vf_depth,
+            activation=activation(m.activation),
+            make_node=neural_ode(solver, regularization.setup),
+            regularization=regularization,
+        )
+        train = _first((data.x_train, data.y_train), self.data.subset)
+        return task, Arrays(train, (data.x_test, data.y_test))
+
+
+class SDEClassifierModel(Section):
+    """Paper 1's MNIST SDE: tanh-MLP drift, linear diagonal diffusion."""
+
+    hidden_size: Int = Field(default=32, gt=0)
+    vf_width: Int = Field(default=32, gt=0)
+    vf_depth: Int = Field(default=1, ge=1)
+
+
+class SDEClassifier(AbstractTaskConfig):
+    """Classify with a neural SDE (`SDEClassifierTask`)."""
+
+    name: Literal["sde_classifier"] = "sde_classifier"
+    equation = "sde"
+    data: ClassificationDataConfig = Field(default_factory=Digits)
+    model: SDEClassifierModel = Field(default_factory=SDEClassifierModel)
+    #: Sampled paths per input in training.
+    num_trajectories: Int = Field(default=1, gt=0)
+    #: Paths whose logits are averaged at evaluation.
+    predict_trajectories: Int = Field(default=10, gt=0)
+    #: Tolerance of the virtual Brownian tree.
+    brownian_tol: Float = Field(default=1e-3, gt=0)
+
+    def build(self, seed, regularization, solver):
+        data = self.data.load(seed)
+        m = self.model
+        task = SDEClassifierTask(
+            num_features=data.num_features,
+            num_classes=data.num_classes,
+            hidden_size=m.hidden_size,
+            vf_width=m.vf_width,
+            vf_depth=m.vf_depth,
+            num_trajectories=self.num_trajectories,
+            predict_trajectories=self.predict_trajectories,
+            make_sde=neural_sde(solver, regularization.setup, self.brownian_tol),
+            regularization=regularization,
+        )
+        train = _first((data.x_train, data.y_train), self.data.subset)
+        return task, Arrays(train, (data.x_test, data.y_test))
+
+
+class LatentODEModel(Section):
+    """GRU encoder, neural ODE in the latent space, MLP decoder."""
+
+    latent_size: Int = Field(default=16, gt=0)
+    encoder_hidden: Int = Field(default=32, gt=0)
+    vf_width: Int = Field(default=32, gt=0)
+    vf_depth: Int = Field(default=1, ge=1)
+    decoder_width: Int = Field(default=32, gt=0)
+    activation: Activation = "tanh"
+
+
+class LatentODE(AbstractTaskConfig):
+    """Interpolate irregularly sampled series with a latent ODE (`LatentODETask`)."""
+
+    name: Literal["latent_ode"] = "latent_ode"
+    equation = "ode"
+    data: TimeSeriesDataConfig = Field(default_factory=Irregular)
+    model: LatentODEModel = Field(default_factory=LatentODEModel)
+    #: Standard deviation of the Gaussian observation likelihood.
+    obs_std: Float = Field(default=0.01, gt=0)
+    #: Epochs over which the KL weight warms up to 1 (0: 1 from the start).
+    kl_anneal_epochs: Int = Field(default=0, ge=0)
+
+    def build(self, seed, regularization, solver):
+        data = self.data.load(seed)
+        m = self.model
+        task = LatentODETask(
+            times=jnp.asarray(data.times),
+            num_channels=data.num_channels,
+            latent_size=m.latent_size,
+            encoder_hidden=m.encoder_hidden,
+            vf_width=m.vf_width,
+            vf_depth=m.vf_depth,
+            decoder_width=m.decoder_width,
+            activation=activation(m.activation),
+            obs_std=self.obs_std,
+            kl_anneal_epochs=self.kl_anneal_epochs,
+            make_node=neural_ode(solver, regularization.setup),
+            regularization=regularization,
+        )
+        train = _first((data.values_train, data.mask_train), self.data.subset)
+        return task, Arrays(train, (data.values_test, data.mask_test))
+
+
+class SpiralSDEModel(Section):
+    """Drift W₂ tanh(W₁ u³) and diffusion w ⊙ u + b."""
+
+    vf_width: Int = Field(default=32, gt=0)
+
+
+class SpiralSDE(AbstractTaskConfig):
+    """Fit the moments of paper 1's spiral SDE (`SpiralSDETask`)."""
+
+    name: Literal["spiral_sde"] = "spiral_sde"
+    equation = "sde"
+    data: SpiralSDEDataConfig = Field(default_factory=SpiralSDEData)
+    model: SpiralSDEModel = Field(default_factory=SpiralSDEModel)
+    #: Paths sampled for each training loss (at least 2: the loss has a variance).
+    num_trajectories: Int = Field(default=100, gt=1)
+    #: Paths the moments are computed from at evaluation.
+    predict_trajectories: Int = Field(default=1000, gt=1)
+    #: Tolerance of the virtual Brownian tree.
+    brownian_tol: Float = Field(default=1e-3, gt=0)
+
+    def build(self, seed, regularization, solver):
+        data = self.data.load(seed)
+        task = SpiralSDETask(
+            times=jnp.asarray(data.times),
+            y0=jnp.asarray(data.y0),
+            num_channels=data.num_channels,
+            vf_width=self.model.vf_width,
+            num_trajectories=self.num_trajectories,
+            predict_trajectories=self.predict_trajectories,
+            make_sde=neural_sde(solver, regularization.setup, self.brownian_tol),
+            regularization=regularization,
+        )
+        # One "example": the moments over time, as one batch.
+        train = (data.mean_train[None], data.var_train[None])
+        return task, Arrays(train, (data.mean_test[None], data.var_test[None]))
+
+
+if TYPE_CHECKING:
+    TaskConfig = AbstractTaskConfig
+else:
+    TaskConfig = choice(Classifier, SDEClassifier, LatentODE, SpiralSDE, default="classifier")

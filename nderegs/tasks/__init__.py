@@ -1,0 +1,7 @@
+"""Tasks: a model for a data set, its training loss and its evaluation metric. The
+interface is `AbstractTask`; each concrete task is final."""
+
+from .base import AbstractTask, Arrays, count_parameters, Evaluation, evaluation_key
+from .classification import AbstractClassificationTask, ClassifierTask, SDEClassifierTask
+from .latent_ode import LatentODETask
+from .spiral_sde import SpiralSDETask

@@ -1,0 +1,115 @@
+"""The task interface: a model for a data set, its loss and its evaluation metric."""
+
+import abc
+from typing import Any, NamedTuple, Protocol
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+import numpy as np
+
+from ..core import Heuristics
+from ..regularization import Regularization
+
+
+class Arrays(NamedTuple):
+    """The arrays of a task's training and test sets (numpy; batched along axis 0)."""
+
+    train: tuple[np.ndarray, ...]
+    test: tuple[np.ndarray, ...]
+
+
+class Evaluation(NamedTuple):
+    """What `AbstractTask.evaluate` returns for a batch: the metric summed over the batch
+    (so means over a data set are exact whatever the batch sizes), the count it is a sum
+    over, and the solve's NFE and success."""
+
+    metric_sum: Array
+    count: Array
+    nfe: Array | None
+    successful: Array
+
+    @classmethod
+    def of(cls, metric_sum: Array, count: Array, h: Heuristics) -> "Evaluation":
+        return cls(jnp.asarray(metric_sum), jnp.asarray(count), h.nfe, h.successful)
+
+
+class EvaluableModel(Protocol):
+    def for_evaluation(self) -> Any: ...
+
+
+class AbstractTask(eqx.Module):
+    """A training task: how to initialise its model, its training loss and its
+    evaluation.
+
+    `loss(model, batch, key, coefficients)` returns the scalar training loss (the task's
+    loss plus the method's weighted terms, see [`nderegs.regularization.Regularization`][])
+    and an aux dict with at least `metric`, `task_loss`, `nfe` and `successful`;
+    `coefficients` maps each coefficient name to its value at this step: the method's
+    and the task's own (`loss_coefficients`, e.g. the latent ODE's KL warm-up).
+
+    Concrete tasks are final; a new task implements the abstract methods below and is
+    listed in `nderegs.config.tasks`.
+    """
+
+    #: The name of the evaluation metric ("accuracy", "mse").
+    metric: eqx.AbstractClassVar[str]
+    #: The regularization method the task trains with.
+    regularization: eqx.AbstractVar[Regularization]
+
+    @abc.abstractmethod
+    def init_model(self, key: PRNGKeyArray) -> eqx.Module:
+        """A freshly initialised model."""
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        model: Any,
+        batch: tuple[Array, ...],
+        key: PRNGKeyArray,
+        coefficients: dict[str, Array],
+    ) -> tuple[Array, dict[str, Any]]:
+        """Training loss and aux for one batch."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: Any, batch: tuple[Array, ...]) -> Evaluation:
+        """The metric of one test batch (with the model as used at test time)."""
+
+    @abc.abstractmethod
+    def loss_coefficients(self, epoch: int) -> dict[str, float]:
+        """The task's own loss weights at `epoch` (0-based), besides the method's."""
+
+    def evaluation_model(self, model: Any) -> Any:
+        """The model as used at test time: no local sampling, no integrals and no
+        stiffness estimate in its solve (STEER is off without a key)."""
+        evaluable: EvaluableModel = model
+        return evaluable.for_evaluation()
+
+
+def evaluation_key() -> PRNGKeyArray:
+    """Evaluation of SDE models samples fixed Brownian paths, so its numbers are
+    reproducible."""
+    return jax.random.key(12345)
+
+
+def reject_components(task: str, regularization: Regularization, rejected: dict[str, str]) -> None:
+    """Raise a `ValueError` if the method uses a component in `rejected` (component ->
+    why the task cannot take it)."""
+    used = sorted(regularization.components & rejected.keys())
+    if used:
+        reasons = "; ".join(f"'{c}' {rejected[c]}" for c in used)
+        raise ValueError(f"The {task} task cannot train with method component(s) {reasons}.")
+
+
+def count_parameters(model: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return int(sum(np.prod(x.shape) for x in leaves))
+
+
+#: Method components an SDE task cannot train with, and why.
+ODE_ONLY_COMPONENTS = {
+    "steer": "changes the end time of an ODE solve (ODE tasks only)",
+    "taynode": "integrates along an ODE solve (ODE tasks only)",
+    "rnode": "integrates along an ODE solve (ODE tasks only)",
+}

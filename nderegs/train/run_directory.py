@@ -1,0 +1,138 @@
+"""`RunDirectory`: the files of one training run, in one place.
+
+| file | content |
+|---|---|
+| `config.yaml` | the resolved configuration |
+| `metrics.jsonl` | one JSON row per evaluated epoch |
+| `checkpoint.eqx`, `checkpoint.json` | model + optimizer state after the last completed epoch, and progress (written atomically) |
+| `summary.json` | the run's figures, written when it finishes |
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ..config import ExperimentConfig, load_config, save_config
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    # Write to a temporary name, then rename: an interrupted write never leaves a
+    # half-written file in place of a good one.
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """The files of the run in `path`.
+
+    Example:
+        ```python
+        run = RunDirectory("runs/digits-error-seed0")
+        rows = run.read_metrics()          # [{"epoch": 1, "test_nfe": ..., ...}, ...]
+        summary = run.read_summary()       # None while the run is unfinished
+        ```
+    """
+
+    path: Path
+
+    CONFIG = "config.yaml"
+    METRICS = "metrics.jsonl"
+    SUMMARY = "summary.json"
+    CHECKPOINT = "checkpoint.eqx"
+    PROGRESS = "checkpoint.json"
+
+    def __init__(self, path: str | os.PathLike[str]):
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def progress_file(self) -> Path:
+        return self.path / self.PROGRESS
+
+    # -- state ------------------------------------------------------------- #
+
+    @property
+    def has_config(self) -> bool:
+        return self.config_file.exists()
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_file.exists()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.summary_file.exists()
+
+    @property
+    def is_started(self) -> bool:
+        return self.is_finished or self.has_checkpoint
+
+    # -- files ------------------------------------------------------------- #
+
+    def read_config(self) -> ExperimentConfig:
+        return load_config(self.config_file)
+
+    def write_config(self, config: ExperimentConfig) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.config_file)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The rows of `metrics.jsonl` ([] before the first evaluation)."""
+        if not self.metrics_file.exists():
+            return []
+        lines = self.metrics_file.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        _replace_atomically(self.metrics_file, lambda p: p.write_text(text))
+
+    def read_summary(self) -> dict[str, Any] | None:
+        if not self.is_finished:
+            return None
+        return json.loads(self.summary_file.read_text())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        text = json.dumps(summary, indent=2)
+        _replace_atomically(self.summary_file, lambda p: p.write_text(text))
+
+    def save_checkpoint(self, model, opt_state, epoch: int, progress: dict[str, Any]) -> None:
+        """Store (model, opt_state) after `epoch` completed epochs, with `progress`
+        (JSON-able bookkeeping such as the accumulated training seconds)."""
+        state = (model, opt_state, jnp.asarray(epoch, jnp.int32))
+        _replace_atomically(self.checkpoint_file, lambda p: eqx.tree_serialise_leaves(p, state))
+        text = json.dumps({**progress, "epoch": epoch}, indent=2)
+        _replace_atomically(self.progress_file, lambda p: p.write_text(text))
+
+    def load_checkpoint(self, model_like, opt_state_like) -> tuple[Any, Any, int, dict[str, Any]]:
+        """(model, opt_state, epoch, progress); the templates give the structure (a
+        freshly initialised model and optimizer state)."""
+        if not self.has_checkpoint:
+            raise FileNotFoundError(f"No checkpoint in {self.path} (looked for {self.CHECKPOINT}).")
+        like = (model_like, opt_state_like, jnp.asarray(0, jnp.int32))
+        model, opt_state, epoch = eqx.tree_deserialise_leaves(self.checkpoint_file, like)
+        progress = json.loads(self.progress_file.read_text()) if self.progress_file.exists() else {}
+        return model, opt_state, int(epoch), progress
