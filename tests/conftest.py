@@ -1,6 +1,10 @@
 import jax
 import pytest
 
+# As diffrax's own tests do: an implicit dtype promotion anywhere in the code under test
+# (a float32 state meeting float64 times, an int meeting a float) fails the test.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
 
 @pytest.fixture
 def x64():

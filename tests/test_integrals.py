@@ -86,7 +86,7 @@ class _Field(eqx.Module):
     mlp: eqx.nn.MLP
 
     def __call__(self, t, y, args):
-        return self.mlp(jnp.concatenate([y, jnp.sin(3 * t)[None]]))
+        return self.mlp(jnp.concatenate([y, jnp.sin(3 * t).astype(y.dtype)[None]]))
 
 
 def _mlp_field():

@@ -1,6 +1,7 @@
 """Training loop, schedules, regularization methods and the CLI, end to end on small
 settings."""
 
+import dataclasses
 import json
 import math
 
@@ -101,14 +102,13 @@ def test_baseline_regularizations():
     method = _method("method=taynode+local-error", "regularization.taynode_order=3")
     assert method.setup.integrals[0].order == 3 and method.setup.local == "unbiased"
     assert method.setup.integral_names == ("taynode",)
-    latent = load_config(
-        "configs/latent_ode_irregular.yaml", ["method=steer", "regularization.steer_b=0.5"]
-    )
     with pytest.raises(
-        ValueError,
-        match="'steer' changes the end time of the solve, but the latent ODE must reach its data times",
+        ConfigError,
+        match="'steer': it changes the end time of the solve, but the latent ODE must reach its data times",
     ):
-        latent.build()
+        load_config(
+            "configs/latent_ode_irregular.yaml", ["method=steer", "regularization.steer_b=0.5"]
+        )
 
 
 def test_penalty_adds_each_term_times_its_coefficient():
@@ -293,15 +293,22 @@ def test_sde_classifier_trains(tmp_path):
 
 def test_sde_task_rejects_ode_only_methods_and_solvers(tmp_path):
     with pytest.raises(
-        ValueError,
-        match=r"spiral SDE task cannot train with method component\(s\) 'rnode' integrates along an ODE solve",
+        ConfigError,
+        match=r"'method': 'rnode' \(the spiral_sde task cannot train with 'rnode': it integrates along an ODE solve",
     ):
-        train(
-            load_config(None, [*SPIRAL, "method=rnode", f"output_dir={tmp_path}"]),
-            run_dir=tmp_path / "a",
+        load_config(None, [*SPIRAL, "method=rnode", f"output_dir={tmp_path}"])
+    with pytest.raises(
+        ConfigError, match="cannot train with 'steer': it changes the end time of an ODE solve"
+    ):
+        load_config(None, [*SPIRAL, "method=steer"])
+    # the task itself checks too, for tasks built without a config
+    config = load_config(None, SPIRAL)
+    task, _ = config.build()
+    with pytest.raises(ValueError, match="SpiralSDETask cannot train with 'taynode'"):
+        dataclasses.replace(
+            task,
+            regularization=load_config(None, ["method=taynode"]).regularization.build("taynode"),
         )
-    with pytest.raises(ValueError, match="'steer' changes the end time of an ODE solve"):
-        load_config(None, [*SPIRAL, "method=steer", f"output_dir={tmp_path}"]).build()
     with pytest.raises(
         ConfigError,
         match="'solver.name': 'tsit5' \\(does not apply to task 'spiral_sde'; accepted: heun, spark",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Strict, Tag
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -83,8 +83,3 @@ def default_tag(variants: tuple[type[Variant], ...]) -> str:
 def tag_name(variant: type[Variant]) -> str:
     """The tag of a variant: the default of its tag field."""
     return variant.model_fields[variant.tag_field].default
-
-
-def variant_field(name: str) -> Any:
-    """The tag field of a variant: ``name: Literal["tsit5"] = variant_field("tsit5")``."""
-    return Field(default=name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..tasks import AbstractTask, Arrays
 from .base import Bool, Int, Problems, Section, Str
@@ -40,16 +40,13 @@ class ExperimentConfig(Section):
     optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
     train: TrainConfig = Field(default_factory=TrainConfig)
 
-    @model_validator(mode="after")
-    def _check_method(self) -> ExperimentConfig:
-        problem = method_problem(self.method)
+    @field_validator("method")
+    @classmethod
+    def _check_method(cls, method: str) -> str:
+        problem = method_problem(method)
         if problem is not None:
-            raise Problems(("method", self.method, problem))
-        # normalise the spaces around '+'
-        normalized = "+".join(p.strip() for p in self.method.split("+"))
-        if normalized != self.method:
-            object.__setattr__(self, "method", normalized)
-        return self
+            raise ValueError(problem)
+        return "+".join(p.strip() for p in method.split("+"))  # spaces around '+' go
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -78,6 +75,15 @@ class ExperimentConfig(Section):
                     "local-stiffness) that works with any adjoint",
                 )
             )
+        for component, reason in self.task.task_class.rejected_components.items():
+            if component in components:
+                problems.append(
+                    (
+                        "method",
+                        self.method,
+                        f"the {self.task.name} task cannot train with '{component}': it {reason}",
+                    )
+                )
         if "steer" in components:
             span = abs(self.solver.t1 - self.solver.t0)
             b = self.regularization.steer_b

@@ -13,13 +13,10 @@ from typing import Any
 
 from .schema import pick_section, variants_of
 
-#: Old `model` keys that belong to the task itself now, per task.
-_TASK_KEYS = {
-    "classifier": (),
-    "sde_classifier": ("num_trajectories", "predict_trajectories"),
-    "latent_ode": ("obs_std",),
-    "spiral_sde": ("num_trajectories", "predict_trajectories"),
-}
+#: Old `model` keys that belong to the task itself now.
+_TASK_LEVEL_KEYS = ("num_trajectories", "predict_trajectories", "obs_std")
+#: Old keys of other sections that belong to the task now.
+_MOVED_TO_TASK = ("kl_anneal_epochs", "brownian_tol")
 #: Old defaults of keys whose default changed when they moved.
 _OLD_DEFAULTS = {"spiral_sde": {"num_trajectories": 1, "predict_trajectories": 10}}
 _OLD_MODEL_KEYS = (
@@ -35,7 +32,6 @@ _OLD_MODEL_KEYS = (
     "predict_trajectories",
 )
 _OLD_DATA_KEYS = ("name", "path", "test_fraction", "num_samples", "subset")
-_SDE_TASKS = ("sde_classifier", "spiral_sde")
 _SCHEDULES = (
     "error",
     "stiffness",
@@ -59,75 +55,102 @@ def is_legacy(data: dict[str, Any]) -> bool:
     )
 
 
-def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` (a plain mapping, modified in place) in today's layout. Old-layout keys
-    next to a new-layout `task` (old command-line overrides) override its values."""
+def relocate(data: dict[str, Any]) -> dict[str, Any]:
+    """Move old-layout keys of `data` (modified in place) to where they are today,
+    dropping nothing: a later override may still choose the variant that reads them.
+    Old-layout keys next to a new-layout `task` (old command-line overrides) override
+    its values."""
     if not is_legacy(data):
         return data
     from .experiment import ExperimentConfig
-    from .tasks import TaskConfig  # noqa: F401  (the task variants below)
 
     task: Any = data.get("task")
-    if isinstance(task, str) or task is None:
+    from_name = isinstance(task, str) or task is None
+    if from_name:
         task = {"name": task or "classifier"}
     if not isinstance(task, dict):
         return data  # validation says what is wrong
     data["task"] = task
     name = task.get("name", "classifier")
     variant = pick_section(ExperimentConfig.model_fields["task"].annotation, task)
-    if variant is None or name not in _TASK_KEYS:
+    if variant is None:
         return data
 
     old_model = data.pop("model", None)
     if isinstance(old_model, dict):
-        for key in _TASK_KEYS[name]:
+        for key in _TASK_LEVEL_KEYS:
             if key in old_model:
                 task[key] = old_model.pop(key)
-        model_fields = pick_section(variant.model_fields["model"].annotation, {}).model_fields  # type: ignore[union-attr]
         model = task.setdefault("model", {})
-        for key, value in old_model.items():
-            # an old key this task never read goes; an unknown one stays, to be reported
-            if isinstance(model, dict) and (key in model_fields or key not in _OLD_MODEL_KEYS):
-                model[key] = value
-    for key, value in _OLD_DEFAULTS.get(name, {}).items():
-        if isinstance(old_model, dict):
-            task.setdefault(key, value)
+        if isinstance(model, dict):
+            model.update(old_model)
+        if from_name:
+            for key, value in _OLD_DEFAULTS.get(name, {}).items():
+                task.setdefault(key, value)
 
     old_data = data.pop("data", None)
     if isinstance(old_data, dict):
         new_data = task.setdefault("data", {})
         if isinstance(new_data, dict):
-            new_data.update(old_data)
-            data_variants = variants_of(variant.model_fields["data"].annotation)
-            chosen = pick_section(variant.model_fields["data"].annotation, new_data)
-            known = (
-                data_variants is None
-                or new_data.get("name", next(iter(data_variants))) in data_variants
-            )
-            if chosen is not None and known:
-                # keys the data set did not read (e.g. mnist's test_fraction) go
-                for key in [
-                    k for k in new_data if k not in chosen.model_fields and k in _OLD_DATA_KEYS
-                ]:
-                    del new_data[key]
+            # None meant "the loader's default" for every old data key
+            new_data.update({k: v for k, v in old_data.items() if v is not None or k == "subset"})
 
     regularization = data.get("regularization")
+    if isinstance(regularization, dict) and "kl_anneal_epochs" in regularization:
+        task["kl_anneal_epochs"] = regularization.pop("kl_anneal_epochs")
+    solver = data.get("solver")
+    if isinstance(solver, dict) and "brownian_tol" in solver:
+        task["brownian_tol"] = solver.pop("brownian_tol")
+    data[_PRUNE] = True
+    return data
+
+
+def prune(data: dict[str, Any]) -> dict[str, Any]:
+    """After the overrides: drop the keys an old-layout config carried that the chosen
+    variants never read (an SGD momentum under Adam, an `end` of a constant schedule,
+    a classifier's latent-ODE sizes, mnist's test_fraction). Unknown keys stay, to be
+    reported."""
+    if not data.pop(_PRUNE, False):
+        return data
+    from .experiment import ExperimentConfig
+
+    task = data.get("task")
+    if isinstance(task, dict):
+        variant = pick_section(ExperimentConfig.model_fields["task"].annotation, task)
+        if variant is not None:
+            for key in [k for k in _TASK_LEVEL_KEYS + _MOVED_TO_TASK if k in task]:
+                if key not in variant.model_fields or task[key] is None:
+                    del task[key]
+        model = task.get("model")
+        if variant is not None and "model" in variant.model_fields and isinstance(model, dict):
+            fields = pick_section(variant.model_fields["model"].annotation, {})
+            if fields is not None:
+                for key in [
+                    k for k in model if k in _OLD_MODEL_KEYS and k not in fields.model_fields
+                ]:
+                    del model[key]
+        new_data = task.get("data")
+        if variant is not None and isinstance(new_data, dict):
+            chosen = pick_section(variant.model_fields["data"].annotation, new_data)
+            options = variants_of(variant.model_fields["data"].annotation)
+            tag = new_data.get("name", next(iter(options))) if options else None
+            known = options is None or (isinstance(tag, str) and tag in options)
+            if chosen is not None and known:
+                for key in [
+                    k for k in new_data if k in _OLD_DATA_KEYS and k not in chosen.model_fields
+                ]:
+                    del new_data[key]
+    regularization = data.get("regularization")
     if isinstance(regularization, dict):
-        kl = regularization.pop("kl_anneal_epochs", None)
-        if name == "latent_ode" and kl is not None:
-            task["kl_anneal_epochs"] = kl
         for key in _SCHEDULES:
             schedule = regularization.get(key)
             if isinstance(schedule, dict) and schedule.get("kind", "constant") == "constant":
                 schedule.pop("end", None)
-
-    solver = data.get("solver")
-    if isinstance(solver, dict):
-        brownian_tol = solver.pop("brownian_tol", None)
-        if name in _SDE_TASKS and brownian_tol is not None:
-            task["brownian_tol"] = brownian_tol
-
     optim = data.get("optim")
     if isinstance(optim, dict) and optim.get("name", "adam") != "sgd":
         optim.pop("momentum", None)
     return data
+
+
+#: Marks a config that had old-layout keys, for `prune` (removed there).
+_PRUNE = "__nderegs_prune_old_keys__"

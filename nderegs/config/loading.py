@@ -16,7 +16,7 @@ import yaml
 
 from .base import ConfigError, Problems
 from .experiment import ExperimentConfig
-from .legacy import migrate
+from .legacy import prune, relocate
 from .schema import (
     allows_str,
     default_variant,
@@ -72,6 +72,21 @@ def _walk_loc(loc: Sequence[Any], data: Any) -> tuple[list[str], type[BaseModel]
     return parts, owner, annotation
 
 
+def _other_variants(parts: Sequence[str], data: Any) -> str:
+    """ "; it applies to optim.name=sgd" when other variants of the choice have the key."""
+    try:
+        annotation = _annotation_at(parts[:-1], data, _join(parts))
+    except ConfigError:
+        return ""
+    options = variants_of(annotation) or {}
+    having = [tag for tag, cls in options.items() if parts[-1] in cls.model_fields]
+    if not having:
+        return ""
+    field = next(iter(options.values())).tag_field
+    choices = " or ".join(f"{_join([*parts[:-1], field])}={tag}" for tag in having)
+    return f"; '{parts[-1]}' applies to {choices}"
+
+
 def _invalid(key: str, value: Any, reason: str) -> str:
     return f"invalid value for '{key}': {value!r} ({reason})"
 
@@ -100,7 +115,7 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
     if kind == "extra_forbidden":
         if owner is None:
             return [f"unknown key '{key}'"]
-        return [_unknown_key(owner, parts[:-1], parts[-1])]
+        return [_unknown_key(owner, parts[:-1], parts[-1]) + _other_variants(parts, data)]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         variants = variants_of(annotation) or {}
         field = next(iter(variants.values())).tag_field if variants else "name"
@@ -181,7 +196,7 @@ def _annotation_at(parts: Sequence[str], data: Any, item: str) -> Any:
     return annotation
 
 
-def apply_override(data: dict[str, Any], item: str) -> None:
+def apply_override(data: dict[str, Any], item: str) -> None:  # noqa: C901
     """Apply ``"a.b=value"`` to the plain mapping `data` (the value is read as YAML,
     except that string fields keep the text as typed)."""
     if not isinstance(item, str) or "=" not in item:
@@ -208,11 +223,14 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         value = raw
     if allows_str(annotation) and value is not None and not isinstance(value, str):
         value = raw  # e.g. name=2024 stays "2024"
-    node = data
+    node: dict[str, Any] = data
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
+        tag_field = _tag_field(parts[: i + 1], data)
         if child is None:
             child = node[part] = {}
+        elif isinstance(child, str) and tag_field is not None:
+            child = node[part] = {tag_field: child}  # `adjoint: backsolve` shorthand
         elif not isinstance(child, dict):
             raise ConfigError(
                 _invalid(
@@ -220,7 +238,22 @@ def apply_override(data: dict[str, Any], item: str) -> None:
                 )
             )
         node = child
-    node[parts[-1]] = value
+    tag_field = _tag_field(parts, data)
+    if isinstance(value, str) and isinstance(node.get(parts[-1]), dict) and tag_field is not None:
+        # `task=latent_ode` on a task section: choose the variant, keep its other keys
+        node[parts[-1]][tag_field] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _tag_field(parts: Sequence[str], data: Any) -> str | None:
+    """The tag field (``name``/``kind``) if the dotted key `parts` holds a choice."""
+    try:
+        annotation = _annotation_at(parts, data, _join(parts))
+    except ConfigError:
+        return None
+    options = variants_of(annotation)
+    return next(iter(options.values())).tag_field if options else None
 
 
 # --------------------------------------------------------------------------- #
@@ -242,10 +275,10 @@ def config_from_dict(
         )
     if isinstance(overrides, str):
         overrides = [overrides]
-    merged = migrate(copy.deepcopy(dict(data)))
+    merged = relocate(copy.deepcopy(dict(data)))
     for item in overrides:
         apply_override(merged, item)
-    merged = migrate(merged)  # overrides in the old layout, e.g. data.path=...
+    merged = prune(relocate(merged))  # overrides in the old layout, e.g. data.path=...
     try:
         return ExperimentConfig.model_validate(merged)
     except ValidationError as error:

@@ -93,20 +93,22 @@ class RegularizationConfig(Section):
 #: Method components -> how each is made from the regularization section; the order
 #: fixes the order of the integrals along the solve.
 COMPONENTS: dict[str, Callable[[RegularizationConfig, frozenset[str]], AbstractRegularizer]] = {
-    "error": lambda c, m: GlobalError(),
-    "stiffness": lambda c, m: GlobalStiffness(),
-    "local-error": lambda c, m: LocalError(
-        name="local-error", sampling=c.sampling(m), coefficient=c.local_error_coefficient()
+    "error": lambda config, components: GlobalError(),
+    "stiffness": lambda config, components: GlobalStiffness(),
+    "local-error": lambda config, components: LocalError(
+        name="local-error",
+        sampling=config.sampling(components),
+        coefficient=config.local_error_coefficient(),
     ),
-    "local-error-biased": lambda c, m: LocalError(
-        name="local-error-biased", sampling="biased", coefficient=c.local_error_coefficient()
+    "local-error-biased": lambda config, components: LocalError(
+        name="local-error-biased", sampling="biased", coefficient=config.local_error_coefficient()
     ),
-    "local-stiffness": lambda c, m: LocalStiffness(
-        sampling=c.sampling(m), coefficient=c.local_stiffness_coefficient()
+    "local-stiffness": lambda config, components: LocalStiffness(
+        sampling=config.sampling(components), coefficient=config.local_stiffness_coefficient()
     ),
-    "steer": lambda c, m: Steer(b=c.steer_b),
-    "taynode": lambda c, m: TayNODE(order=c.taynode_order),
-    "rnode": lambda c, m: RNODE(),
+    "steer": lambda config, components: Steer(b=config.steer_b),
+    "taynode": lambda config, components: TayNODE(order=config.taynode_order),
+    "rnode": lambda config, components: RNODE(),
 }
 #: Valid components of `method`.
 METHOD_COMPONENTS: tuple[str, ...] = ("vanilla", *COMPONENTS)

@@ -58,7 +58,9 @@ def pick_section(annotation: Any, data: Any) -> type[BaseModel] | None:
         return section_of(annotation)
     field = next(iter(variants.values())).tag_field
     tag = data.get(field) if isinstance(data, Mapping) else None
-    return variants[tag] if tag in variants else default_variant(variants)
+    if isinstance(tag, str) and tag in variants:
+        return variants[tag]
+    return default_variant(variants)
 
 
 def default_variant(variants: dict[str, type[Variant]]) -> type[Variant]:

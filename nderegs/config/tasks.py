@@ -41,6 +41,8 @@ class AbstractTaskConfig(Variant, abc.ABC):
     #: The kind of equation the task's model solves ("ode" or "sde"): which solvers
     #: and method components apply.
     equation: ClassVar[Literal["ode", "sde"]]
+    #: The task the variant builds.
+    task_class: ClassVar[type[AbstractTask]]
 
     @abc.abstractmethod
     def build(
@@ -69,6 +71,7 @@ class Classifier(AbstractTaskConfig):
 
     name: Literal["classifier"] = "classifier"
     equation = "ode"
+    task_class = ClassifierTask
     data: ClassificationDataConfig = Field(default_factory=Digits)
     model: ClassifierModel = Field(default_factory=ClassifierModel)
 
@@ -102,6 +105,7 @@ class SDEClassifier(AbstractTaskConfig):
 
     name: Literal["sde_classifier"] = "sde_classifier"
     equation = "sde"
+    task_class = SDEClassifierTask
     data: ClassificationDataConfig = Field(default_factory=Digits)
     model: SDEClassifierModel = Field(default_factory=SDEClassifierModel)
     #: Sampled paths per input in training.
@@ -145,6 +149,7 @@ class LatentODE(AbstractTaskConfig):
 
     name: Literal["latent_ode"] = "latent_ode"
     equation = "ode"
+    task_class = LatentODETask
     data: TimeSeriesDataConfig = Field(default_factory=Irregular)
     model: LatentODEModel = Field(default_factory=LatentODEModel)
     #: Standard deviation of the Gaussian observation likelihood.
@@ -184,6 +189,7 @@ class SpiralSDE(AbstractTaskConfig):
 
     name: Literal["spiral_sde"] = "spiral_sde"
     equation = "sde"
+    task_class = SpiralSDETask
     data: SpiralSDEDataConfig = Field(default_factory=SpiralSDEData)
     model: SpiralSDEModel = Field(default_factory=SpiralSDEModel)
     #: Paths sampled for each training loss (at least 2: the loss has a variance).

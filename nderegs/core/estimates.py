@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
@@ -52,7 +53,9 @@ def scaled_error(
     def _scale(_y0, _y1, _err):
         _y1 = jnp.where(jnp.isnan(_y1).any(), _y0, _y1)
         _y = jnp.maximum(jnp.abs(_y0), jnp.abs(_finite_or_zero(_y1)))
-        return _finite_or_zero(_err) / (atol + _y * rtol)
+        # As the controller computes it (complex errors over a real scale included).
+        with jax.numpy_dtype_promotion("standard"):
+            return _finite_or_zero(_err) / (atol + _y * rtol)
 
     return norm(jtu.tree_map(_scale, y0, y1, y_error))
 
@@ -93,6 +96,13 @@ def find_stage_pair(solver: diffrax.AbstractSolver) -> StagePair | None:
     return None
 
 
+def times(x: Array, dt) -> Array:
+    """x·dt in the dtype that standard promotion gives (times may be float32 while the
+    state is float64, or the reverse; strict promotion refuses the implicit cast)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return x * dt
+
+
 def _safe_ratio(numerator, denominator):
     positive = denominator > 0
     return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
@@ -115,4 +125,4 @@ def stiffness_estimate(k: PyTree[Array], pair: StagePair, dt) -> Array:
     d = np.asarray(pair.stage_difference)
     dk = jtu.tree_map(lambda ki: ki[pair.b] - ki[pair.a], k)
     dg = jtu.tree_map(lambda ki: jnp.tensordot(jnp.asarray(d, dtype=ki.dtype), ki, axes=1), k)
-    return _safe_ratio(optx.rms_norm(dk), optx.rms_norm(dg) * jnp.abs(dt))
+    return _safe_ratio(optx.rms_norm(dk), times(optx.rms_norm(dg), jnp.abs(dt)))

@@ -16,6 +16,10 @@ class Heuristics(eqx.Module):
       has no such stage pair (or stiffness=False was passed).
     - `max_stiffness`: max_j S_j (the variant paper 1 uses for MNIST).
 
+    With `adjoint=diffrax.ImplicitAdjoint()` (which saves nothing but y(t1)) the solve
+    is diffeqsolve's own and `error`, `stiffness`, `max_stiffness` and `nfe` are None;
+    the counts and `successful` are set.
+
     Gradients of the global estimates need an adjoint that differentiates through
     the solver (`RecursiveCheckpointAdjoint`, `DirectAdjoint`); with any other
     adjoint they are reported with a zero gradient. Step sizes are constants in
@@ -56,7 +60,7 @@ class Heuristics(eqx.Module):
     1977 (the stiffness estimate).
     """
 
-    error: Float[Array, ""]
+    error: Float[Array, ""] | None
     stiffness: Float[Array, ""] | None
     max_stiffness: Float[Array, ""] | None
     nfe: Int[Array, ""] | None

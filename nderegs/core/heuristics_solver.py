@@ -29,7 +29,13 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from .estimates import drift_stiffness_estimate, scaled_error, StagePair, stiffness_estimate
+from .estimates import (
+    drift_stiffness_estimate,
+    scaled_error,
+    StagePair,
+    stiffness_estimate,
+    times,
+)
 
 LocalSampling = Literal["unbiased", "biased"]
 
@@ -48,14 +54,14 @@ def estimate_step(
     """The step's estimates; the stiffness from the stage pair, else from two drift
     evaluations when `drift(t, y)` is given (SDEs), else none."""
     abs_dt = jnp.abs(t1 - t0)
-    error = scaled_error(y0, y1, y_error, rtol, atol, norm) * abs_dt
+    error = times(scaled_error(y0, y1, y_error, rtol, atol, norm), abs_dt)
     if pair is not None:
         s = stiffness_estimate(dense_info["k"], pair, t1 - t0)
     elif drift is not None:
         s = drift_stiffness_estimate(drift, t1, y1, y_error)
     else:
         return StepEstimates(error=error, stiffness=None, raw_stiffness=None)
-    return StepEstimates(error=error, stiffness=s * abs_dt, raw_stiffness=s)
+    return StepEstimates(error=error, stiffness=times(s, abs_dt), raw_stiffness=s)
 
 
 def drift_of(terms, drift_index: int | None, args):
@@ -119,6 +125,13 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         return self.solver.term_compatible_contr_kwargs
 
     @property
+    def scan_kind(self):
+        # DirectAdjoint/ForwardMode read the Runge–Kutta stage loop's kind and set it
+        # with eqx.tree_at(lambda s: s.scan_kind, ...): forwarding the read makes that
+        # write land on the wrapped solver.
+        return self.solver.scan_kind  # pyright: ignore[reportAttributeAccessIssue]
+
+    @property
     def root_finder(self):
         # Lets diffeqsolve hand the controller's tolerances to an implicit solver.
         return self.solver.root_finder  # pyright: ignore[reportAttributeAccessIssue]
@@ -141,7 +154,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     def init(self, terms, t0, t1, y0, args):
         inner = self.solver.init(terms, t0, t1, y0, args)
         y0 = self._user_state(y0)
-        zero = jnp.zeros((), real_dtype(y0))
+        zero = jnp.zeros((), real_dtype(y0, default=jnp.result_type(t0)))
         has_stiffness = self.pair is not None or self.drift_index is not None
         sampled = None
         if self.local is not None:
@@ -191,7 +204,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             else acc.stiffness + est.stiffness.astype(acc.stiffness.dtype),
             max_stiffness=None
             if acc.max_stiffness is None
-            else jnp.maximum(acc.max_stiffness, est.raw_stiffness),  # pyright: ignore[reportArgumentType]
+            else jnp.maximum(acc.max_stiffness, est.raw_stiffness.astype(acc.max_stiffness.dtype)),  # pyright: ignore[reportOptionalMemberAccess]
             num_accepted=num_accepted,
             sampled=self._sample(acc.sampled, num_accepted, t0, t1, y0),
         )
@@ -208,7 +221,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             )
         else:
             u = jax.random.uniform(jax.random.fold_in(self.local_key, num_accepted))  # pyright: ignore[reportArgumentType]
-            take = u * num_accepted < 1
+            take = u * num_accepted.astype(u.dtype) < 1
         keep = lambda new, old: jnp.where(take, new, old)
         return SampledStep(
             found=sampled.found | take,
@@ -218,7 +231,12 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         )
 
 
-def real_dtype(y0):
+def real_dtype(y0, default=None):
+    """The real dtype of the state (complex128 -> float64); `default` (else the default
+    float) for a state without leaves."""
     leaves = jtu.tree_leaves(y0)
-    dtype = jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    if leaves:
+        dtype = jnp.result_type(*leaves)
+    else:
+        dtype = default if default is not None else jnp.result_type(float)
     return jnp.finfo(dtype).dtype

@@ -105,6 +105,24 @@ def solve(
     """
     integrals = tuple(integrals)
     _check_arguments(stepsize_controller, local, key, integrals, stiffness)
+    if isinstance(adjoint, diffrax.ImplicitAdjoint):
+        return _implicit_solve(
+            terms,
+            solver,
+            t0,
+            t1,
+            dt0,
+            y0,
+            args,
+            stepsize_controller,
+            saveat,
+            adjoint,
+            max_steps,
+            local,
+            integrals,
+            stiffness,
+            diffeqsolve_kwargs,
+        )
     pair, drift_index = _stiffness_source(solver, terms, stiffness)
     y0 = _check_finite(y0)
     if saveat is None:
@@ -124,13 +142,16 @@ def solve(
     if integrals:
         terms, y0, saveat = _with_integral_channels(terms, y0, saveat, integrals, integral_key)
 
-    time_dtype = jnp.result_type(t0, t1, float)
-    direction = jnp.where(jnp.asarray(t0) < jnp.asarray(t1), 1, -1)
+    time_dtype = _time_dtype(t0, t1, dt0, saveat)
+    # In the time dtype: strict promotion refuses int * float (the values are ±1, so
+    # standard promotion gives the same numbers).
+    direction = jnp.where(jnp.asarray(t0) < jnp.asarray(t1), 1, -1).astype(time_dtype)
     local_t = local_target = None
     if local == "unbiased":
         assert local_key is not None  # _check_arguments asked for a key
         u = jax.random.uniform(local_key, dtype=time_dtype)
-        local_t = jax.lax.stop_gradient(t0 + u * (t1 - t0))
+        start, end = jnp.asarray(t0, time_dtype), jnp.asarray(t1, time_dtype)
+        local_t = jax.lax.stop_gradient(start + u * (end - start))
         local_target = local_t * direction
     wrapped_solver = HeuristicsSolver(
         solver=solver,
@@ -141,7 +162,7 @@ def solve(
         drift_index=drift_index,
         local=local,  # pyright: ignore[reportArgumentType] (checked above)
         local_target=local_target,
-        t_final=None if local is None else jnp.asarray(t1 * direction, time_dtype),
+        t_final=None if local is None else jnp.asarray(t1, time_dtype) * direction,
         local_key=local_key if local == "biased" else None,
         augmented=bool(integrals),
     )
@@ -209,8 +230,8 @@ def solve(
         solver,
         terms,
         args,
-        t0,
-        t1,
+        jnp.asarray(t0, time_dtype),
+        jnp.asarray(t1, time_dtype),
         direction,
         acc,
         local,
@@ -222,6 +243,82 @@ def solve(
     )
     heuristics = dataclasses.replace(heuristics, **local_estimates)
     return sol, heuristics
+
+
+def _implicit_solve(
+    terms,
+    solver,
+    t0,
+    t1,
+    dt0,
+    y0,
+    args,
+    controller,
+    saveat,
+    adjoint,
+    max_steps,
+    local,
+    integrals,
+    stiffness,
+    kwargs,
+) -> tuple[diffrax.Solution, Heuristics]:
+    """`diffrax.ImplicitAdjoint` accepts only `SaveAt(t1=True)`, so the solver state
+    that carries the estimates cannot be read back: the solve is diffeqsolve's own, and
+    the heuristics hold its counts only (`error`, `stiffness`, `nfe` are None)."""
+    wanted = [
+        name
+        for name, on in (
+            ("local=", local is not None),
+            ("integrals=", bool(integrals)),
+            ("stiffness=True", stiffness is True),
+        )
+        if on
+    ]
+    if wanted:
+        raise ValueError(
+            f"nderegs.solve: {', '.join(wanted)} cannot be combined with "
+            "adjoint=diffrax.ImplicitAdjoint(), which saves nothing of the solve but y(t1) "
+            "(no solver state to read the estimates from). Use RecursiveCheckpointAdjoint, "
+            "or solve with ImplicitAdjoint for the steady state and regularize elsewhere."
+        )
+    if saveat is None:
+        saveat = diffrax.SaveAt(t1=True)
+    sol = diffrax.diffeqsolve(
+        terms,
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=adjoint,
+        max_steps=max_steps,
+        **kwargs,
+    )
+    return sol, Heuristics(
+        error=None,
+        stiffness=None,
+        max_stiffness=None,
+        nfe=None,
+        num_steps=jnp.asarray(sol.stats["num_steps"]),
+        num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
+        num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
+        successful=sol.result == diffrax.RESULTS.successful,
+    )
+
+
+def _time_dtype(t0, t1, dt0, saveat):
+    """The dtype diffeqsolve integrates time in (as it computes it): that of t0, t1,
+    dt0 and the saved times, with integers read as the default float."""
+    subs = jtu.tree_leaves(saveat.subs, is_leaf=lambda s: isinstance(s, diffrax.SubSaveAt))
+    timelikes = [t for t in (t0, t1, dt0, *(s.ts for s in subs)) if t is not None]
+    with jax.numpy_dtype_promotion("standard"):
+        dtype = jnp.result_type(*timelikes)
+    if jnp.issubdtype(dtype, jnp.integer):
+        return jnp.result_type(float)
+    return dtype
 
 
 def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> None:

@@ -24,7 +24,7 @@ class SolveSetup(eqx.Module):
     `integrals` carried along the solve (named in `integral_names`), and STEER's
     half-width `steer` (0: off)."""
 
-    local: str | None = None
+    local: Literal["unbiased", "biased"] | None = None
     stiffness: bool | None = None
     integrals: tuple[AbstractIntegral, ...] = ()
     integral_names: tuple[str, ...] = ()
@@ -65,6 +65,11 @@ class GlobalError(AbstractRegularizer):
         return setup
 
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
+        if h.error is None:
+            raise ValueError(
+                "The error regularizer needs h.error, which a solve with "
+                "adjoint=diffrax.ImplicitAdjoint() does not give."
+            )
         return {self.name: h.error}
 
     def coefficients(self) -> dict[str, str]:
@@ -94,7 +99,7 @@ class LocalError(AbstractRegularizer):
     index drawn uniformly)."""
 
     name: str
-    sampling: str
+    sampling: Literal["unbiased", "biased"]
     coefficient: str
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
@@ -111,7 +116,7 @@ class LocalError(AbstractRegularizer):
 class LocalStiffness(AbstractRegularizer):
     r"""w·S·|dt| of one sampled accepted step, an unbiased estimate of R_S."""
 
-    sampling: str
+    sampling: Literal["unbiased", "biased"]
     coefficient: str
     name: Literal["local-stiffness"] = "local-stiffness"
 

@@ -12,7 +12,7 @@ files = write_report(result, "runs/cmp", command="my script")
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, UTC
+from datetime import datetime, UTC
 import os
 from pathlib import Path
 import platform

@@ -57,6 +57,14 @@ class AbstractTask(eqx.Module):
     metric: eqx.AbstractClassVar[str]
     #: The regularization method the task trains with.
     regularization: eqx.AbstractVar[Regularization]
+    #: Method components the task cannot train with -> why.
+    rejected_components: eqx.AbstractClassVar[dict[str, str]]
+
+    def __check_init__(self):
+        used = sorted(self.regularization.components & self.rejected_components.keys())
+        if used:
+            reasons = "; ".join(f"'{c}' {self.rejected_components[c]}" for c in used)
+            raise ValueError(f"{type(self).__name__} cannot train with {reasons}.")
 
     @abc.abstractmethod
     def init_model(self, key: PRNGKeyArray) -> eqx.Module:
@@ -91,15 +99,6 @@ def evaluation_key() -> PRNGKeyArray:
     """Evaluation of SDE models samples fixed Brownian paths, so its numbers are
     reproducible."""
     return jax.random.key(12345)
-
-
-def reject_components(task: str, regularization: Regularization, rejected: dict[str, str]) -> None:
-    """Raise a `ValueError` if the method uses a component in `rejected` (component ->
-    why the task cannot take it)."""
-    used = sorted(regularization.components & rejected.keys())
-    if used:
-        reasons = "; ".join(f"'{c}' {rejected[c]}" for c in used)
-        raise ValueError(f"The {task} task cannot train with method component(s) {reasons}.")
 
 
 def count_parameters(model: Any) -> int:

@@ -19,7 +19,6 @@ from .base import (
     Evaluation,
     evaluation_key,
     ODE_ONLY_COMPONENTS,
-    reject_components,
 )
 
 
@@ -62,6 +61,7 @@ class ClassifierTask(AbstractClassificationTask):
     activation: Callable = eqx.field(static=True)
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
+    rejected_components: ClassVar[dict[str, str]] = {}
 
     def init_model(self, key) -> NODEClassifier:
         return NODEClassifier(
@@ -93,9 +93,7 @@ class SDEClassifierTask(AbstractClassificationTask):
     predict_trajectories: int = eqx.field(static=True)
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
-
-    def __check_init__(self):
-        reject_components("neural SDE classifier", self.regularization, ODE_ONLY_COMPONENTS)
+    rejected_components: ClassVar[dict[str, str]] = ODE_ONLY_COMPONENTS
 
     def init_model(self, key) -> SDEClassifier:
         return SDEClassifier(

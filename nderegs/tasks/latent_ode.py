@@ -11,7 +11,7 @@ from jaxtyping import Array
 from ..layers import MakeNode
 from ..models import gaussian_kl, LatentODE
 from ..regularization import Regularization
-from .base import AbstractTask, Evaluation, reject_components
+from .base import AbstractTask, Evaluation
 
 
 class LatentODETask(AbstractTask):
@@ -37,14 +37,9 @@ class LatentODETask(AbstractTask):
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
 
-    def __check_init__(self):
-        reject_components(
-            "latent ODE",
-            self.regularization,
-            {
-                "steer": "changes the end time of the solve, but the latent ODE must reach its data times"
-            },
-        )
+    rejected_components: ClassVar[dict[str, str]] = {
+        "steer": "changes the end time of the solve, but the latent ODE must reach its data times"
+    }
 
     def init_model(self, key) -> LatentODE:
         model = LatentODE(

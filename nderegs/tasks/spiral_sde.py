@@ -9,7 +9,7 @@ from jaxtyping import Array
 from ..layers import MakeSDE
 from ..models import SpiralSDE
 from ..regularization import Regularization
-from .base import AbstractTask, Evaluation, evaluation_key, ODE_ONLY_COMPONENTS, reject_components
+from .base import AbstractTask, Evaluation, evaluation_key, ODE_ONLY_COMPONENTS
 
 
 class SpiralSDETask(AbstractTask):
@@ -28,8 +28,7 @@ class SpiralSDETask(AbstractTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
 
-    def __check_init__(self):
-        reject_components("spiral SDE", self.regularization, ODE_ONLY_COMPONENTS)
+    rejected_components: ClassVar[dict[str, str]] = ODE_ONLY_COMPONENTS
 
     def init_model(self, key) -> SpiralSDE:
         return SpiralSDE(self.num_channels, self.vf_width, make_sde=self.make_sde, key=key)

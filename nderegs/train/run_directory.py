@@ -9,7 +9,6 @@
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 import json
 import os
 from pathlib import Path
@@ -21,6 +20,14 @@ import jax.numpy as jnp
 from ..config import ExperimentConfig, load_config, save_config
 
 
+def _current_names(row: dict[str, Any]) -> dict[str, Any]:
+    # Runs written before nderegs 0.2 logged coefficients as coef_<name>.
+    return {
+        ("coefficient_" + k[len("coef_") :] if k.startswith("coef_") else k): v
+        for k, v in row.items()
+    }
+
+
 def _replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     # Write to a temporary name, then rename: an interrupted write never leaves a
     # half-written file in place of a good one.
@@ -29,7 +36,6 @@ def _replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     os.replace(tmp, path)
 
 
-@dataclass(frozen=True)
 class RunDirectory:
     """The files of the run in `path`.
 
@@ -41,8 +47,6 @@ class RunDirectory:
         ```
     """
 
-    path: Path
-
     CONFIG = "config.yaml"
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
@@ -50,7 +54,16 @@ class RunDirectory:
     PROGRESS = "checkpoint.json"
 
     def __init__(self, path: str | os.PathLike[str]):
-        object.__setattr__(self, "path", Path(path))
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDirectory) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
 
     @property
     def config_file(self) -> Path:
@@ -104,7 +117,7 @@ class RunDirectory:
         if not self.metrics_file.exists():
             return []
         lines = self.metrics_file.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return [_current_names(json.loads(line)) for line in lines if line.strip()]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(row) + "\n" for row in rows)

@@ -1,0 +1,182 @@
+"""`nderegs.solve` is a drop-in for `diffrax.diffeqsolve`: the cases a diffrax user
+reaches first (every adjoint, complex and mixed dtypes under strict promotion), each
+compared with diffeqsolve's own Solution."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nderegs
+
+PID = diffrax.PIDController(rtol=1e-6, atol=1e-6)
+
+
+def _decay(t, y, args):
+    return -jnp.asarray(args, y.dtype) * y if args is not None else -y
+
+
+def _assert_same_solution(sol, ref):
+    assert sol.result == ref.result
+    for key in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+        assert int(sol.stats[key]) == int(ref.stats[key]), key
+    np.testing.assert_array_equal(np.asarray(sol.ts), np.asarray(ref.ts))
+    for a, b in zip(jax.tree_util.tree_leaves(sol.ys), jax.tree_util.tree_leaves(ref.ys)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Kvaerno5()], ids=["tsit5", "kvaerno5"])
+@pytest.mark.parametrize(
+    "adjoint", [diffrax.DirectAdjoint(), diffrax.ForwardMode()], ids=["direct", "forward"]
+)
+def test_direct_and_forward_mode_adjoints(solver, adjoint):
+    term = diffrax.ODETerm(_decay)
+    y0 = jnp.array([1.0, 2.0])
+    args = dict(
+        stepsize_controller=PID, adjoint=adjoint, saveat=diffrax.SaveAt(ts=jnp.linspace(0, 1, 4))
+    )
+    ref = diffrax.diffeqsolve(term, solver, 0.0, 1.0, None, y0, 2.0, **args)
+    sol, h = nderegs.solve(term, solver, 0.0, 1.0, None, y0, 2.0, **args)
+    _assert_same_solution(sol, ref)
+    assert np.isfinite(float(h.error)) and float(h.error) > 0
+
+    def error_of(rate):
+        return nderegs.solve(term, solver, 0.0, 1.0, None, y0, rate, **args)[1].error
+
+    if isinstance(adjoint, diffrax.ForwardMode):
+        _, tangent = jax.jvp(error_of, (2.0,), (1.0,))
+    else:
+        tangent = jax.grad(error_of)(2.0)
+    assert np.isfinite(float(tangent))
+
+
+def test_implicit_adjoint_steady_state():
+    # y' = 1 - y relaxes to 1; ImplicitAdjoint differentiates the steady state.
+    term = diffrax.ODETerm(lambda t, y, a: a - y)
+    event = diffrax.Event(diffrax.steady_state_event())
+    args = dict(
+        stepsize_controller=PID, adjoint=diffrax.ImplicitAdjoint(), event=event, max_steps=None
+    )
+    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, jnp.inf, 0.1, jnp.zeros(2), 1.0, **args)
+    sol, h = nderegs.solve(term, diffrax.Tsit5(), 0.0, jnp.inf, 0.1, jnp.zeros(2), 1.0, **args)
+    _assert_same_solution(sol, ref)
+    assert h.error is None and h.nfe is None and int(h.num_steps) == int(ref.stats["num_steps"])
+    grad = jax.grad(
+        lambda a: jnp.sum(
+            nderegs.solve(term, diffrax.Tsit5(), 0.0, jnp.inf, 0.1, jnp.zeros(2), a, **args)[0].ys
+        )
+    )(1.0)
+    np.testing.assert_allclose(float(grad), 2.0, rtol=1e-4)  # y* = a in both coordinates
+    with pytest.raises(
+        ValueError, match="local= cannot be combined with adjoint=diffrax.ImplicitAdjoint"
+    ):
+        nderegs.solve(
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            jnp.inf,
+            0.1,
+            jnp.zeros(2),
+            1.0,
+            local="unbiased",
+            key=jax.random.key(0),
+            **args,
+        )
+
+
+@pytest.fixture
+def strict():
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
+@pytest.mark.parametrize(
+    "y_dtype, t_dtype",
+    [
+        ("complex64", "float32"),
+        ("complex128", "float64"),
+        ("float64", "float32"),
+        ("float32", "float64"),
+        ("float32", "int32"),
+        ("float64", "int32"),
+    ],
+)
+def test_dtypes_under_strict_promotion(x64, strict, y_dtype, t_dtype):
+    term = diffrax.ODETerm(lambda t, y, a: -y)
+    y0 = jnp.array([1.0, 0.5], dtype=y_dtype)
+    t0, t1 = jnp.asarray(0, t_dtype), jnp.asarray(1, t_dtype)
+    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), t0, t1, None, y0, stepsize_controller=PID)
+    sol, h = nderegs.solve(
+        term,
+        diffrax.Tsit5(),
+        t0,
+        t1,
+        None,
+        y0,
+        stepsize_controller=PID,
+        local="unbiased",
+        key=jax.random.key(0),
+    )
+    _assert_same_solution(sol, ref)
+    # diffeqsolve promotes the state with the times; R_E is in the state's real dtype
+    assert h.error.dtype == jnp.finfo(sol.ys.dtype).dtype
+    assert np.isfinite(float(h.error)) and np.isfinite(float(h.local_error))
+    assert int(h.nfe) > 0
+
+
+def test_complex_error_uses_the_controllers_norm(x64):
+    # A complex state: EEst is the controller's rms norm of |y_err| / scale, so the
+    # estimate of z = x + iy equals that of the real pair (x, y) with the same scale.
+    term = diffrax.ODETerm(lambda t, y, a: (-1.0 + 2.0j) * y)
+    y0 = jnp.array([1.0 + 0.5j], jnp.complex128)
+    sol, h = nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=PID)
+    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=PID)
+    _assert_same_solution(sol, ref)
+    # R_E = sum of the controller's scaled errors over the accepted steps, recomputed
+    # from diffrax's own steps.
+    steps = diffrax.diffeqsolve(
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        1.0,
+        None,
+        y0,
+        stepsize_controller=PID,
+        saveat=diffrax.SaveAt(steps=True),
+    )
+    n = int(steps.stats["num_accepted_steps"])
+    ts, ys = np.asarray(steps.ts[: n + 1]), steps.ys[: n + 1]
+    ts = np.concatenate([[0.0], ts[:n]])
+    ys = jnp.concatenate([y0[None], ys[:n]])
+    total = 0.0
+    for j in range(n):
+        solver = diffrax.Tsit5()
+        state = solver.init(term, ts[j], ts[j + 1], ys[j], None)
+        y1, err, _, _, _ = solver.step(term, ts[j], ts[j + 1], ys[j], None, state, False)
+        scale = 1e-6 + 1e-6 * jnp.maximum(jnp.abs(ys[j]), jnp.abs(y1))
+        total += float(jnp.sqrt(jnp.mean(jnp.abs(err / scale) ** 2))) * (ts[j + 1] - ts[j])
+    np.testing.assert_allclose(float(h.error), total, rtol=1e-10)
+
+
+def test_state_without_leaves(x64, strict):
+    term = diffrax.ODETerm(lambda t, y, a: y)
+    t0, t1 = jnp.float32(0), jnp.float32(1)
+    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), t0, t1, None, None, stepsize_controller=PID)
+    sol, h = nderegs.solve(term, diffrax.Tsit5(), t0, t1, None, None, stepsize_controller=PID)
+    assert sol.result == ref.result and float(h.error) == 0.0
+
+
+def test_jit_of_every_case_compiles_once():
+    # A drop-in is used under jit: the wrapper adds no Python-side state.
+    term = diffrax.ODETerm(_decay)
+
+    @eqx.filter_jit
+    def run(y0):
+        return nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=PID)[
+            0
+        ].ys
+
+    np.testing.assert_array_equal(run(jnp.ones(2)), run(jnp.ones(2)))

@@ -1,0 +1,222 @@
+"""Property-based: `nderegs.solve` returns `diffrax.diffeqsolve`'s Solution over the
+surface of diffeqsolve's arguments — solvers (explicit, implicit, SDE), controllers,
+dt0, SaveAt, adjoints, events, states, dtypes, max_steps, dtype promotion.
+
+Explicit solvers: bitwise. Implicit solvers: the wrapper's solver state (which consumes
+`y_error`) changes the compiled program, so `y_error` can round differently in the last
+bit and the controller may place the steps differently: the same result and the
+solution up to the tolerance (`_IMPLICIT_RTOL`), as the README and `nderegs.solve`
+state. `--hypothesis-profile=thorough` runs more examples."""
+
+import diffrax
+from hypothesis import given, HealthCheck, settings
+from hypothesis import strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nderegs
+
+settings.register_profile(
+    "default", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
+
+EXPLICIT = [
+    diffrax.Tsit5,
+    diffrax.Dopri5,
+    diffrax.Dopri8,
+    diffrax.Bosh3,
+    diffrax.Heun,
+    diffrax.Midpoint,
+    diffrax.Ralston,
+]
+IMPLICIT = [diffrax.Kvaerno3, diffrax.Kvaerno4, diffrax.Kvaerno5]
+_IMPLICIT_RTOL = 1e-4
+
+
+def _field(t, y, args):
+    rate = args["rate"]
+    return jax.tree_util.tree_map(
+        lambda x: -rate.astype(x.dtype) * x + jnp.sin(t).astype(x.dtype), y
+    )
+
+
+@st.composite
+def problems(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    shape = draw(st.sampled_from(["vector", "scalar", "pytree", "complex"]))
+    real = jnp.dtype(dtype)
+    if shape == "vector":
+        y0 = jnp.array([1.0, -0.5, 2.0], real)
+    elif shape == "scalar":
+        y0 = jnp.asarray(1.5, real)
+    elif shape == "pytree":
+        y0 = {"a": jnp.array([1.0, 2.0], real), "b": (jnp.asarray(-1.0, real),)}
+    else:
+        y0 = jnp.array([1.0 + 0.5j, -0.2j], "complex64" if dtype == "float32" else "complex128")
+    implicit = draw(st.booleans()) and shape != "complex"
+    solver = draw(st.sampled_from(IMPLICIT if implicit else EXPLICIT))()
+    time_dtype = draw(st.sampled_from([dtype, "float32", "int32"]))
+    t1 = draw(st.sampled_from([1, 2]))
+    rtol = draw(st.sampled_from([1e-3, 1e-5]))
+    pid = diffrax.PIDController(
+        rtol=rtol,
+        atol=rtol,
+        pcoeff=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        icoeff=draw(st.sampled_from([1.0, 0.3])),
+        dcoeff=draw(st.sampled_from([0.0, 0.1])),
+        dtmax=draw(st.sampled_from([None, 0.3])),
+        dtmin=draw(st.sampled_from([None, 1e-5])),
+    )
+    controller = pid
+    if draw(st.booleans()):
+        controller = diffrax.ClipStepSizeController(
+            pid,
+            step_ts=draw(st.sampled_from([None, [0.25, 0.5]])),
+            jump_ts=draw(st.sampled_from([None, [0.7]])),
+        )
+    saveats = {
+        "t1": diffrax.SaveAt(t1=True),
+        "t0t1": diffrax.SaveAt(t0=True, t1=True),
+        "ts": diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 5)),
+        "steps": diffrax.SaveAt(steps=True),
+        "dense": diffrax.SaveAt(dense=True),
+        "fn": diffrax.SaveAt(
+            t1=True, fn=lambda t, y, args: jax.tree_util.tree_map(lambda x: x * 2, y)
+        ),
+        "subs": diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.array([0.5]))]
+        ),
+    }
+    saveat_name = draw(st.sampled_from(sorted(saveats)))
+    saveat = saveats[saveat_name]
+    adjoint = draw(
+        st.sampled_from(
+            [
+                diffrax.RecursiveCheckpointAdjoint(),
+                diffrax.RecursiveCheckpointAdjoint(checkpoints=64),
+                diffrax.DirectAdjoint(),
+                diffrax.ForwardMode(),
+                diffrax.BacksolveAdjoint(),
+            ]
+        )
+    )
+    if isinstance(adjoint, diffrax.BacksolveAdjoint) and saveat_name not in ("t1", "t0t1", "ts"):
+        adjoint = diffrax.RecursiveCheckpointAdjoint()  # what BacksolveAdjoint supports
+    event = None
+    if draw(st.booleans()) and shape in ("vector", "scalar"):
+        event = diffrax.Event(lambda t, y, args, **kw: jnp.real(jnp.ravel(y)[0]) - 0.3)
+    return dict(
+        y0=y0,
+        solver=solver,
+        t0=jnp.asarray(0, time_dtype),
+        t1=jnp.asarray(t1, time_dtype),
+        dt0=draw(st.sampled_from([None, 0.05])),
+        controller=controller,
+        saveat=saveat,
+        adjoint=adjoint,
+        event=event,
+        max_steps=draw(st.sampled_from([4096, 3])),
+        strict=draw(st.booleans()),
+        implicit=implicit,
+        dense=saveat_name == "dense",
+    )
+
+
+def _compare(a, b, implicit):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        if implicit:
+            finite = np.isfinite(y)
+            np.testing.assert_allclose(x[finite], y[finite], rtol=_IMPLICIT_RTOL, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+@given(problems())
+def test_solution_equals_diffeqsolve(p):
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("strict" if p["strict"] else "standard"):
+        term = diffrax.ODETerm(_field)
+        args = {"rate": jnp.asarray(1.5, jnp.float64)}
+        kwargs = dict(
+            saveat=p["saveat"],
+            stepsize_controller=p["controller"],
+            adjoint=p["adjoint"],
+            max_steps=p["max_steps"],
+            throw=False,
+            event=p["event"],
+        )
+        call = (term, p["solver"], p["t0"], p["t1"], p["dt0"], p["y0"], args)
+        try:
+            ref = diffrax.diffeqsolve(*call, **kwargs)
+        except Exception as error:  # a combination diffeqsolve refuses: so must we
+            with pytest.raises(type(error)):
+                nderegs.solve(*call, **kwargs)
+            return
+        sol, h = nderegs.solve(*call, **kwargs)
+        assert sol.result == ref.result
+        implicit = p["implicit"]
+        if not implicit:
+            for key in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+                assert int(sol.stats[key]) == int(ref.stats[key]), key
+        _compare(sol.ts, ref.ts, implicit)
+        _compare(sol.ys, ref.ys, implicit)
+        if p["dense"] and sol.result == diffrax.RESULTS.successful:
+            _compare(sol.evaluate(0.37), ref.evaluate(0.37), implicit)
+        assert np.isfinite(float(h.error))
+        assert h.nfe is None or int(h.nfe) >= int(ref.stats["num_steps"])
+        if not implicit and h.nfe is not None and sol.result == diffrax.RESULTS.successful:
+            assert int(h.nfe) > 0
+
+
+@given(
+    st.sampled_from([diffrax.SPaRK, diffrax.Heun, diffrax.ShARK]),
+    st.sampled_from([1e-2, 1e-3]),
+    st.sampled_from([None, 0.05]),
+)
+@settings(max_examples=4)
+def test_sde_solution_equals_diffeqsolve(solver_cls, tol, dt0):
+    solver = solver_cls()
+    levy = diffrax.BrownianIncrement if solver_cls is diffrax.Heun else diffrax.SpaceTimeLevyArea
+    bm = diffrax.VirtualBrownianTree(
+        0.0, 1.0, tol=1e-3, shape=(2,), key=jax.random.key(0), levy_area=levy
+    )
+    if solver_cls is diffrax.ShARK:  # additive noise
+        diffusion = diffrax.ControlTerm(lambda t, y, a: jnp.full((2,), 0.3), bm)
+    else:
+        diffusion = diffrax.ControlTerm(lambda t, y, a: 0.3 * y, bm)
+    diffusion = eqx_diag(diffusion)
+    terms = diffrax.MultiTerm(diffrax.ODETerm(lambda t, y, a: -y), diffusion)
+    controller = diffrax.PIDController(rtol=tol, atol=tol)
+    y0 = jnp.array([1.0, 2.0])
+    kwargs = dict(stepsize_controller=controller, saveat=diffrax.SaveAt(ts=jnp.linspace(0, 1, 4)))
+    ref = diffrax.diffeqsolve(terms, solver, 0.0, 1.0, dt0 or 0.1, y0, **kwargs)
+    sol, h = nderegs.solve(terms, solver, 0.0, 1.0, dt0 or 0.1, y0, **kwargs)
+    _compare(sol.ys, ref.ys, False)
+    assert int(sol.stats["num_steps"]) == int(ref.stats["num_steps"])
+    assert np.isfinite(float(h.error))
+
+
+def eqx_diag(term):
+    """The control term with diagonal noise (the vector field has the state's shape)."""
+
+    class Diagonal(diffrax.ControlTerm):
+        def prod(self, vf, control):
+            return vf * control
+
+    return Diagonal(term.vector_field, term.control)
+
+
+def test_profiles_are_registered():
+    assert (
+        settings.get_profile("thorough").max_examples > settings.get_profile("default").max_examples
+    )
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Complex dtype support")
