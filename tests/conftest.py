@@ -1,5 +1,16 @@
+from hypothesis import HealthCheck, settings
 import jax
 import pytest
+
+# Property-based tests compile a solve per example: few in the default run,
+# `--hypothesis-profile=thorough` for many.
+settings.register_profile(
+    "default", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
 
 # As diffrax's own tests do: an implicit dtype promotion anywhere in the code under test
 # (a float32 state meeting float64 times, an int meeting a float) fails the test.

@@ -9,7 +9,7 @@ solution up to the tolerance (`_IMPLICIT_RTOL`), as the README and `nderegs.solv
 state. `--hypothesis-profile=thorough` runs more examples."""
 
 import diffrax
-from hypothesis import given, HealthCheck, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 import jax
 import jax.numpy as jnp
@@ -17,14 +17,6 @@ import numpy as np
 import pytest
 
 import nderegs
-
-settings.register_profile(
-    "default", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile("default")
 
 EXPLICIT = [
     diffrax.Tsit5,

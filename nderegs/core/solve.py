@@ -51,9 +51,15 @@ def solve(
     r"""Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
 
     Returns `(sol, h)`: `sol` is the `diffrax.Solution` that `diffrax.diffeqsolve`
-    returns for the same arguments (same steps, `ts`, `ys`, stats), `h` a
+    returns for the same arguments — bitwise for explicit solvers; for implicit ones up
+    to round-off (the wrapper changes the compiled program, so the last bit of the
+    implicit step's `y_error` can differ and move a step) — `h` a
     [`nderegs.Heuristics`][] with R_E, R_S, the NFE and, with `local=`, the estimates
     of one sampled accepted step.
+
+    Every argument of `diffeqsolve` is accepted except `controller_state=`. With
+    `adjoint=diffrax.ImplicitAdjoint()` (which saves nothing but y(t1)) the solve is
+    diffeqsolve's own and `h.error`, `h.stiffness`, `h.nfe` are None.
 
     Arguments beyond `diffeqsolve`'s:
 

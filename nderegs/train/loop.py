@@ -61,7 +61,10 @@ def make_train_step(task: AbstractTask, optimizer: optax.GradientTransformation)
             model, batch, key, coefficients
         )
         params = eqx.filter(model, eqx.is_inexact_array)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        # optax's own arithmetic (e.g. Adam's bias correction, int step ** float)
+        # relies on standard dtype promotion; ours is strict-clean.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_model = eqx.apply_updates(model, updates)
         ok = jnp.isfinite(loss) & aux["successful"]
         return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
