@@ -10,13 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
 results=experiments/results
-tables=("${@:-digits latent_ode spiral_sde digits_sde}")
+tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde}")
+trajectory="regularization.local_gradient=trajectory"
+backsolve="solver.adjoint=backsolve"
 
 for table in ${tables[@]}; do
   case "$table" in
     digits)  # paper 1 and paper 2 MNIST tables
       nderegs compare experiments/configs/digits.yaml --seeds "$seeds" --output-dir "$results/digits" \
-        --methods vanilla,steer,taynode,rnode,error,stiffness,error+stiffness,local-error,local-error-biased,steer+error ;;
+        --methods "vanilla,steer,taynode,rnode,error,stiffness,error+stiffness,local-error,local-error-biased,local-error[$trajectory],steer+error" ;;
+    digits_paper2)  # paper 2's MNIST architecture (linear-output field), each method with both adjoints
+      nderegs compare experiments/configs/digits_paper2.yaml --seeds "$seeds" --output-dir "$results/digits_paper2" \
+        --methods "vanilla,error,local-error,local-error-biased,local-error[$trajectory],local-error-biased[$trajectory],vanilla[$backsolve],local-error[$backsolve],local-error-biased[$backsolve],local-error[$trajectory,$backsolve]" ;;
     latent_ode)  # PhysioNet table analogue (PhysioNet itself: configs/latent_ode_physionet.yaml task.data.path=...)
       nderegs compare experiments/configs/latent_ode.yaml --seeds "$seeds" --output-dir "$results/latent_ode" \
         --methods vanilla,taynode,rnode,error,stiffness,local-error,local-error-biased ;;
@@ -26,6 +31,6 @@ for table in ${tables[@]}; do
     digits_sde)  # paper 1 / paper 2 MNIST neural SDE tables
       nderegs compare experiments/configs/digits_sde.yaml --seeds "$seeds" --output-dir "$results/digits_sde" \
         --methods vanilla,error,stiffness,local-error ;;
-    *) echo "unknown table '$table'; choose from digits latent_ode spiral_sde digits_sde" >&2; exit 2 ;;
+    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde" >&2; exit 2 ;;
   esac
 done

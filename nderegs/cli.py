@@ -1,5 +1,10 @@
-"""`nderegs` command line: `nderegs train [CONFIG] [key=value ...] [--resume RUN_DIR]`
-and `nderegs compare [CONFIG] --methods A,B --seeds N [--output-dir DIR] [key=value ...]`."""
+"""`nderegs` command line: `nderegs train`, `nderegs compare` and `nderegs eval`.
+
+Exit status: 0 success, 1 a run failed (diverged, bad data, unwritable directory, ...),
+2 a configuration or usage error, 130 interrupted (Ctrl-C). Errors are one paragraph on
+stderr; progress and the run directory go to stderr too, so that stdout holds only the
+result (the JSON summary of `train`/`eval`, the table of `compare`).
+"""
 
 import argparse
 import json
@@ -7,18 +12,47 @@ from pathlib import Path
 import shlex
 import sys
 
-from .config import ConfigError, load_config
+import yaml
+
+from . import __version__
+from .config import config_to_dict, ConfigError, load_config, METHOD_COMPONENTS
+
+_REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_TASKS = ("classifier", "sde_classifier", "latent_ode", "spiral_sde")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _epilog() -> str:
+    configs = sorted(p.name for p in _REPO_CONFIGS.glob("*.yaml")) if _REPO_CONFIGS.is_dir() else []
+    lines = [
+        "methods: '+'-joined components of " + ", ".join(METHOD_COMPONENTS),
+        "  (e.g. error+stiffness, local-error, taynode)",
+        "tasks (task.name): " + ", ".join(_TASKS),
+    ]
+    if configs:
+        lines.append(f"bundled configs (in {_REPO_CONFIGS.name}/): " + ", ".join(configs))
+    lines.append("without CONFIG: the digits classifier (scikit-learn's digits, offline)")
+    return "\n".join(lines)
+
+
+def _unwritable(error: OSError, command: str) -> str:
+    where = error.filename or "the output directory"
+    return (
+        f"nderegs {command}: cannot write {where} ({error.strerror or error}). Choose a "
+        "writable place with --run-dir / --output-dir or output_dir=..."
+    )
 
 
 def _train(opts) -> int:
-    from .train import RunDirectory, train, TrainingDiverged
+    from .train import default_run_dir, RunDirectory, train, TrainingDiverged
 
+    run_dir = None
     try:
         if opts.resume is not None:
             run_dir = Path(opts.resume)
-            if opts.config is not None:
-                # `nderegs train --resume DIR a=b`: the first override lands in CONFIG.
-                opts.overrides.insert(0, opts.config)
             run = RunDirectory(run_dir)
             if not run.has_config:
                 raise ConfigError(
@@ -27,56 +61,91 @@ def _train(opts) -> int:
             config = load_config(run.config_file, opts.overrides)
         else:
             config = load_config(opts.config, opts.overrides)
-            run_dir = opts.run_dir
+            run_dir = Path(opts.run_dir) if opts.run_dir else default_run_dir(config)
+        if opts.print_config:
+            print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+            return 0
+        verb = "resuming" if opts.resume is not None else "training"
+        _say(f"nderegs train: {verb} {config.method} on {config.task.name} in {run_dir}")
+        _say("nderegs train: compiling the training step (the first one takes a while)...")
         summary = train(config, run_dir=run_dir, resume=opts.resume is not None)
     except ConfigError as e:
-        print(f"nderegs train: configuration error: {e}", file=sys.stderr)
+        _say(f"nderegs train: configuration error: {e}")
         return 2
-    except (
-        TrainingDiverged,
-        FileExistsError,
-        FileNotFoundError,
-        NotImplementedError,
-        ValueError,
-    ) as e:
-        print(f"nderegs train: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        _say(
+            f"\nnderegs train: interrupted. {run_dir} keeps the checkpoint of the last "
+            f"completed epoch; continue with `nderegs train --resume {run_dir}`."
+        )
+        return 130
+    except PermissionError as e:
+        _say(_unwritable(e, "train"))
         return 1
+    except (TrainingDiverged, OSError, NotImplementedError, ValueError) as e:
+        _say(f"nderegs train: {e}")
+        return 1
+    _say(f"nderegs train: done; run directory {run_dir} (summary.json, metrics.jsonl)")
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _eval(opts) -> int:
+    from .train import evaluate_run
+
+    try:
+        figures = evaluate_run(opts.run_dir, opts.overrides, write=not opts.no_write)
+    except ConfigError as e:
+        _say(f"nderegs eval: configuration error: {e}")
+        return 2
+    except PermissionError as e:
+        _say(_unwritable(e, "eval") + " (or pass --no-write)")
+        return 1
+    except (OSError, ValueError) as e:
+        _say(f"nderegs eval: {e}")
+        return 1
+    if not opts.no_write:
+        _say(f"nderegs eval: written to {Path(opts.run_dir) / 'eval.json'}")
+    print(json.dumps(figures, indent=2))
+    return 0
 
 
 def _seed_list(text: str) -> list[int]:
     try:
-        return [int(s) for s in _comma_list(text)]
+        return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         message = f"expected comma-separated integers, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
 
 
 def _compare(opts, argv) -> int:
-    from .report import normalize_methods, run_comparison, write_report
+    from .report import normalize_methods, run_comparison, split_entries, write_report
 
     seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
     try:
-        methods = normalize_methods(_comma_list(opts.methods))
+        methods = normalize_methods(split_entries(opts.methods))
         result = run_comparison(
             opts.config, methods, seeds, opts.overrides, output_dir=opts.output_dir
         )
+        command = shlex.join(["nderegs", *argv])
+        files = write_report(result, result.output_dir, command)
     except ConfigError as e:
-        print(f"nderegs compare: configuration error: {e}", file=sys.stderr)
+        _say(f"nderegs compare: configuration error: {e}")
         return 2
-    command = shlex.join(["nderegs", *argv])
-    files = write_report(result, result.output_dir, command)
-    print(f"\nTable: {files['markdown']} and {files['csv']}")
-    print(f"Plots: {files['nfe_plot']} and {files['metric_plot']}\n")
+    except KeyboardInterrupt:
+        _say(
+            "\nnderegs compare: interrupted. Finished runs are kept; the same command "
+            "continues where it stopped."
+        )
+        return 130
+    except PermissionError as e:
+        _say(_unwritable(e, "compare"))
+        return 1
+    _say(f"\nTable: {files['markdown']} and {files['csv']}")
+    _say(f"Plots: {files['nfe_plot']} and {files['metric_plot']}\n")
     print(files["markdown"].read_text())
     failed = len(result.failures)
     if failed:
-        print(f"nderegs compare: {failed} of {len(result.runs)} runs failed", file=sys.stderr)
+        _say(f"nderegs compare: {failed} of {len(result.runs)} runs failed")
     return 1 if failed else 0
 
 
@@ -89,11 +158,17 @@ def _add_compare_parser(commands) -> None:
         "nfe_over_training.png and metric_vs_prediction_time.png, e.g. `nderegs compare "
         "configs/digits.yaml --methods vanilla,error,stiffness --seeds 3 optim.epochs=10`. "
         "Exit status: 0 all runs succeeded, 1 some failed, 2 configuration error.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
     p.add_argument(
-        "--methods", required=True, help="comma-separated methods, e.g. vanilla,error,stiffness"
+        "--methods",
+        required=True,
+        help="comma-separated methods, e.g. vanilla,error,stiffness; a row may carry its "
+        "own overrides: 'local-error[solver.adjoint=backsolve,regularization.local_gradient="
+        "trajectory]' (quote it in the shell)",
     )
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (default 3)")
@@ -105,39 +180,77 @@ def _add_compare_parser(commands) -> None:
     )
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nderegs", description="Train neural ODEs that are cheap to solve."
+        prog="nderegs",
+        description="Train neural differential equations that are cheap to solve.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"nderegs {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser(
         "train",
         help="train one configuration",
         description="Train from a YAML config (default: the digits classifier) with "
         "dotted overrides, e.g. `nderegs train configs/digits.yaml method=error "
-        "regularization.error.start=0.5`.",
+        "regularization.error.start=0.5`. The run directory is printed at the start and "
+        "the end; stdout holds only the JSON summary.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run exactly as configured (only optim.epochs=N, to "
+        "extend it, and train.progress may be overridden)",
+    )
     p.add_argument(
         "--run-dir", help="where to write the run (default: output_dir/NAME-METHOD-seedN)"
     )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration (YAML) and exit without training",
+    )
     _add_compare_parser(commands)
+    e = commands.add_parser(
+        "eval",
+        help="evaluate a trained run: test metric, NFE and prediction time",
+        description="Load RUN_DIR's last checkpoint and evaluate it on its test set as at "
+        "the end of training (or on other data: task.data.path=..., task.data.name=...); "
+        "prints the figures and writes RUN_DIR/eval.json.",
+    )
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("overrides", nargs="*", help="task.data.* / train.eval_batch_size overrides")
+    e.add_argument("--no-write", action="store_true", help="do not write eval.json")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     opts, extra = parser.parse_known_args(argv)
     if extra:
-        # `compare` takes key=value overrides after its options too.
-        if opts.command != "compare" or not all("=" in x and not x.startswith("-") for x in extra):
+        # key=value overrides may also follow the options (`--run-dir D a=b`).
+        if not all("=" in x and not x.startswith("-") for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         opts.overrides.extend(extra)
-    if opts.config is not None and "=" in opts.config and not Path(opts.config).exists():
-        opts.overrides.insert(0, opts.config)
+    config = getattr(opts, "config", None)
+    if config is not None and "=" in config and not Path(config).exists():
+        # `nderegs train a=b` / `nderegs train --resume DIR a=b`: no CONFIG given.
+        opts.overrides.insert(0, config)
         opts.config = None
     if opts.command == "train":
+        if opts.resume is not None and opts.config is not None:
+            parser.error("--resume takes the run's own config.yaml; do not pass CONFIG too")
         return _train(opts)
     if opts.command == "compare":
         return _compare(opts, argv)
+    if opts.command == "eval":
+        return _eval(opts)
     return 2
 
 

@@ -50,12 +50,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
-from nderegs.config import load_config
+from nderegs.config import configs_dir, load_config
 from nderegs.data import make_spiral_sde
 from nderegs.report import runs_table
 from nderegs.train import load_run, RunDirectory, train
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
+CONFIGS = configs_dir()  # the repository's configs/, wherever the notebook runs from
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-sde-"))
 SMOKE_SPIRAL = [
     "task.data.num_samples=200", "task.num_trajectories=16", "task.predict_trajectories=32",
@@ -142,7 +142,7 @@ print(f"extra NFE = {int(h_s.nfe) - int(h.nfe)} = 2 × {int(h.num_steps)} steps;
 
 # %%
 def run(config_file, method, overrides=()):
-    config = load_config(ROOT / "configs" / config_file, [*overrides, *COMMON, f"method={method}"])
+    config = load_config(CONFIGS / config_file, [*overrides, *COMMON, f"method={method}"])
     run_dir = RUNS / f"{config.name}-{method.replace('+', '_')}"
     return run_dir, train(config, run_dir=run_dir)
 

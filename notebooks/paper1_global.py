@@ -48,11 +48,11 @@ if SMOKE:
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from nderegs.config import load_config
+from nderegs.config import configs_dir, load_config
 from nderegs.report import runs_table
 from nderegs.train import RunDirectory, train
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
+CONFIGS = configs_dir()  # the repository's configs/, wherever the notebook runs from
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-paper1-"))
 # Tiny sizes for the smoke test; the real settings are those of the YAML files.
 SMOKE_DIGITS = [
@@ -77,7 +77,7 @@ METHODS = ["vanilla", "error", "stiffness", "error+stiffness"]
 
 
 def run(config_file, method, overrides=()):
-    config = load_config(ROOT / "configs" / config_file, [*overrides, *COMMON, f"method={method}"])
+    config = load_config(CONFIGS / config_file, [*overrides, *COMMON, f"method={method}"])
     run_dir = RUNS / f"{config.name}-{method.replace('+', '_')}"
     return run_dir, train(config, run_dir=run_dir)
 

@@ -57,11 +57,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
-from nderegs.config import load_config
+from nderegs.config import configs_dir, load_config
 from nderegs.report import runs_table
 from nderegs.train import RunDirectory, train
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "configs" / "digits.yaml").exists())
+CONFIGS = configs_dir()  # the repository's configs/, wherever the notebook runs from
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-paper2-"))
 SMOKE_DIGITS = [
     "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
@@ -142,7 +142,12 @@ plt.show()
 # - `local-error-biased`: biased sampling;
 # - `local-error` with `solver.adjoint=backsolve`: the main solve is differentiated by
 #   `BacksolveAdjoint` (continuous adjoint, $O(1)$ memory in the number of steps) — possible
-#   only because the regularizer needs nothing but the one re-taken step.
+#   only because the regularizer needs nothing but the one re-taken step;
+# - `local-error` with `regularization.local_gradient=trajectory`: the re-taken step starts
+#   from the state $y(t)$ saved by the main solve, and its gradient flows into that state too,
+#   so the regularizer can move the *trajectory* to where steps are cheap (paper 2's estimator
+#   holds the start state constant). On a field ending in tanh only this variant lowers the
+#   NFE (see `experiments/README.md`); it works with `BacksolveAdjoint` as well.
 #
 # The coefficient is `regularization.error` ($\lambda = 0.1$), applied to $w\cdot$`local_error`.
 
@@ -152,11 +157,12 @@ RUN_SPECS = {
     "local-error": ["method=local-error"],
     "local-error-biased": ["method=local-error-biased"],
     "local-error backsolve": ["method=local-error", "solver.adjoint=backsolve"],
+    "local-error trajectory": ["method=local-error", "regularization.local_gradient=trajectory"],
 }
 
 
 def run(label, overrides):
-    config = load_config(ROOT / "configs" / "digits.yaml",
+    config = load_config(CONFIGS / "digits.yaml",
                          [*(SMOKE_DIGITS if SMOKE else ()), *COMMON, *overrides])
     run_dir = RUNS / label.replace(" ", "-")
     return run_dir, train(config, run_dir=run_dir)

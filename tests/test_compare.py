@@ -7,6 +7,7 @@ its files; the others replace `train` with a fake to test the bookkeeping quickl
 import csv
 import json
 import math
+import re
 import statistics
 
 import pytest
@@ -17,8 +18,10 @@ from nderegs.report import (
     ComparisonResult,
     markdown_table,
     method_rows,
+    parse_entry,
     run_comparison,
     RunResult,
+    split_entries,
     spread,
     write_report,
 )
@@ -269,14 +272,22 @@ def test_second_invocation_reads_finished_runs_back_without_training(real, monke
     assert [r.summary for r in again.runs] == [r.summary for r in result.runs]
 
 
-def test_finished_run_with_another_configuration_is_not_reused(real, monkeypatch):
+def test_finished_run_with_another_configuration_is_not_reused(real, monkeypatch, capsys):
+    """A clash is a configuration error before anything runs: the folder's table and
+    plots are left as they were."""
     result, _ = real
     fake = FakeTrain()
     monkeypatch.setattr("nderegs.report.runs.train", fake)
     overrides = [*TINY, "optim.epochs=2"]
-    other = run_comparison(None, ["vanilla"], 1, overrides, result.output_dir, progress=False)
-    assert fake.calls == []
-    assert other.runs[0].status == FAILED and "optim.epochs" in other.runs[0].error
+    with pytest.raises(ConfigError, match=r"other settings, so nothing was run.*optim.epochs"):
+        run_comparison(None, ["vanilla"], 1, overrides, result.output_dir, progress=False)
+    write_report(result, result.output_dir, command="first")
+    before = {p.name: p.read_bytes() for p in result.output_dir.iterdir() if p.is_file()}
+    argv = ["compare", "--methods", "vanilla", "--seeds", "1"]
+    assert main([*argv, "--output-dir", str(result.output_dir), *overrides]) == 2
+    assert "optim.epochs" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in result.output_dir.iterdir() if p.is_file()}
+    assert fake.calls == [] and after == before
 
 
 # --------------------------------------------------------------------------- #
@@ -358,3 +369,53 @@ def test_api_validates_methods_up_front(tmp_path, fake_train):
     with pytest.raises(ConfigError, match="unknown component 'nope'"):
         run_comparison(None, ["vanilla", "nope"], 1, output_dir=tmp_path, progress=False)
     assert fake_train.calls == []
+
+
+def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
+    """`METHOD[key=value,...]` is a row of its own: same method, its overrides applied."""
+    assert split_entries("vanilla, error[a.b=1,c=2] ,local-error") == [
+        "vanilla",
+        "error[a.b=1,c=2]",
+        "local-error",
+    ]
+    assert parse_entry("local-error [ solver.adjoint=backsolve ]") == (
+        "local-error",
+        ("solver.adjoint=backsolve",),
+    )
+    configs = []
+    fake = FakeTrain()
+    monkeypatch.setattr(
+        "nderegs.report.runs.train",
+        lambda config, **kw: configs.append(config) or fake(config, **kw),
+    )
+    entry = "local-error[regularization.local_gradient=trajectory,solver.adjoint=backsolve]"
+    result = run_comparison(None, ["local-error", entry], 1, TINY, tmp_path, progress=False)
+    assert result.methods == ("local-error", entry)
+    plain, own = configs
+    assert (plain.regularization.local_gradient, plain.solver.adjoint.name) == (
+        "step",
+        "recursive_checkpoint",
+    )
+    assert (own.method, own.regularization.local_gradient, own.solver.adjoint.name) == (
+        "local-error",
+        "trajectory",
+        "backsolve",
+    )
+    slug = "local-error__regularization.local_gradient-trajectory__solver.adjoint-backsolve"
+    assert (tmp_path / slug / "seed0" / "summary.json").exists()
+    markdown = write_report(result, tmp_path, command="test")["markdown"].read_text()
+    assert f"| `{entry}` |" in markdown
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("error[solver.rtol]", "key=value overrides"),
+        ("error[]", "key=value overrides"),
+        ("error[a=1", "malformed method entry"),
+        ("bogus[a=1]", "unknown component 'bogus'"),
+    ],
+)
+def test_malformed_method_entries_are_rejected(entry, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_entry(entry)

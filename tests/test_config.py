@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import diffrax
+import jax
+import jax.numpy as jnp
 import optax
 from pydantic import ValidationError
 import pytest
@@ -389,6 +391,47 @@ def test_local_sampling():
     assert local("method=local-error-biased+local-stiffness") == "biased"
     assert local("method=local-error", "regularization.local_sampling=biased") == "biased"
     assert local("method=error") is None
+
+
+def test_local_gradient_and_field_output_activation():
+    cfg = load_config(None, ["method=local-error", "regularization.local_gradient=trajectory"])
+    setup = cfg.regularization.build(cfg.method).setup
+    assert (setup.local, setup.local_gradient) == ("unbiased", "trajectory")
+    assert load_config(None, ["method=local-error"]).regularization.local_gradient == "step"
+    # Unbiased sampling saves y(t): any adjoint.
+    load_config(
+        None,
+        [
+            "method=local-error",
+            "regularization.local_gradient=trajectory",
+            "solver.adjoint=backsolve",
+        ],
+    )
+    with pytest.raises(
+        ConfigError, match=r"'regularization.local_gradient': 'trajectory'.*biased sampling"
+    ):
+        load_config(
+            None,
+            [
+                "method=local-error-biased",
+                "regularization.local_gradient=trajectory",
+                "solver.adjoint=backsolve",
+            ],
+        )
+    with pytest.raises(
+        ConfigError,
+        match=r"'regularization.local_gradient': 'path' \(must be one of: step, trajectory\)",
+    ):
+        load_config(None, ["regularization.local_gradient=path"])
+    # The field's output activation reaches the model: paper 2's Dense→tanh→Dense.
+    cfg = load_config(None, ["task.model.field_output_activation=identity"])
+    task, _ = cfg.build()
+    model = task.init_model(jax.random.key(0))
+    assert model.node.vector_field.mlp.final_activation(jnp.asarray(5.0)) == 5.0
+    with pytest.raises(
+        ConfigError, match=r"field_output_activation.*must be one of: tanh, identity"
+    ):
+        load_config(None, ["task.model.field_output_activation=relu"])
 
 
 # --------------------------------------------------------------------------- #

@@ -250,8 +250,27 @@ def test_load_mnist_npz_missing_keys(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.npz lacks the keys .*y_train"):
         load_mnist(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(ValueError, match=r"junk\.npz is not a readable \.npz"):
+    with pytest.raises(ValueError, match=r"junk\.npz is not a readable \.npz") as error:
         load_mnist(tmp_path / "junk.npz")
+    assert "pickled" not in str(error.value) and "zip of .npy arrays" in str(error.value)
+
+
+def test_load_mnist_nan_pixels_are_named(tmp_path):
+    arrays = _random_mnist(2)
+    images = arrays["train_images"].astype(np.float32)
+    images[0, 3, 4] = np.nan
+    images[1, 0, 0] = np.inf
+    path = tmp_path / "nan.npz"
+    np.savez(
+        path,
+        x_train=images,
+        y_train=arrays["train_labels"],
+        x_test=arrays["test_images"],
+        y_test=arrays["test_labels"],
+    )
+    with pytest.raises(ValueError, match=r"2 pixel values are NaN or infinite") as error:
+        load_mnist(path)
+    assert "nan, nan" not in str(error.value)
 
 
 def test_load_mnist_missing_path(tmp_path):

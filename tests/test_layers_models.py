@@ -45,8 +45,13 @@ def test_neural_ode_saves_at_ts_and_checks_input():
     assert ys.shape == (5, 2, 3) and h.local_error is not None
     with pytest.raises(ValueError, match="needs key="):
         layer(jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match="leading batch axis"):
+    with pytest.raises(ValueError, match=r"shape \(batch, \.\.\.\)"):
         NeuralODE(_field())(jnp.ones(()))
+    # Under jax.vmap the batch axis is gone: the error says to use batched=False.
+    with pytest.raises(ValueError, match=r"under jax.vmap.*batched=False"):
+        jax.vmap(NeuralODE(_field()))(jnp.ones((2, 3)))
+    ys, _ = jax.vmap(NeuralODE(_field(), batched=False))(jnp.ones((2, 3)))
+    assert ys.shape == (2, 3)
     with pytest.raises(ValueError, match="t0 != t1"):
         NeuralODE(_field(), t0=1.0, t1=1.0)
 

@@ -359,9 +359,13 @@ def test_implicit_solver_error_estimate_without_nfe(x64):
     assert float(h.error) > 0 and h.stiffness is None and h.nfe is None
 
 
-def test_global_estimates_have_no_gradient_with_backsolve(x64):
-    def error(mu):
-        return nderegs.solve(
+def test_differentiating_global_estimates_through_backsolve_raises(x64):
+    """BacksolveAdjoint cannot carry the gradient of a global estimate: asking for it
+    raises at trace time (never a silent zero); its value, and gradients that do not
+    involve it (the task loss, the estimate as auxiliary output), are unaffected."""
+
+    def loss(mu, weight):
+        sol, h = nderegs.solve(
             VDP,
             diffrax.Tsit5(),
             0.0,
@@ -371,10 +375,32 @@ def test_global_estimates_have_no_gradient_with_backsolve(x64):
             mu,
             stepsize_controller=CONTROLLER,
             adjoint=diffrax.BacksolveAdjoint(),
-        )[1].error
+        )
+        regularizer = weight * h.error if weight else 0.0
+        return jnp.sum(sol.ys) + regularizer, h.error
 
-    assert float(error(1.0)) > 0
-    assert float(jax.grad(error)(1.0)) == 0.0
+    (value, error), grad = jax.value_and_grad(loss, has_aux=True)(1.0, 0.0)
+    reference = jax.grad(
+        lambda mu: jnp.sum(
+            diffrax.diffeqsolve(
+                VDP,
+                diffrax.Tsit5(),
+                0.0,
+                2.0,
+                None,
+                _y0(),
+                mu,
+                stepsize_controller=CONTROLLER,
+                adjoint=diffrax.BacksolveAdjoint(),
+            ).ys
+        )
+    )(1.0)
+    assert float(error) > 0 and float(grad) == float(reference)
+    with pytest.raises(
+        ValueError,
+        match=r"adjoint=BacksolveAdjoint\(\) does not differentiate.*RecursiveCheckpointAdjoint.*local=",
+    ):
+        jax.grad(lambda mu: loss(mu, 0.1)[0])(1.0)
 
 
 # --- clear errors for bad input -------------------------------------------------
@@ -391,6 +417,11 @@ def _solve(**overrides):
 def test_rejects_non_adaptive_controller():
     with pytest.raises(TypeError, match="adaptive step-size controller.*ConstantStepSize"):
         _solve(stepsize_controller=diffrax.ConstantStepSize())
+
+
+def test_rejects_a_solver_without_an_error_estimate():
+    with pytest.raises(ValueError, match=r"Euler returns no error estimate.*Tsit5"):
+        _solve(solver=diffrax.Euler())
 
 
 def test_rejects_local_without_key():

@@ -25,7 +25,14 @@ optim: {name: adam, lr: 1.0e-2, batch_size: 256, epochs: 30}
 from .base import ConfigError, Problems
 from .datasets import Digits, Irregular, MNIST, MNIST1D, PhysioNet, Spirals, SpiralSDEData
 from .experiment import ExperimentConfig, TrainConfig
-from .loading import config_from_dict, config_to_dict, load_config, save_config
+from .loading import (
+    config_changes,
+    config_from_dict,
+    config_to_dict,
+    configs_dir,
+    load_config,
+    save_config,
+)
 from .optimizers import AdaBelief, Adam, Adamax, SGD
 from .regularization import METHOD_COMPONENTS, parse_method, RegularizationConfig
 from .schedules import ConstantSchedule, ExponentialSchedule
@@ -76,7 +83,9 @@ __all__ = [
     "TrainConfig",
     "Tsit5",
     "config_from_dict",
+    "config_changes",
     "config_to_dict",
+    "configs_dir",
     "load_config",
     "parse_method",
     "save_config",

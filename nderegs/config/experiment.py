@@ -8,6 +8,7 @@ from ..tasks import AbstractTask, Arrays
 from .base import Bool, Int, Problems, Section, Str
 from .optimizers import OptimizerConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
+from .schedules import ConstantSchedule
 from .solvers import solver_names, SolverConfig
 from .tasks import Classifier, TaskConfig
 
@@ -75,6 +76,24 @@ class ExperimentConfig(Section):
                     "local-stiffness) that works with any adjoint",
                 )
             )
+        local = components & {"local-error", "local-error-biased", "local-stiffness"}
+        if (
+            local
+            and self.regularization.local_gradient == "trajectory"
+            and self.regularization.sampling(components) == "biased"
+            and not self.solver.adjoint.differentiates_through_solver
+        ):
+            problems.append(
+                (
+                    "regularization.local_gradient",
+                    "trajectory",
+                    "with biased sampling the sampled step's start state is known only "
+                    "after the solve, so its gradient must come through the solver, which "
+                    f"solver.adjoint.name={self.solver.adjoint.name} cannot give. Use "
+                    "regularization.local_sampling=unbiased (method local-error), "
+                    "local_gradient=step, or solver.adjoint=recursive_checkpoint",
+                )
+            )
         for component, reason in self.task.task_class.rejected_components.items():
             if component in components:
                 problems.append(
@@ -82,6 +101,22 @@ class ExperimentConfig(Section):
                         "method",
                         self.method,
                         f"the {self.task.name} task cannot train with '{component}': it {reason}",
+                    )
+                )
+        for component in self.regularization.build(self.method).regularizers:
+            coefficients = sorted(set(component.coefficients().values()))
+            schedules = [self.regularization.schedule(c) for c in coefficients]
+            if coefficients and all(
+                isinstance(s, ConstantSchedule) and s.start == 0 for s in schedules
+            ):
+                keys = " and ".join(f"regularization.{c}.start" for c in coefficients)
+                problems.append(
+                    (
+                        f"regularization.{coefficients[0]}.start",
+                        0.0,
+                        f"method component '{component.name}' is weighed by {keys}, and with "
+                        "0 it would train exactly like vanilla. Set it, e.g. "
+                        f"regularization.{coefficients[0]}.start=0.01",
                     )
                 )
         if "steer" in components:

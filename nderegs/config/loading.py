@@ -333,3 +333,32 @@ def save_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=False)
     p.write_text(text, encoding="utf-8")
+
+
+def config_changes(old: ExperimentConfig, new: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old value, new value) for every setting that differs."""
+    changes: dict[str, tuple[Any, Any]] = {}
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{prefix}{key}.")
+        elif a != b:
+            changes[prefix.rstrip(".")] = (a, b)
+
+    walk(config_to_dict(old), config_to_dict(new), "")
+    return changes
+
+
+def configs_dir() -> Path:
+    """The bundled `configs/` folder of the repository this package is installed from
+    (`pip install -e .`), found from the package's own location, not the working
+    directory."""
+    directory = Path(__file__).resolve().parents[2] / "configs"
+    if not (directory / "digits.yaml").exists():
+        raise FileNotFoundError(
+            f"The bundled configs are not next to this nderegs installation (looked in "
+            f"{directory}). They ship with the repository: clone it and `pip install -e .`, "
+            "or pass your own config file."
+        )
+    return directory

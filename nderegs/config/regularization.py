@@ -41,14 +41,19 @@ class RegularizationConfig(Section):
     local_stiffness: Optional[Schedule] = None
     #: Sampling of the step of the local terms (`local-error-biased` is always biased).
     local_sampling: Literal["unbiased", "biased"] = "unbiased"
+    #: What the local terms are differentiated through: "step" (paper 2: the sampled
+    #: step from a constant start state) or "trajectory" (also the state it starts
+    #: from; unbiased sampling then works with every adjoint, biased sampling needs
+    #: one that differentiates through the solver).
+    local_gradient: Literal["step", "trajectory"] = "step"
     #: STEER: the training end time is drawn from U(t1 - b, t1 + b).
     steer_b: Float = Field(default=0.5, ge=0)
     #: TayNODE: order K of the derivative penalized, and its coefficient.
     taynode_order: Int = Field(default=2, ge=1)
-    taynode: Schedule = Field(default_factory=constant(0.0))
+    taynode: Schedule = Field(default_factory=constant(0.01))
     #: RNODE: kinetic-energy and Jacobian-Frobenius coefficients.
-    kinetic: Schedule = Field(default_factory=constant(0.0))
-    jacobian: Schedule = Field(default_factory=constant(0.0))
+    kinetic: Schedule = Field(default_factory=constant(0.01))
+    jacobian: Schedule = Field(default_factory=constant(0.01))
 
     def sampling(self, components: frozenset[str]) -> Literal["unbiased", "biased"]:
         """The local sampling: biased with `local-error-biased`, else `local_sampling`."""
@@ -99,12 +104,18 @@ COMPONENTS: dict[str, Callable[[RegularizationConfig, frozenset[str]], AbstractR
         name="local-error",
         sampling=config.sampling(components),
         coefficient=config.local_error_coefficient(),
+        gradient=config.local_gradient,
     ),
     "local-error-biased": lambda config, components: LocalError(
-        name="local-error-biased", sampling="biased", coefficient=config.local_error_coefficient()
+        name="local-error-biased",
+        sampling="biased",
+        coefficient=config.local_error_coefficient(),
+        gradient=config.local_gradient,
     ),
     "local-stiffness": lambda config, components: LocalStiffness(
-        sampling=config.sampling(components), coefficient=config.local_stiffness_coefficient()
+        sampling=config.sampling(components),
+        coefficient=config.local_stiffness_coefficient(),
+        gradient=config.local_gradient,
     ),
     "steer": lambda config, components: Steer(b=config.steer_b),
     "taynode": lambda config, components: TayNODE(order=config.taynode_order),

@@ -11,6 +11,7 @@ import functools
 from typing import Annotated, Any, ClassVar, Literal, Optional, TYPE_CHECKING
 
 import diffrax
+import jax
 from pydantic import BeforeValidator, Field, model_validator
 
 from ..layers import MakeNode, MakeSDE, NeuralODE, NeuralSDE
@@ -63,6 +64,13 @@ class Backsolve(AbstractAdjointConfig):
         return diffrax.BacksolveAdjoint()
 
 
+def tolerance_floor() -> tuple[float, str]:
+    """(smallest usable tolerance, dtype name) of JAX's default float: below it an
+    embedded pair's error estimate is dominated by rounding error."""
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    return (1e-20, "float64") if x64 else (1e-11, "float32")
+
+
 def _adjoint_shorthand(value: Any) -> Any:
     # `solver.adjoint=backsolve` stands for `solver.adjoint.name=backsolve`.
     return {"name": value} if isinstance(value, str) else value
@@ -105,8 +113,32 @@ class AbstractSolverConfig(Variant, abc.ABC):
 
     @model_validator(mode="after")
     def _check_interval(self) -> AbstractSolverConfig:
+        problems = []
         if self.t1 == self.t0:
-            raise Problems(("t1", self.t1, "must differ from t0"))
+            problems.append(("t1", self.t1, "must differ from t0"))
+        elif self.dt0 is not None and (self.dt0 == 0 or (self.dt0 > 0) != (self.t1 > self.t0)):
+            problems.append(
+                (
+                    "dt0",
+                    self.dt0,
+                    f"must be non-zero with the sign of t1 - t0 = {self.t1 - self.t0} "
+                    "(or null: chosen by the solver)",
+                )
+            )
+        floor, dtype = tolerance_floor()
+        if max(self.rtol, self.atol) < floor:
+            problems.append(
+                (
+                    "rtol",
+                    self.rtol,
+                    f"rtol = {self.rtol} and atol = {self.atol} are below what {dtype} "
+                    f"arithmetic resolves (about {floor:g}): the error estimate would be "
+                    "rounding noise and the step size would collapse. Raise them, or "
+                    "enable float64 (JAX_ENABLE_X64=1)",
+                )
+            )
+        if problems:
+            raise Problems(*problems)
         return self
 
     @abc.abstractmethod
@@ -202,6 +234,7 @@ def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
         adjoint=solver.adjoint.build(),
         max_steps=solver.max_steps,
         local=setup.local,
+        local_gradient=setup.local_gradient,
         stiffness=setup.stiffness,
         throw=False,
         integrals=setup.integrals,
@@ -226,6 +259,7 @@ def neural_sde(solver: AbstractSolverConfig, setup: SolveSetup, brownian_tol: fl
         adjoint=solver.adjoint.build(),
         max_steps=solver.max_steps,
         local=setup.local,
+        local_gradient=setup.local_gradient,
         stiffness=setup.stiffness,
         throw=False,
     )

@@ -64,6 +64,9 @@ class ClassifierModel(Section):
     vf_width: Int = Field(default=32, gt=0)
     vf_depth: Int = Field(default=1, ge=1)
     activation: Activation = "tanh"
+    #: The vector field's output activation: tanh (paper 1's MNIST field) or identity
+    #: (paper 2's Dense→tanh→Dense).
+    field_output_activation: Literal["tanh", "identity"] = "tanh"
 
 
 class Classifier(AbstractTaskConfig):
@@ -85,6 +88,7 @@ class Classifier(AbstractTaskConfig):
             vf_width=m.vf_width,
             vf_depth=m.vf_depth,
             activation=activation(m.activation),
+            field_output_activation=activation(m.field_output_activation),
             make_node=neural_ode(solver, regularization.setup),
             regularization=regularization,
         )

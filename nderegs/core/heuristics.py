@@ -21,9 +21,13 @@ class Heuristics(eqx.Module):
     the counts and `successful` are set.
 
     Gradients of the global estimates need an adjoint that differentiates through
-    the solver (`RecursiveCheckpointAdjoint`, `DirectAdjoint`); with any other
-    adjoint they are reported with a zero gradient. Step sizes are constants in
-    reverse mode (diffrax stops gradients through the controller).
+    the solver (`RecursiveCheckpointAdjoint`, `DirectAdjoint`, `ForwardMode`); with
+    any other adjoint (e.g. `BacksolveAdjoint`) their values are reported, and
+    differentiating them raises a `ValueError` naming the alternatives (their
+    gradient would otherwise be silently zero). Step sizes are constants in reverse
+    mode (diffrax stops gradients through the controller), so these gradients are
+    those of the solve on its frozen step grid and differ, by design, from finite
+    differences of the adaptive solve (which also move the steps).
 
     `successful`: whether the solve finished (False when, with `throw=False`, it hit
     `max_steps` or the step size collapsed).
@@ -42,6 +46,11 @@ class Heuristics(eqx.Module):
     - `local_weight`: the constant w with E[w·local_error] = R_E, i.e.
       |t1 − t0|/local_dt (unbiased) or the number of accepted steps (biased);
     - `local_nfe`: evaluations spent re-taking the step.
+
+    With `local_gradient="trajectory"` and unbiased sampling the step of the accepted
+    size |dt| is taken from (t, y(t)) instead, y(t) differentiable: then
+    `local_error` = EEst(t)·|dt|, and E[w·local_error] = ∫ EEst(t) dt over [t0, t1],
+    the continuous-time counterpart of R_E (R_E evaluates EEst at each step's start).
 
     `integrals`: with `integrals=(...)`, the value of each integral at the end of the
     solve, in the order given (None otherwise).

@@ -15,8 +15,9 @@ storing the trajectory:
   rejected-then-retried step sees the same number), giving a step index uniform
   over all accepted steps.
 
-Only the step's start time, end time and start state (a constant: `stop_gradient`)
-are remembered; the step itself is re-taken differentiably after the solve.
+Only the step's start time, end time and start state are remembered (the state a
+constant, `stop_gradient`, unless `keep_start_gradient`: local_gradient="trajectory"
+with biased sampling); the step itself is re-taken differentiably after the solve.
 """
 
 from collections.abc import Callable
@@ -111,6 +112,8 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
     local_key: PRNGKeyArray | None
     # True when the state is (y, integral channels): estimates see y only.
     augmented: bool = eqx.field(static=True, default=False)
+    # The sampled step's start state keeps its gradient (through the solver).
+    keep_start_gradient: bool = eqx.field(static=True, default=False)
 
     @property
     def term_structure(self):
@@ -163,7 +166,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
                 found=jnp.array(False),
                 t_start=t0,
                 t_end=jnp.asarray(t1, dtype=t0.dtype),
-                y_start=jax.lax.stop_gradient(y0),
+                y_start=self._remembered(y0),
             )
         accumulators = Accumulators(
             error=zero,
@@ -179,6 +182,14 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         y1, y_error, dense_info, inner, result = self.solver.step(
             terms, t0, t1, y0, args, inner, made_jump
         )
+        if y_error is None:
+            raise ValueError(
+                f"nderegs.solve: {type(self.solver).__name__} returns no error estimate (no "
+                "embedded pair), so neither an adaptive step-size controller nor the error "
+                "regularizer can use it. Use a solver with an embedded pair: diffrax.Tsit5, "
+                "Dopri5, Dopri8, Bosh3, Heun or an implicit Kvaerno (ODEs); SPaRK, ShARK, "
+                "SRA1 or Heun (SDEs)."
+            )
         out = (y1, y_error, dense_info)
         if self.augmented:
             y0, y1, y_error = y0[0], y1[0], y_error[0]
@@ -210,6 +221,9 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         )
         return *out, (inner, new_acc), result
 
+    def _remembered(self, y0):
+        return y0 if self.keep_start_gradient else jax.lax.stop_gradient(y0)
+
     def _sample(self, sampled, num_accepted, t0, t1, y0):
         if sampled is None:
             return None
@@ -227,7 +241,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             found=sampled.found | take,
             t_start=keep(jnp.asarray(t0, sampled.t_start.dtype), sampled.t_start),
             t_end=keep(jnp.asarray(t1, sampled.t_end.dtype), sampled.t_end),
-            y_start=jtu.tree_map(keep, jax.lax.stop_gradient(y0), sampled.y_start),
+            y_start=jtu.tree_map(keep, self._remembered(y0), sampled.y_start),
         )
 
 

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import PyTree
+from jaxtyping import Array, PyTree
 import numpy as np
 
 from .counting_controller import EvaluationCountingController
@@ -19,6 +19,7 @@ from .integrals import AbstractIntegral, AugmentedField
 from .nfe import step_cost
 
 LOCAL_SAMPLINGS = ("unbiased", "biased")
+LOCAL_GRADIENTS = ("step", "trajectory")
 _save_y = diffrax.SaveAt(t1=True).subs.fn
 # Adjoints that differentiate through the solver's internal steps, so the global
 # estimates (built from those steps) get true discretise-then-optimise gradients.
@@ -43,6 +44,7 @@ def solve(
     adjoint: diffrax.AbstractAdjoint | None = None,
     max_steps: int | None = 4096,
     local: str | None = None,
+    local_gradient: str = "step",
     key=None,
     stiffness: bool | None = None,
     integrals: Sequence[AbstractIntegral] = (),
@@ -67,6 +69,18 @@ def solve(
       "biased" (a step drawn uniformly from the accepted steps). That step is re-taken
       from its start state (held constant) with its own dt, differentiably, after the
       solve; so the main solve may use any adjoint.
+    - `local_gradient`: what the local estimate is differentiated through.
+      "step" (default; paper 2's estimator): the re-taken step only, its start state a
+      constant. "trajectory": also the state the step starts from, so the gradient can
+      move the trajectory to where steps are cheap. Unbiased sampling then draws t
+      before the solve, the solve saves y(t) (an extra save point, removed from the
+      returned `sol`), and the step of the accepted dt containing t is taken from
+      (t, y(t)): works with every adjoint, `BacksolveAdjoint` included. Biased
+      sampling (t known only after the solve) re-takes the sampled step from its start
+      state carried through the solver, so it needs an adjoint that differentiates
+      through the solver (RecursiveCheckpoint, Direct, ForwardMode); any other raises.
+      (Unbiased "trajectory" samples average to ∫ EEst(t) dt rather than R_E: the step
+      starts at t, not at the accepted step's start; see `Heuristics`.)
     - `key`: a PRNG key, required with `local` and with integrals that draw noise.
     - `integrals`: [`nderegs.KineticEnergy`][], [`nderegs.JacobianFrobenius`][],
       [`nderegs.TaylorDerivative`][], ...: integrals along the trajectory, carried as
@@ -110,7 +124,7 @@ def solve(
     Differential Equations", 2021 (diffrax).
     """
     integrals = tuple(integrals)
-    _check_arguments(stepsize_controller, local, key, integrals, stiffness)
+    _check_arguments(stepsize_controller, local, local_gradient, key, integrals, stiffness)
     if isinstance(adjoint, diffrax.ImplicitAdjoint):
         return _implicit_solve(
             terms,
@@ -135,6 +149,16 @@ def solve(
         saveat = diffrax.SaveAt(t1=True)
     if adjoint is None:
         adjoint = diffrax.RecursiveCheckpointAdjoint()
+    through_solver = isinstance(adjoint, _DIFFERENTIATE_THROUGH_SOLVER)
+    if local == "biased" and local_gradient == "trajectory" and not through_solver:
+        raise ValueError(
+            "nderegs.solve: local='biased' with local_gradient='trajectory' needs the "
+            "gradient of the sampled step's start state through the solver, which "
+            f"{type(adjoint).__name__} does not give. Use local='unbiased' (which saves y(t) "
+            "and works with every adjoint), local_gradient='step', or "
+            "adjoint=diffrax.RecursiveCheckpointAdjoint()."
+        )
+    save_local_state = local == "unbiased" and local_gradient == "trajectory"
     if isinstance(adjoint, diffrax.BacksolveAdjoint):
         # The backward solve defaults to the forward solver and controller: give it
         # the user's own, not our wrappers.
@@ -171,6 +195,7 @@ def solve(
         t_final=None if local is None else jnp.asarray(t1, time_dtype) * direction,
         local_key=local_key if local == "biased" else None,
         augmented=bool(integrals),
+        keep_start_gradient=local == "biased" and local_gradient == "trajectory",
     )
     user_solver_state = diffeqsolve_kwargs.pop("solver_state", None)
     if user_solver_state is not None:
@@ -183,6 +208,9 @@ def solve(
             "nderegs.solve does not accept controller_state=: the NFE count needs a "
             "fresh controller state. Use diffrax.diffeqsolve to continue a solve."
         )
+    local_save = None
+    if save_local_state:
+        saveat, local_save = _with_local_save(saveat, local_t, direction, augmented=bool(integrals))
     inner_saveat = eqx.tree_at(lambda s: (s.solver_state, s.controller_state), saveat, (True, True))
     sol = diffrax.diffeqsolve(
         terms,
@@ -207,11 +235,14 @@ def solve(
         solver_state=inner_solver_state if saveat.solver_state else None,
         controller_state=counting_state.inner if saveat.controller_state else None,
     )
+    local_y = None
+    if local_save is not None:
+        sol, local_y = local_save.split(sol)
     integral_values = None
     if integrals:
         sol, integral_values = _without_integral_channels(sol, user_saveat)
-    if not isinstance(adjoint, _DIFFERENTIATE_THROUGH_SOLVER):
-        acc = jax.lax.stop_gradient(acc)
+    if not through_solver:
+        acc = _without_solver_gradients(acc, type(adjoint).__name__)
 
     terms, y0 = user_terms, user_y0
     cost = step_cost(solver, terms, t0, t1, y0, args)
@@ -242,6 +273,8 @@ def solve(
         acc,
         local,
         local_t,
+        local_y,
+        local_gradient,
         stepsize_controller,
         pair,
         drift_index,
@@ -315,6 +348,40 @@ def _implicit_solve(
     )
 
 
+def _without_solver_gradients(acc, adjoint_name: str):
+    """The accumulators of an adjoint that does not differentiate through the solver:
+    the sampled step is a constant, and differentiating a global estimate raises (its
+    gradient would silently be zero)."""
+    message = (
+        f"nderegs.solve: the gradient of h.error / h.stiffness was asked for, but "
+        f"adjoint={adjoint_name}() does not differentiate through the solver's steps, "
+        "so that gradient would silently be zero. Use adjoint=diffrax."
+        "RecursiveCheckpointAdjoint() or diffrax.DirectAdjoint(), or regularize the "
+        "local estimate instead (local='unbiased' and h.local_error * h.local_weight), "
+        "which works with any adjoint."
+    )
+
+    @jax.custom_vjp
+    def no_gradient(x):
+        return x
+
+    def forward(x):
+        return x, None
+
+    def backward(_, cotangent):
+        raise ValueError(message)
+
+    no_gradient.defvjp(forward, backward)
+    guard = lambda x: None if x is None else no_gradient(x)
+    return dataclasses.replace(
+        acc,
+        error=guard(acc.error),
+        stiffness=guard(acc.stiffness),
+        max_stiffness=guard(acc.max_stiffness),
+        sampled=jax.lax.stop_gradient(acc.sampled),
+    )
+
+
 def _time_dtype(t0, t1, dt0, saveat):
     """The dtype diffeqsolve integrates time in (as it computes it): that of t0, t1,
     dt0 and the saved times, with integers read as the default float."""
@@ -327,7 +394,7 @@ def _time_dtype(t0, t1, dt0, saveat):
     return dtype
 
 
-def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> None:
+def _check_arguments(stepsize_controller, local, local_gradient, key, integrals, stiffness) -> None:
     if not isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
         raise TypeError(
             "nderegs.solve needs an adaptive step-size controller: the error estimate "
@@ -338,6 +405,10 @@ def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> N
         )
     if local is not None and local not in LOCAL_SAMPLINGS:
         raise ValueError(f"Unknown local={local!r}; accepted: None, 'unbiased', 'biased'.")
+    if local_gradient not in LOCAL_GRADIENTS:
+        raise ValueError(
+            f"Unknown local_gradient={local_gradient!r}; accepted: 'step', 'trajectory'."
+        )
     if local is not None and key is None:
         raise ValueError(
             f"local={local!r} samples a random step, so it needs key=jax.random.key(...)."
@@ -352,14 +423,35 @@ def _check_arguments(stepsize_controller, local, key, integrals, stiffness) -> N
 
 
 def _local_estimates(
-    solver, terms, args, t0, t1, direction, acc, local, local_t, controller, pair, drift_index, cost
+    solver,
+    terms,
+    args,
+    t0,
+    t1,
+    direction,
+    acc,
+    local,
+    local_t,
+    local_y,
+    local_gradient,
+    controller,
+    pair,
+    drift_index,
+    cost,
 ) -> dict:
     """The `local_*` fields of the Heuristics: the sampled accepted step, re-taken."""
-    sampled = jax.lax.stop_gradient(acc.sampled)
-    t_start = sampled.t_start * direction
-    t_end = sampled.t_end * direction
+    sampled = acc.sampled
+    if local_gradient == "step":
+        sampled = jax.lax.stop_gradient(sampled)
+    t_start = jax.lax.stop_gradient(sampled.t_start) * direction
+    t_end = jax.lax.stop_gradient(sampled.t_end) * direction
+    y_start = sampled.y_start
+    if local_y is not None:
+        # "trajectory", unbiased: the accepted dt of the step containing t, taken from
+        # the saved (differentiable) y(t).
+        t_start, t_end, y_start = local_t, local_t + (t_end - t_start), local_y
     step_estimates = _retake_step(
-        solver, terms, t_start, t_end, sampled.y_start, args, controller, pair, drift_index
+        solver, terms, t_start, t_end, y_start, args, controller, pair, drift_index
     )
     local_dt = jnp.abs(t_end - t_start)
     if local == "unbiased":
@@ -368,7 +460,7 @@ def _local_estimates(
     else:
         local_t = t_start
         weight = acc.num_accepted.astype(local_dt.dtype)
-    found = sampled.found
+    found = jax.lax.stop_gradient(sampled.found)
     zero_unless_found = lambda x: None if x is None else jnp.where(found, x, 0)
     return dict(
         local_error=zero_unless_found(step_estimates.error),
@@ -378,6 +470,63 @@ def _local_estimates(
         local_weight=jax.lax.stop_gradient(zero_unless_found(weight)),
         local_nfe=None if cost is None else cost.num_stages + cost.extra,
     )
+
+
+class _LocalSave(eqx.Module):
+    """Where the extra save of y(t) went, to take it out of the solution again.
+
+    Merged into the user's `ts` where possible (a single `SubSaveAt` with the default
+    `fn`: the only form `BacksolveAdjoint` accepts), else as a second `SubSaveAt`."""
+
+    merged: bool = eqx.field(static=True)
+    augmented: bool = eqx.field(static=True)
+    row: Array | None = None  # merged: the row of y(t) among the sub's rows
+
+    def split(self, sol: diffrax.Solution) -> tuple[diffrax.Solution, PyTree]:
+        """(the solution the user's saveat gives, y(t))."""
+        if not self.merged:
+            (ys, local_ys), (ts, _) = sol.ys, sol.ts  # pyright: ignore[reportGeneralTypeIssues]
+            local_y = jtu.tree_map(lambda y: y[0], local_ys)
+        else:
+            assert self.row is not None
+            num_rows = jtu.tree_leaves(sol.ys)[0].shape[0]
+            rows = jnp.arange(num_rows - 1)
+            keep = rows + (rows >= self.row).astype(rows.dtype)
+            local_y = jtu.tree_map(lambda y: y[self.row], sol.ys)
+            ys = jtu.tree_map(lambda y: y[keep], sol.ys)
+            ts = None if sol.ts is None else sol.ts[keep]
+        if self.augmented:
+            local_y = local_y[0]
+        return dataclasses.replace(sol, ys=ys, ts=ts), local_y
+
+
+def _with_local_save(saveat: diffrax.SaveAt, local_t, direction, augmented: bool):
+    """`saveat` with y(local_t) saved too, and how to take it out again."""
+    sub = saveat.subs
+    if isinstance(sub, diffrax.SubSaveAt) and sub.fn is _save_y and not sub.steps:
+        user_ts = jnp.zeros((0,), local_t.dtype) if sub.ts is None else sub.ts.astype(local_t.dtype)
+        # t goes after the user's times that precede it (in the direction of
+        # integration): the user's rows keep their order around it.
+        position = jnp.sum(user_ts * direction <= local_t * direction)
+        index = jnp.arange(user_ts.size + 1)
+        ts = jnp.where(
+            index < position,
+            jnp.concatenate([user_ts, local_t[None]]),
+            jnp.where(index == position, local_t, jnp.concatenate([local_t[None], user_ts])),
+        )
+        subs = diffrax.SubSaveAt(t0=sub.t0, t1=sub.t1, ts=ts, fn=sub.fn)
+        local_save = _LocalSave(merged=True, augmented=augmented, row=position + int(sub.t0))
+    else:
+        subs = (sub, diffrax.SubSaveAt(ts=local_t[None]))
+        local_save = _LocalSave(merged=False, augmented=augmented)
+    saveat = diffrax.SaveAt(
+        subs=subs,
+        dense=saveat.dense,
+        solver_state=saveat.solver_state,
+        controller_state=saveat.controller_state,
+        made_jump=saveat.made_jump,
+    )
+    return saveat, local_save
 
 
 def _with_integral_channels(terms, y0, saveat, integrals, key):

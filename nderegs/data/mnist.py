@@ -128,8 +128,12 @@ def _load_npz(path: Path) -> ClassificationData:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable .npz archive ({error})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        raise ValueError(
+            f"{path} is not a readable .npz archive: expected a NumPy .npz (a zip of .npy "
+            "arrays, as numpy.savez or Keras' mnist.npz write) with x_train, y_train, "
+            "x_test, y_test; the file is truncated or in another format"
+        ) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{path} holds a single array, not an .npz archive with named arrays")
     with archive:
@@ -150,8 +154,14 @@ def _check_pixels(images: np.ndarray, where: str) -> None:
     if images.dtype.kind not in "iuf":
         raise ValueError(f"{where}: images must be numeric, got dtype {images.dtype}")
     if images.size:
+        bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+        if bad:
+            raise ValueError(
+                f"{where}: {bad} pixel values are NaN or infinite; pixels must be finite "
+                "numbers on the 0..255 scale (or floats in [0, 1])"
+            )
         low, high = float(images.min()), float(images.max())
-        if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+        if low < 0 or high > 255:
             raise ValueError(f"{where}: pixel values must lie in 0..255, got range [{low}, {high}]")
 
 

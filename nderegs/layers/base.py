@@ -20,8 +20,10 @@ class AbstractNeuralDE(eqx.Module):
     The tolerances define the error estimate EEst (what the error regularizer sums) as
     well as the steps: both come from one `diffrax.PIDController(rtol, atol, pcoeff,
     icoeff)` (default: the I controller). `local` ("unbiased" | "biased") samples one
-    step for local regularization and then needs `key=` at call time; `stiffness` is
-    passed to `nderegs.solve`. `throw=False` returns a failed solve (see
+    step for local regularization and then needs `key=` at call time;
+    `local_gradient` ("step" | "trajectory") says what that step's estimate is
+    differentiated through (see `nderegs.solve`); `stiffness` is passed to
+    `nderegs.solve`. `throw=False` returns a failed solve (see
     `Heuristics.successful`) instead of raising, which training loops use to stop
     cleanly. With `batched=True` the leading axis of the state is a batch solved as
     one system (one step size for the batch; the NFE is per batch), as the papers do.
@@ -38,6 +40,7 @@ class AbstractNeuralDE(eqx.Module):
     adjoint: eqx.AbstractVar[diffrax.AbstractAdjoint]
     max_steps: eqx.AbstractVar[int]
     local: eqx.AbstractVar[str | None]
+    local_gradient: eqx.AbstractVar[str]
     stiffness: eqx.AbstractVar[bool | None]
     batched: eqx.AbstractVar[bool]
     throw: eqx.AbstractVar[bool]
@@ -69,6 +72,7 @@ class AbstractNeuralDE(eqx.Module):
             adjoint=self.adjoint,
             max_steps=self.max_steps,
             local=self.local,
+            local_gradient=self.local_gradient,
             stiffness=self.stiffness,
             throw=self.throw,
         )

@@ -24,7 +24,8 @@ class NeuralODE(AbstractNeuralDE):
     The tolerances define the error estimate (EEst) as well as the steps; `pcoeff`
     and `icoeff` are the `diffrax.PIDController`'s (default: its I controller). `local`
     ("unbiased" | "biased") samples one step for local regularization and then
-    needs `key=` at call time; `stiffness` is passed to [`nderegs.solve`][].
+    needs `key=` at call time (`local_gradient="trajectory"` lets its gradient move
+    the trajectory too); `stiffness` is passed to [`nderegs.solve`][].
     `throw=False` returns a failed solve (see `Heuristics.successful`) instead of
     raising, which training loops use to stop cleanly.
 
@@ -59,6 +60,7 @@ class NeuralODE(AbstractNeuralDE):
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
     max_steps: int = eqx.field(static=True, default=4096)
     local: str | None = eqx.field(static=True, default=None)
+    local_gradient: str = eqx.field(static=True, default="step")
     stiffness: bool | None = eqx.field(static=True, default=None)
     batched: bool = eqx.field(static=True, default=True)
     throw: bool = eqx.field(static=True, default=True)
@@ -92,13 +94,15 @@ class NeuralODE(AbstractNeuralDE):
         """The full `(diffrax.Solution, Heuristics)`: saved at `ts` if given (else at
         the end time), ending at `t1` if given (else the layer's own)."""
         if self.batched:
-            sizes = {x.shape[0] if x.ndim else None for x in jax.tree_util.tree_leaves(y0)}
+            leaves = jax.tree_util.tree_leaves(y0)
+            sizes = {x.shape[0] if x.ndim >= 2 else None for x in leaves}
             if None in sizes or len(sizes) != 1:
                 raise ValueError(
-                    "NeuralODE(batched=True) expects every leaf of y0 to share a "
-                    "leading batch axis; got shapes "
-                    f"{[x.shape for x in jax.tree_util.tree_leaves(y0)]}. Use "
-                    "batched=False for a single unbatched state."
+                    "NeuralODE(batched=True) expects every leaf of y0 to have shape "
+                    "(batch, ...) with a shared batch size, the vector field acting on one "
+                    f"sample of at least one dimension; got shapes {[x.shape for x in leaves]}. "
+                    "For a single state, or under jax.vmap (which removes the batch axis), "
+                    "use NeuralODE(..., batched=False)."
                 )
         end = self.t1 if t1 is None else t1
         if key is not None:

@@ -88,6 +88,7 @@ class NeuralSDE(AbstractNeuralDE):
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
     max_steps: int = eqx.field(static=True, default=4096)
     local: str | None = eqx.field(static=True, default=None)
+    local_gradient: str = eqx.field(static=True, default="step")
     stiffness: bool | None = eqx.field(static=True, default=None)
     batched: bool = eqx.field(static=True, default=True)
     throw: bool = eqx.field(static=True, default=True)

@@ -13,7 +13,7 @@ from .vector_fields import TimeMLP
 
 
 class NODEClassifier(eqx.Module):
-    """Downsample the input to the ODE state, integrate a time-dependent tanh MLP on
+    """Downsample the input to the ODE state, integrate a time-dependent MLP on
     [t0, t1] (the batch as one system), classify the end state linearly."""
 
     encoder: eqx.nn.Linear
@@ -29,11 +29,14 @@ class NODEClassifier(eqx.Module):
         vf_width: int,
         vf_depth: int,
         activation: Callable = jnp.tanh,
+        field_output_activation: Callable = jnp.tanh,
         make_node: MakeNode = NeuralODE,
         key,
     ):
         """`make_node(vector_field)` builds the layer, e.g.
-        `functools.partial(NeuralODE, rtol=1e-8, atol=1e-8)`."""
+        `functools.partial(NeuralODE, rtol=1e-8, atol=1e-8)`. `field_output_activation`
+        ends the vector field: tanh (paper 1's MNIST field) or the identity (paper 2's
+        Dense→tanh→Dense)."""
         k_enc, k_vf, k_dec = jax.random.split(key, 3)
         self.encoder = eqx.nn.Linear(num_features + 1, hidden_size, key=k_enc)
         field = TimeMLP(
@@ -41,7 +44,7 @@ class NODEClassifier(eqx.Module):
             vf_width,
             vf_depth,
             activation=activation,
-            final_activation=jnp.tanh,
+            final_activation=field_output_activation,
             key=k_vf,
         )
         self.node = make_node(field)

@@ -15,6 +15,7 @@ ACTIVATIONS: dict[str, Callable] = {
     "softplus": jax.nn.softplus,
     "relu": jax.nn.relu,
     "gelu": jax.nn.gelu,
+    "identity": lambda x: x,
 }
 
 

@@ -18,9 +18,8 @@ class Regularization(eqx.Module):
     summed over the terms sorted by name (one fixed order of evaluation), where
     $\lambda_c$ is the value of the term's coefficient $c$ at this step.
 
-    Arguments:
-        regularizers: the components, e.g. `(GlobalError(), GlobalStiffness())`;
-            `()` is vanilla training.
+    `regularizers` are the components, e.g. `(GlobalError(), GlobalStiffness())`;
+    `()` is vanilla training.
 
     Example:
         ```python

@@ -20,11 +20,13 @@ from ..core import AbstractIntegral, Heuristics, JacobianFrobenius, KineticEnerg
 
 class SolveSetup(eqx.Module):
     """How the solve must be set up for a method: `local` sampling (None | "unbiased" |
-    "biased"), the `stiffness` estimate (None: when the solver has one; True: required),
+    "biased") and what its gradient flows through (`local_gradient`: "step" |
+    "trajectory", see `nderegs.solve`), the `stiffness` estimate (None: when the solver has one; True: required),
     `integrals` carried along the solve (named in `integral_names`), and STEER's
     half-width `steer` (0: off)."""
 
     local: Literal["unbiased", "biased"] | None = None
+    local_gradient: Literal["step", "trajectory"] = "step"
     stiffness: bool | None = None
     integrals: tuple[AbstractIntegral, ...] = ()
     integral_names: tuple[str, ...] = ()
@@ -96,14 +98,16 @@ class GlobalStiffness(AbstractRegularizer):
 class LocalError(AbstractRegularizer):
     r"""w·EEst·|dt| of one sampled accepted step, an unbiased estimate of R_E
     (Pal et al. 2023); `sampling` "unbiased" (t ~ U[t0, t1]) or "biased" (a step
-    index drawn uniformly)."""
+    index drawn uniformly); `gradient` "step" (paper 2: the step from a constant
+    start state) or "trajectory" (through the state the step starts from too)."""
 
     name: str
     sampling: Literal["unbiased", "biased"]
     coefficient: str
+    gradient: Literal["step", "trajectory"] = "step"
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
-        return dataclasses.replace(setup, local=self.sampling)
+        return dataclasses.replace(setup, local=self.sampling, local_gradient=self.gradient)
 
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
         assert h.local_error is not None and h.local_weight is not None  # local=... was set
@@ -118,10 +122,13 @@ class LocalStiffness(AbstractRegularizer):
 
     sampling: Literal["unbiased", "biased"]
     coefficient: str
+    gradient: Literal["step", "trajectory"] = "step"
     name: Literal["local-stiffness"] = "local-stiffness"
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
-        return dataclasses.replace(setup, local=self.sampling, stiffness=True)
+        return dataclasses.replace(
+            setup, local=self.sampling, local_gradient=self.gradient, stiffness=True
+        )
 
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
         assert h.local_stiffness is not None and h.local_weight is not None

@@ -23,10 +23,12 @@ from .runs import (
     ComparisonResult,
     default_output_dir,
     normalize_methods,
+    parse_entry,
     run_comparison,
     run_dir_for,
     RunResult,
     seed_list,
+    split_entries,
 )
 from .table import markdown_table, method_rows, MethodRow, Spread, spread, write_csv, write_markdown
 
@@ -42,6 +44,8 @@ __all__ = [
     "markdown_table",
     "method_rows",
     "normalize_methods",
+    "parse_entry",
+    "split_entries",
     "report_header",
     "run_comparison",
     "run_dir_for",

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..config import (
-    config_to_dict,
+    config_changes,
     ConfigError,
     ExperimentConfig,
     load_config,
@@ -74,13 +74,54 @@ class ComparisonResult:
         return [r for r in self.runs if not r.succeeded]
 
 
+def split_entries(text: str) -> list[str]:
+    """Split a comma-separated list of method entries, keeping the commas inside an
+    entry's brackets: ``"vanilla,error[a=1,b=2]"`` -> ``["vanilla", "error[a=1,b=2]"]``."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current.strip())
+            current = ""
+        else:
+            current += char
+    entries.append(current.strip())
+    return [e for e in entries if e]
+
+
+def parse_entry(entry: str) -> tuple[str, tuple[str, ...]]:
+    """``"local-error[solver.adjoint=backsolve]"`` -> ``("local-error",
+    ("solver.adjoint=backsolve",))``: a method and the overrides of its row. Raises
+    `ConfigError` for a malformed entry or method."""
+    method, overrides = entry.strip(), ()
+    if "[" in method or "]" in method:
+        head, bracket, rest = method.partition("[")
+        if not bracket or not rest.endswith("]") or "[" in rest[:-1] or "]" in rest[:-1]:
+            raise ConfigError(
+                f"malformed method entry {entry!r}; expected METHOD or "
+                "METHOD[key=value,key=value], e.g. local-error[solver.adjoint=backsolve]"
+            )
+        method = head.strip()
+        overrides = tuple(o.strip() for o in rest[:-1].split(",") if o.strip())
+        bad = [o for o in overrides if "=" not in o]
+        if bad or not overrides:
+            raise ConfigError(
+                f"method entry {entry!r}: the brackets hold key=value overrides "
+                f"separated by commas; got {rest[:-1]!r}"
+            )
+    parse_method(method)
+    return "+".join(part.strip() for part in method.split("+")), overrides
+
+
+def entry_label(method: str, overrides: Sequence[str]) -> str:
+    return method + (f"[{','.join(overrides)}]" if overrides else "")
+
+
 def normalize_methods(methods: Iterable[str]) -> list[str]:
-    """Validate method strings with `parse_method` (raising `ConfigError`, whose message
-    lists the valid components) and normalise the spaces around '+'."""
-    normalized = []
-    for method in methods:
-        parse_method(method)
-        normalized.append("+".join(part.strip() for part in method.split("+")))
+    """Validate method entries (`METHOD` or `METHOD[key=value,...]`, the overrides of
+    that row) with `parse_method` (raising `ConfigError`, whose message lists the valid
+    components) and normalise the spaces."""
+    normalized = [entry_label(*parse_entry(m)) for m in methods]
     if not normalized:
         raise ConfigError("no methods given; pass e.g. --methods vanilla,error")
     duplicates = sorted({m for m in normalized if normalized.count(m) > 1})
@@ -106,8 +147,12 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
 
 
 def method_slug(method: str) -> str:
-    """The directory name of a method: '+' replaced by '_'."""
-    return method.replace("+", "_")
+    """The directory name of a method entry: '+' replaced by '_', and each override of
+    `METHOD[key=value,...]` appended as `__key-value`."""
+    method, overrides = parse_entry(method)
+    parts = [method.replace("+", "_")]
+    parts += [o.replace("=", "-").replace("/", "-") for o in overrides]
+    return "__".join(parts)
 
 
 def run_dir_for(output_dir: Path, method: str, seed: int) -> Path:
@@ -122,25 +167,13 @@ def default_output_dir(config: ExperimentConfig) -> Path:
 def run_config(
     config_path: str | os.PathLike | None, overrides: Sequence[str], method: str, seed: int
 ) -> ExperimentConfig:
-    """The config of one run: the user's overrides, then seed, method and no progress bar."""
+    """The config of one run: the user's overrides, the method entry's own, then seed,
+    method and no progress bar."""
+    method, own = parse_entry(method)
     return load_config(
-        config_path, [*overrides, f"seed={seed}", f"method={method}", "train.progress=false"]
+        config_path,
+        [*overrides, *own, f"seed={seed}", f"method={method}", "train.progress=false"],
     )
-
-
-def _config_differences(run_dir: Path, config: ExperimentConfig) -> list[str]:
-    """Dotted keys whose value in `run_dir/config.yaml` differs from `config`."""
-    saved = config_to_dict(RunDirectory(run_dir).read_config())
-    wanted = config_to_dict(config)
-
-    def walk(a, b, prefix):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                yield from walk(a.get(key), b.get(key), f"{prefix}{key}.")
-        elif a != b:
-            yield prefix.rstrip(".")
-
-    return list(walk(saved, wanted, ""))
 
 
 def _stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
@@ -148,7 +181,7 @@ def _stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     if not RunDirectory(run_dir).has_config:
         return None
     try:
-        differences = _config_differences(run_dir, config)
+        differences = list(config_changes(RunDirectory(run_dir).read_config(), config))
     except ConfigError as e:
         return f"{RunDirectory(run_dir).config_file} cannot be read back: {e}"
     if differences:
@@ -214,7 +247,9 @@ def run_comparison(
     strings applied to the config before `seed=`, `method=` and `train.progress=false`.
     `output_dir` defaults to `<config output_dir>/compare-<config name>`. All configs
     are validated before any training (`ConfigError`); a run that raises is recorded as
-    failed. With `progress`, prints one line per run under a bar over the runs.
+    failed. With `progress`, prints one line per run under a bar over the runs. Runs
+    already in `output_dir` with other settings raise `ConfigError` before anything is
+    trained or written.
     """
     methods = normalize_methods(methods)
     seeds = seed_list(seeds)
@@ -223,6 +258,17 @@ def run_comparison(
     if output_dir is None:
         output_dir = default_output_dir(next(iter(configs.values())))
     output_dir = Path(output_dir)
+    clashes = [
+        problem
+        for (method, seed), config in configs.items()
+        if (problem := _stale_run_problem(run_dir_for(output_dir, method, seed), config))
+    ]
+    if clashes:
+        # Before anything is trained or written: the folder's table and plots stay.
+        raise ConfigError(
+            f"{output_dir} already holds runs of other settings, so nothing was run:\n- "
+            + "\n- ".join(clashes)
+        )
 
     runs = []
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress)

@@ -17,9 +17,23 @@ import statistics
 from .runs import ComparisonResult, RunResult
 
 #: The summary fields of the table, in column order.
-QUANTITIES = ("train_metric", "test_metric", "train_seconds", "predict_seconds", "test_nfe")
+QUANTITIES = (
+    "train_metric",
+    "test_metric",
+    "train_seconds",
+    "predict_seconds",
+    "test_nfe",
+    "train_step_bytes",
+)
 #: The fields also given relative to vanilla's mean (method mean / vanilla mean).
-RATIO_QUANTITIES = ("train_seconds", "predict_seconds", "test_nfe", "test_metric")
+RATIO_QUANTITIES = (
+    "train_seconds",
+    "predict_seconds",
+    "test_nfe",
+    "test_metric",
+    "train_step_bytes",
+)
+_MIB = 2.0**20
 BASELINE = "vanilla"
 
 
@@ -115,6 +129,7 @@ def _column_labels(metric: str | None) -> dict[str, str]:
         "train_seconds": "Train time (s)",
         "predict_seconds": "Prediction time (s)",
         "test_nfe": "Test NFE",
+        "train_step_bytes": "Train-step memory (MiB)",
     }
 
 
@@ -124,6 +139,7 @@ def _ratio_labels(metric: str | None) -> dict[str, str]:
         "predict_seconds": "Prediction time ×",
         "test_nfe": "NFE ×",
         "test_metric": f"Test {_metric_name(metric)} ×",
+        "train_step_bytes": "Memory ×",
     }
 
 
@@ -140,6 +156,8 @@ def _display(quantity: str, metric: str | None) -> tuple[float, int | None, int 
         return (100.0, 2, None) if metric == "accuracy" else (1.0, None, 4)
     if quantity == "test_nfe":
         return 1.0, 1, None
+    if quantity == "train_step_bytes":
+        return 1 / _MIB, 2, None
     return 1.0, None, 3  # times
 
 
@@ -207,7 +225,8 @@ def _notes(with_ratios: bool, single_seed: bool) -> list[str]:
         f"- {sd}.",
         "- Train time: gradient + update steps, compilation excluded. Prediction time: "
         "median over repeats of one compiled forward pass on a test batch. Test NFE: "
-        "mean vector-field evaluations per test batch.",
+        "mean vector-field evaluations per test batch. Train-step memory: peak bytes of "
+        "one compiled training step as XLA plans it (arguments + outputs + temporaries).",
     ]
     if with_ratios:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")

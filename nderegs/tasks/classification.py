@@ -59,6 +59,7 @@ class ClassifierTask(AbstractClassificationTask):
     vf_width: int = eqx.field(static=True)
     vf_depth: int = eqx.field(static=True)
     activation: Callable = eqx.field(static=True)
+    field_output_activation: Callable = eqx.field(static=True)
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
     rejected_components: ClassVar[dict[str, str]] = {}
@@ -71,6 +72,7 @@ class ClassifierTask(AbstractClassificationTask):
             vf_width=self.vf_width,
             vf_depth=self.vf_depth,
             activation=self.activation,
+            field_output_activation=self.field_output_activation,
             make_node=self.make_node,
             key=key,
         )

@@ -2,10 +2,13 @@
 
 from .loop import (
     default_run_dir,
+    evaluate_run,
+    evaluate_test_set,
     load_run,
     make_evaluate_step,
     make_train_step,
+    restore_run,
     train,
     TrainingDiverged,
 )
-from .run_directory import RunDirectory
+from .run_directory import CheckpointError, RunDirectory

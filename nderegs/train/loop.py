@@ -6,6 +6,11 @@ update steps (each waited for), without compilation; `compile_seconds` is the fi
 call of the step (compilation plus one step on the first batch, whose result is
 discarded); `predict_seconds` is the median over repeats of one compiled forward
 pass on a test batch.
+
+Memory: `train_step_bytes` is the peak memory of one compiled training step as XLA
+plans it (`memory_analysis()`: arguments + outputs + temporaries − aliased buffers),
+a property of the program, so it is exact and noise-free, and it is where an adjoint's
+memory shows (RecursiveCheckpointAdjoint stores checkpoints, BacksolveAdjoint does not).
 """
 
 import math
@@ -21,7 +26,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig
+from ..config import config_changes, ConfigError, ExperimentConfig, load_config
 from ..data import iterate_batches, num_batches
 from ..tasks import AbstractTask, count_parameters, Evaluation
 from .run_directory import RunDirectory
@@ -82,6 +87,30 @@ def make_evaluate_step(task: AbstractTask):
     return evaluate
 
 
+def compile_step(step, *args):
+    """`(compiled, bytes)`: `step` (an `eqx.filter_jit` function) compiled ahead of
+    time for `args`, and the peak bytes of one call (None where the backend gives no
+    memory analysis)."""
+    compiled = step.lower(*args).compile()
+    return compiled, step_memory_bytes(compiled)
+
+
+def step_memory_bytes(compiled) -> int | None:
+    """Arguments + outputs + temporaries − aliased buffers of a compiled call."""
+    try:
+        stats = compiled.compiled.memory_analysis()
+    except (AttributeError, NotImplementedError, RuntimeError):  # backend without it
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+
+
 def _timed(fn, *args):
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
@@ -100,6 +129,28 @@ def _evaluate(evaluate_batch, model, arrays, batch_size):
             nfes.append(int(out.nfe))
     mean_nfe = float(np.mean(nfes)) if nfes else None
     return metric_sum / count, mean_nfe, ok
+
+
+def evaluate_test_set(
+    task: AbstractTask, model, test, batch_size: int, predict_repeats: int, evaluate_batch=None
+) -> dict:
+    """The run's test figures: `test_metric` and `test_nfe` (mean per batch) over the
+    whole set, `predict_seconds` (median over `predict_repeats` of one compiled forward
+    pass on the first batch) and `predict_batch_size`; `successful` False if a solve
+    failed."""
+    evaluate_batch = evaluate_batch or make_evaluate_step(task)
+    eval_model = task.evaluation_model(model)
+    metric, nfe, ok = _evaluate(evaluate_batch, eval_model, test, batch_size)
+    predict_batch = next(iterate_batches(test, batch_size, rng=None, drop_last=False))
+    _timed(evaluate_batch, eval_model, predict_batch)  # compile
+    times = [_timed(evaluate_batch, eval_model, predict_batch)[1] for _ in range(predict_repeats)]
+    return {
+        "test_metric": metric,
+        "test_nfe": nfe,
+        "predict_seconds": statistics.median(times),
+        "predict_batch_size": int(predict_batch[0].shape[0]),
+        "successful": ok,
+    }
 
 
 def _runtime_error_reason(error: Exception) -> str:
@@ -130,6 +181,9 @@ def train(
         raise ValueError("resume=True needs the run directory to continue.")
     run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config))
     run_dir = run.path
+    resumed_changes = _resumable_changes(run, config) if resume else {}
+    if resume and run.is_finished and "optim.epochs" not in resumed_changes:
+        return run.read_summary()  # nothing left to train
     task, arrays = config.build()
     n_train = arrays.train[0].shape[0]
     batch_size = min(config.optim.batch_size, n_train)
@@ -147,7 +201,15 @@ def train(
 
     if resume:
         model, opt_state, start_epoch, progress = run.load_checkpoint(model, opt_state)
+        if start_epoch > epochs:
+            raise ConfigError(
+                f"--resume {run_dir}: optim.epochs={epochs} is below the {start_epoch} "
+                "epochs the run has already trained; it can only be extended."
+            )
         rows = [r for r in run.read_metrics() if r["epoch"] <= start_epoch]
+        if resumed_changes:
+            history = progress.get("resumed_changes", [])
+            progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
     else:
         if run.is_started:
             raise FileExistsError(
@@ -176,18 +238,23 @@ def train(
             f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
         )
 
+    # Compile ahead of time (which gives the step's memory), then run once on the
+    # first batch, discarding the result.
+    first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
+    first_args = (model, opt_state, first, step_key, coefficients_at(0, 0))
+    start = time.perf_counter()
+    compiled_step, train_step_bytes = compile_step(train_step, *first_args)
+    compile_seconds = time.perf_counter() - start
+
     def run_step(epoch, step, *args):
         try:
-            return _timed(train_step, *args)
+            return _timed(compiled_step, *args)
         except eqx.EquinoxRuntimeError as e:  # e.g. a non-finite input to the solve
             reason = _runtime_error_reason(e)
             stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
-    # Compile (and run once, discarding the result) on the first batch.
-    first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
-    _, compile_seconds = run_step(
-        start_epoch, 0, model, opt_state, first, step_key, coefficients_at(0, 0)
-    )
+    _, first_seconds = run_step(start_epoch, 0, *first_args)
+    compile_seconds += first_seconds
     train_seconds = float(progress.get("train_seconds", 0.0))
     solver = config.solver
 
@@ -261,20 +328,18 @@ def train(
                     f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}"
                 )
         if done % config.train.checkpoint_every == 0 or done == epochs:
-            run.save_checkpoint(model, opt_state, done, {"train_seconds": train_seconds})
+            run.save_checkpoint(
+                model, opt_state, done, {**progress, "train_seconds": train_seconds}
+            )
             last_checkpoint_epoch = done
         if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
             return None
 
     eval_model = task.evaluation_model(model)
     train_metric, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
-    test_metric, test_nfe, _ = _evaluate(evaluate_batch, eval_model, arrays.test, eval_batch_size)
-    predict_batch = next(iterate_batches(arrays.test, eval_batch_size, rng=None, drop_last=False))
-    _timed(evaluate_batch, eval_model, predict_batch)  # compile
-    predict_times = [
-        _timed(evaluate_batch, eval_model, predict_batch)[1]
-        for _ in range(config.train.predict_repeats)
-    ]
+    test = evaluate_test_set(
+        task, model, arrays.test, eval_batch_size, config.train.predict_repeats, evaluate_batch
+    )
     summary = {
         "method": config.method,
         "task": config.task.name,
@@ -282,12 +347,13 @@ def train(
         "seed": config.seed,
         "metric": task.metric,
         "train_metric": train_metric,
-        "test_metric": test_metric,
-        "test_nfe": test_nfe,
+        "test_metric": test["test_metric"],
+        "test_nfe": test["test_nfe"],
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "predict_seconds": statistics.median(predict_times),
-        "predict_batch_size": int(predict_batch[0].shape[0]),
+        "train_step_bytes": train_step_bytes,
+        "predict_seconds": test["predict_seconds"],
+        "predict_batch_size": test["predict_batch_size"],
         "num_params": count_parameters(model),
         "epochs": epochs,
         "steps": epochs * steps_per_epoch,
@@ -295,16 +361,94 @@ def train(
         "solver": {"name": solver.name, "rtol": solver.rtol, "atol": solver.atol},
         "devices": [str(d) for d in jax.devices()],
     }
+    if progress.get("resumed_changes"):
+        summary["resumed_changes"] = progress["resumed_changes"]
     run.write_summary(summary)
     return summary
 
 
-def load_run(run_dir: str | Path):
-    """(model, config, epoch) of the last checkpoint in a run directory."""
+#: Settings that `--resume` may change: extending the run, and how it reports.
+RESUMABLE_CHANGES = ("optim.epochs", "train.progress", "output_dir")
+
+
+def _jsonable(changes: dict) -> dict:
+    return {key: [old, new] for key, (old, new) in changes.items()}
+
+
+def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
+    """The settings `config` changes against the run's own config.yaml; raises
+    `ConfigError` for any that would change what is trained."""
+    if not run.has_config:
+        raise ConfigError(f"--resume {run.path}: no {run.CONFIG} there (is it a run directory?)")
+    changes = config_changes(run.read_config(), config)
+    refused = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ConfigError(
+            f"--resume {run.path} continues that run exactly as configured in its "
+            f"{run.CONFIG}, but these settings differ: {listed}. Train them as a new run "
+            "(another --run-dir); on resume only optim.epochs (to extend the run) and "
+            "train.progress may change."
+        )
+    return {k: v for k, v in changes.items() if k == "optim.epochs"}
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()):
+    """`(model, config, epoch)` of the last checkpoint in a run directory, e.g. for
+    inference:
+
+        model, config, _ = nderegs.train.load_run("runs/digits-error-seed0")
+        logits, h = model.for_evaluation()(x_test)     # h.nfe: the solve's cost
+
+    `overrides` (``"task.data.path=..."``) are applied to the run's config.yaml.
+    """
+    model, config, epoch, _, _ = restore_run(run_dir, overrides)
+    return model, config, epoch
+
+
+def restore_run(run_dir: str | Path, overrides=()):
+    """`(model, config, epoch, task, arrays)` of a run directory's last checkpoint."""
     run = RunDirectory(run_dir)
-    config = run.read_config()
-    task, _ = config.build()
+    if not run.has_config:
+        raise FileNotFoundError(f"{run.path}: no {run.CONFIG} there (is it a run directory?)")
+    config = load_config(run.config_file, list(overrides))
+    task, arrays = config.build()
     model = task.init_model(jax.random.key(config.seed))
     opt_state = config.optim.build().init(eqx.filter(model, eqx.is_inexact_array))
     model, _, epoch, _ = run.load_checkpoint(model, opt_state)
-    return model, config, epoch
+    return model, config, epoch, task, arrays
+
+
+#: What `nderegs eval` may change: the data (e.g. a path) and how it is batched/timed.
+EVAL_OVERRIDES = ("task.data.", "train.eval_batch_size", "train.predict_repeats")
+
+
+def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> dict:
+    """Evaluate a run's last checkpoint on its test set (or, with data overrides such as
+    ``"task.data.path=..."``, on other data): test metric, NFE and prediction time,
+    computed exactly as at the end of training; written to `eval.json` in the run
+    directory when `write`."""
+    refused = [o for o in overrides if not o.split("=", 1)[0].strip().startswith(EVAL_OVERRIDES)]
+    if refused:
+        raise ConfigError(
+            f"nderegs eval changes only the data and its batching; not {', '.join(refused)}. "
+            "Accepted: task.data.<key>=..., train.eval_batch_size=..., "
+            "train.predict_repeats=..."
+        )
+    model, config, epoch, task, arrays = restore_run(run_dir, overrides)
+    n_train = arrays.train[0].shape[0]
+    batch_size = config.train.eval_batch_size or min(config.optim.batch_size, n_train)
+    test = evaluate_test_set(task, model, arrays.test, batch_size, config.train.predict_repeats)
+    figures = {
+        "run_dir": str(run_dir),
+        "epoch": epoch,
+        "method": config.method,
+        "data": config.task.data.name,
+        "overrides": list(overrides),
+        "metric": task.metric,
+        "num_test": int(arrays.test[0].shape[0]),
+        **test,
+    }
+    if write:
+        RunDirectory(run_dir).write_eval(figures)
+    return figures

@@ -6,6 +6,7 @@
 | `metrics.jsonl` | one JSON row per evaluated epoch |
 | `checkpoint.eqx`, `checkpoint.json` | model + optimizer state after the last completed epoch, and progress (written atomically) |
 | `summary.json` | the run's figures, written when it finishes |
+| `eval.json` | the figures of the last `nderegs eval` |
 """
 
 from collections.abc import Callable
@@ -26,6 +27,15 @@ def _current_names(row: dict[str, Any]) -> dict[str, Any]:
         ("coefficient_" + k[len("coef_") :] if k.startswith("coef_") else k): v
         for k, v in row.items()
     }
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read back (truncated, corrupt, or of another model)."""
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
@@ -52,6 +62,7 @@ class RunDirectory:
     SUMMARY = "summary.json"
     CHECKPOINT = "checkpoint.eqx"
     PROGRESS = "checkpoint.json"
+    EVAL = "eval.json"
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
@@ -132,6 +143,12 @@ class RunDirectory:
         text = json.dumps(summary, indent=2)
         _replace_atomically(self.summary_file, lambda p: p.write_text(text))
 
+    def write_eval(self, figures: dict[str, Any]) -> Path:
+        path = self.path / self.EVAL
+        text = json.dumps(figures, indent=2)
+        _replace_atomically(path, lambda p: p.write_text(text))
+        return path
+
     def save_checkpoint(self, model, opt_state, epoch: int, progress: dict[str, Any]) -> None:
         """Store (model, opt_state) after `epoch` completed epochs, with `progress`
         (JSON-able bookkeeping such as the accumulated training seconds)."""
@@ -146,6 +163,25 @@ class RunDirectory:
         if not self.has_checkpoint:
             raise FileNotFoundError(f"No checkpoint in {self.path} (looked for {self.CHECKPOINT}).")
         like = (model_like, opt_state_like, jnp.asarray(0, jnp.int32))
-        model, opt_state, epoch = eqx.tree_deserialise_leaves(self.checkpoint_file, like)
-        progress = json.loads(self.progress_file.read_text()) if self.progress_file.exists() else {}
+        try:
+            model, opt_state, epoch = eqx.tree_deserialise_leaves(self.checkpoint_file, like)
+        except Exception as e:  # equinox/numpy raise many kinds for a bad file
+            raise CheckpointError(
+                f"{self.checkpoint_file} cannot be read back ({_first_line(e)}): it is "
+                f"truncated or corrupt, or holds a model of another size than "
+                f"{self.config_file} describes. Restore the file, or start the run again "
+                "in a new directory."
+            ) from None
+        progress: dict[str, Any] = {}
+        if self.progress_file.exists():
+            try:
+                progress = json.loads(self.progress_file.read_text())
+                if not isinstance(progress, dict):
+                    raise ValueError("expected a JSON object")
+            except ValueError as e:
+                raise CheckpointError(
+                    f"{self.progress_file} is not valid JSON ({_first_line(e)}); it holds the "
+                    "run's progress (epoch, accumulated training time). Restore it or "
+                    "start the run again in a new directory."
+                ) from None
         return model, opt_state, int(epoch), progress

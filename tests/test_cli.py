@@ -1,0 +1,234 @@
+"""The command line as a newcomer meets it: one-paragraph errors with a non-zero exit
+status and nothing overwritten, runs that cannot lie about themselves, `nderegs eval`,
+and discoverability (`--version`, `--help`, `--print-config`, `python -m nderegs`)."""
+
+import json
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import nderegs
+from nderegs.cli import main
+from nderegs.config import config_from_dict, load_config
+from nderegs.train import RunDirectory
+
+TINY = [
+    "task.data.subset=256",
+    "optim.batch_size=128",
+    "optim.epochs=1",
+    "task.model.hidden_size=8",
+    "task.model.vf_width=8",
+    "solver.rtol=1e-4",
+    "solver.atol=1e-4",
+    "train.progress=false",
+    "train.predict_repeats=2",
+]
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished one-epoch `error` run (its files are copied per test that changes them)."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", *TINY, "method=error", "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy
+
+
+def test_train_prints_the_run_directory_and_only_json_on_stdout(tmp_path, capsys):
+    # Overrides may follow --run-dir too.
+    assert main(["train", "--run-dir", str(tmp_path / "r"), *TINY]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["method"] == "vanilla"  # stdout: the summary only
+    assert f"in {tmp_path / 'r'}" in captured.err and "compiling" in captured.err
+    assert f"done; run directory {tmp_path / 'r'}" in captured.err
+
+
+def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
+    before = _files(run_copy)
+    assert main(["train", "--resume", str(run_copy), "method=stiffness"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and "method: 'error' -> 'stiffness'" in err
+    assert "new run" in err and _files(run_copy) == before
+    # A changed model size is refused the same way, before the checkpoint is read.
+    assert main(["train", "--resume", str(run_copy), "task.model.hidden_size=16"]) == 2
+    assert "task.model.hidden_size: 8 -> 16" in capsys.readouterr().err
+    assert _files(run_copy) == before
+
+
+def test_resume_of_a_finished_run_leaves_it_as_it_is(run_copy, capsys):
+    before = _files(run_copy)
+    assert main(["train", "--resume", str(run_copy)]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(before["summary.json"])
+    assert _files(run_copy) == before
+
+
+def test_resume_may_extend_the_run_and_records_it(run_copy, capsys):
+    assert main(["train", "--resume", str(run_copy), "optim.epochs=2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2 and summary["resumed_changes"] == [{"optim.epochs": [1, 2]}]
+    rows = RunDirectory(run_copy).read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert main(["train", "--resume", str(run_copy), "optim.epochs=1"]) == 2
+    assert "can only be extended" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"", "checkpoint.eqx cannot be read back"),
+        (b"garbage" * 10, "checkpoint.eqx cannot be read back"),
+        ("truncate", "checkpoint.eqx cannot be read back"),
+    ],
+    ids=["empty", "garbage", "truncated"],
+)
+def test_corrupt_checkpoint_is_named(run_copy, capsys, content, needle):
+    checkpoint = run_copy / "checkpoint.eqx"
+    (run_copy / "summary.json").unlink()  # an unfinished run, to be resumed
+    if content == "truncate":
+        content = checkpoint.read_bytes()[: checkpoint.stat().st_size // 2]
+    checkpoint.write_bytes(content)
+    before = _files(run_copy)
+    assert main(["train", "--resume", str(run_copy)]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and "truncated or corrupt" in err and len(err.splitlines()) <= 3
+    assert _files(run_copy) == before
+
+
+def test_corrupt_progress_file_is_named(run_copy, capsys):
+    (run_copy / "summary.json").unlink()
+    (run_copy / "checkpoint.json").write_text("{not json")
+    assert main(["train", "--resume", str(run_copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"{run_copy / 'checkpoint.json'} is not valid JSON" in err
+
+
+def test_model_of_another_size_in_the_checkpoint_is_named(run_copy, capsys):
+    (run_copy / "summary.json").unlink()
+    run = RunDirectory(run_copy)
+    edited = load_config(run.config_file, ["task.model.hidden_size=16"])
+    run.write_config(edited)  # config.yaml edited by hand: the checkpoint no longer fits
+    assert main(["train", "--resume", str(run_copy)]) == 1
+    assert "of another size" in capsys.readouterr().err
+
+
+def test_unwritable_run_directory(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["train", *TINY, "--run-dir", str(blocker / "run")]) == 1
+    assert "nderegs train:" in capsys.readouterr().err
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self.checkpoint_file))
+
+    monkeypatch.setattr(RunDirectory, "save_checkpoint", refuse)
+    assert main(["train", *TINY, "--run-dir", str(tmp_path / "ro")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Permission denied" in err and "--run-dir" in err
+
+
+def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nderegs.train.train", interrupted)
+    assert main(["train", *TINY, "--run-dir", str(tmp_path / "r")]) == 130
+    assert f"nderegs train --resume {tmp_path / 'r'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["method=taynode", "regularization.taynode.start=0"], "would train exactly like vanilla"),
+        (
+            ["method=rnode", "regularization.kinetic.start=0", "regularization.jacobian.start=0"],
+            "regularization.jacobian.start and regularization.kinetic.start",
+        ),
+        (["solver.dt0=-0.1"], "'solver.dt0': -0.1 (must be non-zero with the sign of t1 - t0"),
+        (["solver.rtol=1e-14", "solver.atol=1e-14"], "below what float32 arithmetic resolves"),
+        (
+            ["task.name=sde_classifier", "solver.name=spark", "method=steer"],
+            "changes the end time of an ODE solve (ODE tasks only)",
+        ),
+    ],
+)
+def test_configuration_errors_exit_2_before_anything_is_written(
+    tmp_path, capsys, overrides, needle
+):
+    assert main(["train", *overrides, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and not (tmp_path / "r").exists()
+
+
+def test_bundled_digits_config_trains_every_baseline_with_a_coefficient():
+    """The README's compare example: TayNODE and RNODE are not silent no-ops."""
+    for method in ("taynode", "rnode"):
+        config = load_config(
+            Path(__file__).parents[1] / "configs" / "digits.yaml", [f"method={method}"]
+        )
+        regularization = config.regularization
+        assert all(
+            regularization.schedule(c).start > 0
+            for c in config.regularization.build(method).coefficient_names().values()
+        )
+
+
+def test_eval_reproduces_the_summary(finished, capsys):
+    summary = json.loads((finished / "summary.json").read_text())
+    assert main(["eval", str(finished), "--no-write"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["test_metric"] == summary["test_metric"]
+    assert figures["test_nfe"] == summary["test_nfe"]
+    assert figures["epoch"] == 1 and figures["predict_seconds"] > 0
+    assert not (finished / "eval.json").exists()
+
+
+def test_eval_writes_eval_json_and_takes_data_overrides_only(run_copy, capsys):
+    assert main(["eval", str(run_copy), "task.data.test_fraction=0.5"]) == 0
+    figures = json.loads((run_copy / "eval.json").read_text())
+    assert figures["overrides"] == ["task.data.test_fraction=0.5"]
+    assert figures["num_test"] > 300  # half of the 1797 digits
+    capsys.readouterr()
+    assert main(["eval", str(run_copy), "method=stiffness"]) == 2
+    assert "changes only the data" in capsys.readouterr().err
+    assert main(["eval", str(run_copy.parent / "nope")]) == 1
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_print_config_is_the_resolved_yaml(capsys):
+    assert main(["train", "--print-config", "method=error", "optim.epochs=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert config_from_dict(printed) == load_config(None, ["method=error", "optim.epochs=3"])
+
+
+def test_version_help_and_python_dash_m(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert (
+        exit_.value.code == 0
+        and capsys.readouterr().out.strip() == f"nderegs {nderegs.__version__}"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nderegs", "train", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for needle in (
+        "methods:",
+        "local-error-biased",
+        "tasks (task.name): classifier",
+        "digits.yaml",
+    ):
+        assert needle in result.stdout
