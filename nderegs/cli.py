@@ -15,10 +15,15 @@ import sys
 import yaml
 
 from . import __version__
-from .config import config_to_dict, ConfigError, load_config, METHOD_COMPONENTS
-
-_REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-_TASKS = ("classifier", "sde_classifier", "latent_ode", "spiral_sde")
+from .config import (
+    config_to_dict,
+    ConfigError,
+    configs_dir,
+    ExperimentConfig,
+    load_config,
+    METHOD_COMPONENTS,
+)
+from .config.schema import variants_of
 
 
 def _say(message: str) -> None:
@@ -26,14 +31,19 @@ def _say(message: str) -> None:
 
 
 def _epilog() -> str:
-    configs = sorted(p.name for p in _REPO_CONFIGS.glob("*.yaml")) if _REPO_CONFIGS.is_dir() else []
+    tasks = variants_of(ExperimentConfig.model_fields["task"].annotation) or {}
     lines = [
         "methods: '+'-joined components of " + ", ".join(METHOD_COMPONENTS),
         "  (e.g. error+stiffness, local-error, taynode)",
-        "tasks (task.name): " + ", ".join(_TASKS),
+        "tasks (task.name): " + ", ".join(tasks),
     ]
-    if configs:
-        lines.append(f"bundled configs (in {_REPO_CONFIGS.name}/): " + ", ".join(configs))
+    try:
+        directory = configs_dir()
+    except FileNotFoundError:  # installed without the repository's configs/
+        pass
+    else:
+        configs = ", ".join(sorted(p.name for p in directory.glob("*.yaml")))
+        lines.append(f"bundled configs (in {directory}): {configs}")
     lines.append("without CONFIG: the digits classifier (scikit-learn's digits, offline)")
     return "\n".join(lines)
 
@@ -53,12 +63,7 @@ def _train(opts) -> int:
     try:
         if opts.resume is not None:
             run_dir = Path(opts.resume)
-            run = RunDirectory(run_dir)
-            if not run.has_config:
-                raise ConfigError(
-                    f"--resume {run_dir}: no {run.CONFIG} there (is it a run directory?)"
-                )
-            config = load_config(run.config_file, opts.overrides)
+            config = RunDirectory(run_dir).read_config(opts.overrides)
         else:
             config = load_config(opts.config, opts.overrides)
             run_dir = Path(opts.run_dir) if opts.run_dir else default_run_dir(config)
@@ -73,10 +78,13 @@ def _train(opts) -> int:
         _say(f"nderegs train: configuration error: {e}")
         return 2
     except KeyboardInterrupt:
-        _say(
-            f"\nnderegs train: interrupted. {run_dir} keeps the checkpoint of the last "
-            f"completed epoch; continue with `nderegs train --resume {run_dir}`."
-        )
+        if run_dir is not None and RunDirectory(run_dir).has_checkpoint:
+            _say(
+                f"\nnderegs train: interrupted. {run_dir} keeps the checkpoint of the last "
+                f"completed epoch; continue with `nderegs train --resume {run_dir}`."
+            )
+        else:
+            _say("\nnderegs train: interrupted before the first checkpoint; nothing to resume.")
         return 130
     except PermissionError as e:
         _say(_unwritable(e, "train"))
@@ -97,6 +105,9 @@ def _eval(opts) -> int:
     except ConfigError as e:
         _say(f"nderegs eval: configuration error: {e}")
         return 2
+    except KeyboardInterrupt:
+        _say("\nnderegs eval: interrupted; nothing was written.")
+        return 130
     except PermissionError as e:
         _say(_unwritable(e, "eval") + " (or pass --no-write)")
         return 1

@@ -5,7 +5,8 @@ paired `.ipynb`, so that the committed notebooks show what they compute.
     NDEREGS_SMOKE=0 python notebooks/execute.py     # the full setting (minutes each)
 
 The kernel is this interpreter (`sys.executable`), whatever kernels the machine has, and
-runs in notebooks/ as Jupyter would. The test suite runs `execute(name, write=False)`.
+runs in notebooks/ as Jupyter would; stderr (library warnings) is not stored. The test
+suite runs `execute(name, write=False)`.
 """
 
 from __future__ import annotations
@@ -64,8 +65,22 @@ def execute(name: str, *, write: bool = True, specs=None, cwd=None, timeout: int
                 km.shutdown_kernel(now=True)
     if write:
         notebook.metadata.pop("widgets", None)
-        jupytext.write(notebook, NOTEBOOKS_DIR / f"{name}.ipynb")
+        jupytext.write(_without_stderr(notebook), NOTEBOOKS_DIR / f"{name}.ipynb")
     return notebook
+
+
+def _without_stderr(notebook):
+    """A copy without the stderr streams (library warnings that name this machine's
+    paths); results, errors and displays are kept."""
+    import copy
+
+    clean = copy.deepcopy(notebook)
+    for cell in clean.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")
+            ]
+    return clean
 
 
 def errors(notebook) -> list:

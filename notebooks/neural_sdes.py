@@ -66,7 +66,7 @@ SMOKE_DIGITS = [
     "task.predict_trajectories=2", "train.predict_repeats=2",
 ]
 COMMON = ["train.progress=false"]
-print(f"SMOKE={SMOKE}; runs are written to {RUNS}")
+print(f"SMOKE={SMOKE}; runs are written to a temporary folder, {RUNS.name}")
 
 # %% [markdown]
 # ## `nderegs.NeuralSDE`: diagonal and general noise

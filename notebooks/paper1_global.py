@@ -60,7 +60,7 @@ SMOKE_DIGITS = [
     "solver.rtol=1e-4", "solver.atol=1e-4", "train.predict_repeats=2",
 ]
 COMMON = ["train.progress=false"]
-print(f"SMOKE={SMOKE}; runs are written to {RUNS}")
+print(f"SMOKE={SMOKE}; runs are written to a temporary folder, {RUNS.name}")
 
 # %% [markdown]
 # ## Training the four methods

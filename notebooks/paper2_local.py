@@ -69,7 +69,7 @@ SMOKE_DIGITS = [
 ]
 COMMON = ["train.progress=false"]
 NUM_KEYS = 200 if SMOKE else 4000
-print(f"SMOKE={SMOKE}; {NUM_KEYS} keys; runs are written to {RUNS}")
+print(f"SMOKE={SMOKE}; {NUM_KEYS} keys; runs are written to a temporary folder, {RUNS.name}")
 
 # %% [markdown]
 # ## The local estimate averages to $R_E$

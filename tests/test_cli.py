@@ -2,6 +2,8 @@
 status and nothing overwritten, runs that cannot lie about themselves, `nderegs eval`,
 and discoverability (`--version`, `--help`, `--print-config`, `python -m nderegs`)."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 import shutil
@@ -14,7 +16,10 @@ import yaml
 import nderegs
 from nderegs.cli import main
 from nderegs.config import config_from_dict, load_config
-from nderegs.train import RunDirectory
+from nderegs.train import RunDirectory, train
+
+# The tests share one expensive module fixture: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("cli")
 
 TINY = [
     "task.data.subset=256",
@@ -33,12 +38,22 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished one-epoch `error` run (its files are copied per test that changes them)."""
+@pytest.fixture(scope="session")  # session: set up once even when xdist interleaves
+def trained(tmp_path_factory):
+    """`nderegs train` of a one-epoch `error` run: (run directory, stdout, stderr)."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["train", *TINY, "method=error", "--run-dir", str(run_dir)]) == 0
-    return run_dir
+    out, err = io.StringIO(), io.StringIO()
+    # Overrides may follow --run-dir too.
+    argv = ["train", "method=error", "--run-dir", str(run_dir), *TINY]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(argv) == 0
+    return run_dir, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def finished(trained):
+    """The finished run (its files are copied per test that changes them)."""
+    return trained[0]
 
 
 @pytest.fixture
@@ -48,13 +63,11 @@ def run_copy(finished, tmp_path):
     return copy
 
 
-def test_train_prints_the_run_directory_and_only_json_on_stdout(tmp_path, capsys):
-    # Overrides may follow --run-dir too.
-    assert main(["train", "--run-dir", str(tmp_path / "r"), *TINY]) == 0
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["method"] == "vanilla"  # stdout: the summary only
-    assert f"in {tmp_path / 'r'}" in captured.err and "compiling" in captured.err
-    assert f"done; run directory {tmp_path / 'r'}" in captured.err
+def test_train_prints_the_run_directory_and_only_json_on_stdout(trained):
+    run_dir, out, err = trained
+    assert json.loads(out)["method"] == "error"  # stdout: the summary only
+    assert f"in {run_dir}" in err and "compiling" in err
+    assert f"done; run directory {run_dir}" in err
 
 
 def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
@@ -83,7 +96,25 @@ def test_resume_may_extend_the_run_and_records_it(run_copy, capsys):
     rows = RunDirectory(run_copy).read_metrics()
     assert [r["epoch"] for r in rows] == [1, 2]
     assert main(["train", "--resume", str(run_copy), "optim.epochs=1"]) == 2
-    assert "can only be extended" in capsys.readouterr().err
+    assert "below the 2 epochs the run has already trained" in capsys.readouterr().err
+
+
+def test_an_interrupted_extension_is_not_taken_for_finished(run_copy):
+    config = load_config(RunDirectory(run_copy).config_file, ["optim.epochs=3"])
+    assert train(config, run_dir=run_copy, resume=True, stop_after_epoch=2) is None
+    assert not (run_copy / "summary.json").exists()
+    summary = train(config, run_dir=run_copy, resume=True)
+    assert summary["epochs"] == 3
+    assert [r["epoch"] for r in RunDirectory(run_copy).read_metrics()] == [1, 2, 3]
+
+
+def test_an_annealed_run_cannot_change_its_length(tmp_path, capsys):
+    run_dir = tmp_path / "annealed"
+    anneal = "regularization.error={kind: exponential, start: 1.0, end: 0.1}"
+    assert main(["train", *TINY, "method=error", anneal, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "optim.epochs=2"]) == 2
+    assert "anneals exponentially" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -140,13 +171,16 @@ def test_unwritable_run_directory(tmp_path, capsys, monkeypatch):
     assert "cannot write" in err and "Permission denied" in err and "--run-dir" in err
 
 
-def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_names_the_resume_command(run_copy, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("nderegs.train.train", interrupted)
+    assert main(["train", "--resume", str(run_copy), "optim.epochs=2"]) == 130
+    assert f"nderegs train --resume {run_copy}" in capsys.readouterr().err
+    # Before the first checkpoint there is nothing to resume, and the hint says so.
     assert main(["train", *TINY, "--run-dir", str(tmp_path / "r")]) == 130
-    assert f"nderegs train --resume {tmp_path / 'r'}" in capsys.readouterr().err
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -158,7 +192,10 @@ def test_ctrl_c_names_the_resume_command(tmp_path, capsys, monkeypatch):
             "regularization.jacobian.start and regularization.kinetic.start",
         ),
         (["solver.dt0=-0.1"], "'solver.dt0': -0.1 (must be non-zero with the sign of t1 - t0"),
-        (["solver.rtol=1e-14", "solver.atol=1e-14"], "below what float32 arithmetic resolves"),
+        (
+            ["solver.rtol=1e-14", "solver.atol=1e-14"],
+            "where an error estimate in float32 is rounding noise",
+        ),
         (
             ["task.name=sde_classifier", "solver.name=spark", "method=steer"],
             "changes the end time of an ODE solve (ODE tasks only)",
@@ -204,7 +241,7 @@ def test_eval_writes_eval_json_and_takes_data_overrides_only(run_copy, capsys):
     capsys.readouterr()
     assert main(["eval", str(run_copy), "method=stiffness"]) == 2
     assert "changes only the data" in capsys.readouterr().err
-    assert main(["eval", str(run_copy.parent / "nope")]) == 1
+    assert main(["eval", str(run_copy.parent / "nope")]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 
 

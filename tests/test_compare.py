@@ -28,6 +28,9 @@ from nderegs.report import (
 from nderegs.report.runs import FAILED, RESUMED, run_dir_for, SKIPPED, TRAINED
 from nderegs.report.table import format_spread
 
+# The tests share one expensive module fixture: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("compare")
+
 TINY = [
     "task.data.subset=256",
     "optim.batch_size=128",
@@ -141,6 +144,8 @@ def test_rows_average_successful_seeds_and_divide_by_vanilla():
     assert vanilla.stats["train_seconds"].mean == pytest.approx(12.0)
     assert vanilla.stats["train_seconds"].sd == pytest.approx(math.sqrt(8.0))
     assert error.stats["train_seconds"].sd is None  # one successful seed
+    # The made-up summaries have no train_step_bytes: that ratio is undefined.
+    assert vanilla.ratios.pop("train_step_bytes") is None
     assert vanilla.ratios == pytest.approx(
         {"train_seconds": 1.0, "predict_seconds": 1.0, "test_nfe": 1.0, "test_metric": 1.0}
     )
@@ -190,7 +195,7 @@ def test_no_ratio_columns_without_vanilla_and_mse_is_not_scaled():
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: set up once even when xdist interleaves
 def real(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("compare")
     result = run_comparison(None, ["vanilla", "error"], 2, TINY, output_dir, progress=False)
@@ -279,7 +284,7 @@ def test_finished_run_with_another_configuration_is_not_reused(real, monkeypatch
     fake = FakeTrain()
     monkeypatch.setattr("nderegs.report.runs.train", fake)
     overrides = [*TINY, "optim.epochs=2"]
-    with pytest.raises(ConfigError, match=r"other settings, so nothing was run.*optim.epochs"):
+    with pytest.raises(ConfigError, match=r"(?s)other settings, so nothing was run.*optim.epochs"):
         run_comparison(None, ["vanilla"], 1, overrides, result.output_dir, progress=False)
     write_report(result, result.output_dir, command="first")
     before = {p.name: p.read_bytes() for p in result.output_dir.iterdir() if p.is_file()}
@@ -332,9 +337,10 @@ def test_cli_runs_seed_list_prints_table_and_exits_1_on_failures(tmp_path, fake_
     ]
     assert main(argv) == 1
     assert sorted(p.name for p in (tmp_path / "vanilla").iterdir()) == ["seed0", "seed4", "seed7"]
-    out = capsys.readouterr().out
-    assert f"Table: {tmp_path / 'comparison.md'} and {tmp_path / 'comparison.csv'}" in out
-    assert "| `vanilla` |" in out and "3/3 failed" in out
+    captured = capsys.readouterr()
+    table = f"Table: {tmp_path / 'comparison.md'} and {tmp_path / 'comparison.csv'}"
+    assert table in captured.err  # where the files are: stderr; the table itself: stdout
+    assert "| `vanilla` |" in captured.out and "3/3 failed" in captured.out
     assert f"Command: `nderegs {' '.join(argv)}`" in (tmp_path / "comparison.md").read_text()
 
 
@@ -401,6 +407,9 @@ def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
         "trajectory",
         "backsolve",
     )
+    # Each row holds its own runs (one per seed), labelled with its entry.
+    assert [r.method for r in result.runs] == ["local-error", entry]
+    assert [len(result.runs_of(m)) for m in result.methods] == [1, 1]
     slug = "local-error__regularization.local_gradient-trajectory__solver.adjoint-backsolve"
     assert (tmp_path / slug / "seed0" / "summary.json").exists()
     markdown = write_report(result, tmp_path, command="test")["markdown"].read_text()
@@ -414,8 +423,23 @@ def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
         ("error[]", "key=value overrides"),
         ("error[a=1", "malformed method entry"),
         ("bogus[a=1]", "unknown component 'bogus'"),
+        ("error[method=stiffness]", "cannot be set per row"),
+        ("error[seed=3]", "cannot be set per row"),
     ],
 )
 def test_malformed_method_entries_are_rejected(entry, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_entry(entry)
+
+
+def test_unwritable_output_dir_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("nderegs.report.runs.train", FakeTrain())
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "comparison.md"))
+
+    monkeypatch.setattr("nderegs.report.write_report", refuse)
+    argv = ["compare", "--methods", "vanilla", "--seeds", "1", "--output-dir", str(tmp_path)]
+    assert main([*argv, *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Permission denied" in err and "--output-dir" in err

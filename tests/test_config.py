@@ -299,10 +299,14 @@ def test_bad_choice_lists_choices():
 def test_exponential_schedule_needs_positive_start_and_end():
     with pytest.raises(ConfigError, match=r"missing required key 'regularization.stiffness.end'"):
         load_config(None, ["regularization.stiffness.kind=exponential"])
-    with pytest.raises(ConfigError, match=r"'regularization.taynode.start': 0.0 \(must be > 0\)"):
+    with pytest.raises(ConfigError, match=r"'regularization.taynode.start': 0 \(must be > 0\)"):
         load_config(
             CONFIGS / "digits.yaml",
-            ["regularization.taynode.kind=exponential", "regularization.taynode.end=1"],
+            [
+                "regularization.taynode.kind=exponential",
+                "regularization.taynode.start=0",
+                "regularization.taynode.end=1",
+            ],
         )
     with pytest.raises(ConfigError, match=r"'regularization\.error\.end'"):
         load_config(

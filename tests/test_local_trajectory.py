@@ -130,7 +130,8 @@ def test_unbiased_trajectory_estimate_averages_to_the_time_integral(x64):
         saveat=diffrax.SaveAt(ts=jnp.asarray(grid)),
         max_steps=100_000,
     ).ys
-    dts = np.diff(ts)[np.searchsorted(ts, grid, side="right") - 1]
+    # The accepted size of the step containing t, ending at T1 at the latest.
+    dts = np.minimum(np.diff(ts)[np.searchsorted(ts, grid, side="right") - 1], T1 - grid)
 
     @jax.jit
     @jax.vmap
@@ -213,7 +214,8 @@ def test_reverse_time_and_integrals(x64):
     ref, h_ref = _solve(1.0, t0=T1, t1=0.0, saveat=saveat, gradient="step")
     np.testing.assert_array_equal(np.asarray(sol.ys), np.asarray(ref.ys))
     np.testing.assert_array_equal(np.asarray(h.local_t), np.asarray(h_ref.local_t))
-    assert 0.0 < float(h.local_t) < T1 and float(h.local_dt) == float(h_ref.local_dt)
+    assert 0.0 < float(h.local_t) < T1
+    assert float(h.local_dt) == min(float(h_ref.local_dt), float(h.local_t))  # ends at 0
     sol_i, h_i = _solve(
         1.0, saveat=saveat.__class__(ts=jnp.array([0.4, 1.2])), integrals=[nderegs.KineticEnergy()]
     )
@@ -239,3 +241,30 @@ def test_rejects_unknown_local_gradient():
         ValueError, match="Unknown local_gradient='path'; accepted: 'step', 'trajectory'"
     ):
         _solve(1.0, gradient="path")
+
+
+def test_sde_trajectory_steps_stay_on_the_brownian_path(x64):
+    """On an SDE the re-taken step uses the same Brownian path, which ends at t1: a
+    sampled t in the last step gives a step shortened to end there (no error), and the
+    gradient reaches the drift's parameter through y(t)."""
+    sde = nderegs.NeuralSDE(
+        lambda t, y, a: -a * y,
+        lambda t, y, a: 0.2 * y,
+        rtol=1e-2,
+        atol=1e-2,
+        local="unbiased",
+        local_gradient="trajectory",
+        batched=False,
+    )
+
+    def local(a, key):
+        _, h = sde.solve(jnp.array([1.0, 0.5]), key=key, args=a)
+        return h.local_error * h.local_weight, h
+
+    keys = jax.random.split(jax.random.key(0), 64)
+    (values, h), grads = jax.jit(jax.vmap(jax.value_and_grad(local, has_aux=True), (None, 0)))(
+        1.0, keys
+    )
+    assert np.all(np.isfinite(np.asarray(values))) and np.all(np.isfinite(np.asarray(grads)))
+    ends = np.asarray(h.local_t + h.local_dt)
+    assert np.all(ends <= 1.0 + 1e-12) and np.any(ends > 1.0 - 1e-12)  # some end at t1

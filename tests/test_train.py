@@ -204,10 +204,10 @@ def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path):
     config = _config(tmp_path, "optim.epochs=1")
     train(config, run_dir=run)
     before, _, epoch = load_run(run)
-    # Continue for another epoch with far too few solver steps allowed (the run's own
-    # config.yaml edited: --resume refuses such a change as an override).
+    # Extend by another epoch with far too few solver steps allowed (edited into the
+    # run's own config.yaml: --resume refuses such a change as an override).
+    RunDirectory(run).write_config(_config(tmp_path, "optim.epochs=1", "solver.max_steps=2"))
     harder = _config(tmp_path, "optim.epochs=2", "solver.max_steps=2")
-    RunDirectory(run).write_config(harder)
     with pytest.raises(
         TrainingDiverged, match=r"solver failed.*max_steps=2.*checkpoint \(after epoch 1\)"
     ):

@@ -31,6 +31,19 @@ class ConfigError(ValueError):
         self.problems: list[str] = list(problems) if problems is not None else [message]
 
 
+def invalid(key: str, value: Any, reason: str) -> str:
+    """The message of one problem: ``invalid value for 'key': value (reason)``."""
+    return f"invalid value for '{key}': {value!r} ({reason})"
+
+
+def config_error_of(problems: list[str]) -> ConfigError:
+    """One `ConfigError` listing every problem message."""
+    if len(problems) == 1:
+        return ConfigError(problems[0], problems)
+    listing = "\n".join(f"  - {p}" for p in problems)
+    return ConfigError(f"{len(problems)} problems in config:\n{listing}", problems)
+
+
 class Problems(ValueError):
     """Raised by a validator for one or more keys at once, as `(key relative to the
     section that raised, value, reason)` each; the error message names each key."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from ..tasks import AbstractTask, Arrays
-from .base import Bool, Int, Problems, Section, Str
+from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
 from .optimizers import OptimizerConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
 from .schedules import ConstantSchedule
@@ -103,22 +103,6 @@ class ExperimentConfig(Section):
                         f"the {self.task.name} task cannot train with '{component}': it {reason}",
                     )
                 )
-        for component in self.regularization.build(self.method).regularizers:
-            coefficients = sorted(set(component.coefficients().values()))
-            schedules = [self.regularization.schedule(c) for c in coefficients]
-            if coefficients and all(
-                isinstance(s, ConstantSchedule) and s.start == 0 for s in schedules
-            ):
-                keys = " and ".join(f"regularization.{c}.start" for c in coefficients)
-                problems.append(
-                    (
-                        f"regularization.{coefficients[0]}.start",
-                        0.0,
-                        f"method component '{component.name}' is weighed by {keys}, and with "
-                        "0 it would train exactly like vanilla. Set it, e.g. "
-                        f"regularization.{coefficients[0]}.start=0.01",
-                    )
-                )
         if "steer" in components:
             span = abs(self.solver.t1 - self.solver.t0)
             b = self.regularization.steer_b
@@ -134,6 +118,30 @@ class ExperimentConfig(Section):
         if problems:
             raise Problems(*problems)
         return self
+
+    def check_trains_something(self) -> None:
+        """Raise `ConfigError` when a method component would be a silent no-op: all its
+        coefficients 0, so the run would train exactly like vanilla. Checked when a run
+        starts (not when a config is read, so old run directories still load)."""
+        problems = []
+        for component in self.regularization.build(self.method).regularizers:
+            coefficients = sorted(set(component.coefficients().values()))
+            schedules = [self.regularization.schedule(c) for c in coefficients]
+            if coefficients and all(
+                isinstance(s, ConstantSchedule) and s.start == 0 for s in schedules
+            ):
+                keys = " and ".join(f"regularization.{c}.start" for c in coefficients)
+                problems.append(
+                    invalid(
+                        f"regularization.{coefficients[0]}.start",
+                        0.0,
+                        f"method component '{component.name}' is weighed by {keys}, and with "
+                        "0 it would train exactly like vanilla. Set it, e.g. "
+                        f"regularization.{coefficients[0]}.start=0.01",
+                    )
+                )
+        if problems:
+            raise config_error_of(problems)
 
     @property
     def components(self) -> frozenset[str]:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 import yaml
 
-from .base import ConfigError, Problems
+from .base import config_error_of, ConfigError, invalid, Problems
 from .experiment import ExperimentConfig
 from .legacy import prune, relocate
 from .schema import (
@@ -87,10 +87,6 @@ def _other_variants(parts: Sequence[str], data: Any) -> str:
     return f"; '{parts[-1]}' applies to {choices}"
 
 
-def _invalid(key: str, value: Any, reason: str) -> str:
-    return f"invalid value for '{key}': {value!r} ({reason})"
-
-
 _BOUNDS = {
     "greater_than": ("gt", ">"),
     "greater_than_equal": ("ge", ">="),
@@ -111,7 +107,7 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
     key = _join(parts)
     inner = ctx.get("error")
     if kind == "value_error" and isinstance(inner, Problems):
-        return [_invalid(_join([*parts, k] if k else parts), v, r) for k, v, r in inner.problems]
+        return [invalid(_join([*parts, k] if k else parts), v, r) for k, v, r in inner.problems]
     if kind == "extra_forbidden":
         if owner is None:
             return [f"unknown key '{key}'"]
@@ -120,23 +116,23 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
         variants = variants_of(annotation) or {}
         field = next(iter(variants.values())).tag_field if variants else "name"
         tag = value.get(field) if isinstance(value, Mapping) else value
-        return [_invalid(f"{key}.{field}", tag, "must be one of: " + ", ".join(variants))]
+        return [invalid(f"{key}.{field}", tag, "must be one of: " + ", ".join(variants))]
     if kind == "literal_error":
         choices = literal_choices(annotation)
         expected = (
             "must be one of: " + ", ".join(map(str, choices)) if choices else "invalid choice"
         )
-        return [_invalid(key, value, expected)]
+        return [invalid(key, value, expected)]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         section = section_of(annotation) or (owner if not parts else None)
         variants = variants_of(annotation)
         if variants:
             section = default_variant(variants)
         hint = f"; {_valid_keys(section, parts)}" if section is not None else ""
-        return [_invalid(key, value, "expected a mapping" + hint)]
+        return [invalid(key, value, "expected a mapping" + hint)]
     if kind in _BOUNDS:
         name, op = _BOUNDS[kind]
-        return [_invalid(key, value, f"must be {op} {_number(ctx.get(name))}")]
+        return [invalid(key, value, f"must be {op} {_number(ctx.get(name))}")]
     if kind == "missing":
         field = owner.model_fields.get(parts[-1]) if owner is not None and parts else None
         hint = f": {field.description}" if field is not None and field.description else ""
@@ -150,10 +146,10 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
     }
     for prefix, reason in reasons.items():
         if kind.startswith(prefix):
-            return [_invalid(key, value, reason)]
+            return [invalid(key, value, reason)]
     if kind == "value_error" and inner is not None:
-        return [_invalid(key, value, str(inner))]
-    return [_invalid(key, value, str(error.get("msg", "invalid")))]
+        return [invalid(key, value, str(inner))]
+    return [invalid(key, value, str(error.get("msg", "invalid")))]
 
 
 def config_error(error: ValidationError, data: Any) -> ConfigError:
@@ -163,10 +159,7 @@ def config_error(error: ValidationError, data: Any) -> ConfigError:
         for message in _messages(item, data):
             if message not in problems:
                 problems.append(message)
-    if len(problems) == 1:
-        return ConfigError(problems[0], problems)
-    listing = "\n".join(f"  - {p}" for p in problems)
-    return ConfigError(f"{len(problems)} problems in config:\n{listing}", problems)
+    return config_error_of(problems)
 
 
 # --------------------------------------------------------------------------- #
@@ -233,7 +226,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:  # noqa: C901
             child = node[part] = {tag_field: child}  # `adjoint: backsolve` shorthand
         elif not isinstance(child, dict):
             raise ConfigError(
-                _invalid(
+                invalid(
                     _join(parts[: i + 1]), child, f"expected a mapping, so that '{key}' can be set"
                 )
             )

@@ -131,10 +131,10 @@ class AbstractSolverConfig(Variant, abc.ABC):
                 (
                     "rtol",
                     self.rtol,
-                    f"rtol = {self.rtol} and atol = {self.atol} are below what {dtype} "
-                    f"arithmetic resolves (about {floor:g}): the error estimate would be "
-                    "rounding noise and the step size would collapse. Raise them, or "
-                    "enable float64 (JAX_ENABLE_X64=1)",
+                    f"rtol = {self.rtol} and atol = {self.atol} are both below {floor:g}, "
+                    f"where an error estimate in {dtype} is rounding noise (its machine "
+                    f"epsilon is {float(jax.numpy.finfo(dtype).eps):.1e}) and the step "
+                    "size would collapse. Raise them, or enable float64 (JAX_ENABLE_X64=1)",
                 )
             )
         if problems:

@@ -48,9 +48,10 @@ class Heuristics(eqx.Module):
     - `local_nfe`: evaluations spent re-taking the step.
 
     With `local_gradient="trajectory"` and unbiased sampling the step of the accepted
-    size |dt| is taken from (t, y(t)) instead, y(t) differentiable: then
-    `local_error` = EEst(t)·|dt|, and E[w·local_error] = ∫ EEst(t) dt over [t0, t1],
-    the continuous-time counterpart of R_E (R_E evaluates EEst at each step's start).
+    size |dt| (shortened to end at t1 at the latest; `local_dt` is its length) is
+    taken from (t, y(t)) instead, y(t) differentiable: then `local_error` =
+    EEst(t)·`local_dt`, and E[w·local_error] = ∫ EEst(t) dt over [t0, t1], the
+    continuous-time counterpart of R_E (R_E evaluates EEst at each step's start).
 
     `integrals`: with `integrals=(...)`, the value of each integral at the end of the
     solve, in the order given (None otherwise).

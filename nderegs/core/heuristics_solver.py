@@ -182,7 +182,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
         y1, y_error, dense_info, inner, result = self.solver.step(
             terms, t0, t1, y0, args, inner, made_jump
         )
-        if y_error is None:
+        if y_error is None and jtu.tree_leaves(y1):
             raise ValueError(
                 f"nderegs.solve: {type(self.solver).__name__} returns no error estimate (no "
                 "embedded pair), so neither an adaptive step-size controller nor the error "

@@ -67,15 +67,17 @@ def solve(
 
     - `local`: None, "unbiased" (t ~ U[t0, t1]; the accepted step containing t) or
       "biased" (a step drawn uniformly from the accepted steps). That step is re-taken
-      from its start state (held constant) with its own dt, differentiably, after the
-      solve; so the main solve may use any adjoint.
+      with its own dt, differentiably, after the solve, from its start state (a
+      constant unless `local_gradient="trajectory"`); so the main solve may use any
+      adjoint.
     - `local_gradient`: what the local estimate is differentiated through.
       "step" (default; paper 2's estimator): the re-taken step only, its start state a
       constant. "trajectory": also the state the step starts from, so the gradient can
       move the trajectory to where steps are cheap. Unbiased sampling then draws t
       before the solve, the solve saves y(t) (an extra save point, removed from the
       returned `sol`), and the step of the accepted dt containing t is taken from
-      (t, y(t)): works with every adjoint, `BacksolveAdjoint` included. Biased
+      (t, y(t)), ending at t1 at the latest: works with every adjoint,
+      `BacksolveAdjoint` included. Biased
       sampling (t known only after the solve) re-takes the sampled step from its start
       state carried through the solver, so it needs an adjoint that differentiates
       through the solver (RecursiveCheckpoint, Direct, ForwardMode); any other raises.
@@ -448,8 +450,13 @@ def _local_estimates(
     y_start = sampled.y_start
     if local_y is not None:
         # "trajectory", unbiased: the accepted dt of the step containing t, taken from
-        # the saved (differentiable) y(t).
-        t_start, t_end, y_start = local_t, local_t + (t_end - t_start), local_y
+        # the saved (differentiable) y(t), and ending at t1 at the latest (an SDE's
+        # Brownian path, and the problem, end there).
+        length = jnp.minimum(jnp.abs(t_end - t_start), jnp.abs(t1 - local_t))
+        # A solve stopped early (an event) never reaches t: diffrax saves inf there.
+        found = jax.lax.stop_gradient(sampled.found)
+        y_start = jtu.tree_map(lambda y: jnp.where(found, y, jnp.zeros_like(y)), local_y)
+        t_start, t_end = local_t, local_t + direction * length
     step_estimates = _retake_step(
         solver, terms, t_start, t_end, y_start, args, controller, pair, drift_index
     )

@@ -109,6 +109,12 @@ def parse_entry(entry: str) -> tuple[str, tuple[str, ...]]:
                 f"method entry {entry!r}: the brackets hold key=value overrides "
                 f"separated by commas; got {rest[:-1]!r}"
             )
+        fixed = [o for o in overrides if o.split("=", 1)[0].strip() in ("method", "seed")]
+        if fixed:
+            raise ConfigError(
+                f"method entry {entry!r}: {', '.join(fixed)} cannot be set per row (the "
+                "method is the entry's own and seeds come from --seeds / --seed-list)"
+            )
     parse_method(method)
     return "+".join(part.strip() for part in method.split("+")), overrides
 
@@ -181,7 +187,9 @@ def _stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     if not RunDirectory(run_dir).has_config:
         return None
     try:
-        differences = list(config_changes(RunDirectory(run_dir).read_config(), config))
+        changes = config_changes(RunDirectory(run_dir).read_config(), config)
+        # How a run reports (progress bar, where its parent folder is) is not a clash.
+        differences = [key for key in changes if key not in ("train.progress", "output_dir")]
     except ConfigError as e:
         return f"{RunDirectory(run_dir).config_file} cannot be read back: {e}"
     if differences:
@@ -197,9 +205,10 @@ def _failure_message(error: Exception) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def execute_run(config: ExperimentConfig, run_dir: Path) -> RunResult:
-    """Train one run (or read it back, or resume it); never raises for a failed run."""
-    method, seed = config.method, config.seed
+def execute_run(config: ExperimentConfig, run_dir: Path, label: str | None = None) -> RunResult:
+    """Train one run (or read it back, or resume it); never raises for a failed run.
+    `label` names the run's row (default: its method), e.g. a `METHOD[key=value]` entry."""
+    method, seed = label or config.method, config.seed
     run = RunDirectory(run_dir)
     problem = _stale_run_problem(run_dir, config) if run.is_started else None
     if problem is not None:
@@ -255,6 +264,8 @@ def run_comparison(
     seeds = seed_list(seeds)
     overrides = tuple(overrides)
     configs = {(m, s): run_config(config_path, overrides, m, s) for m in methods for s in seeds}
+    for config in configs.values():
+        config.check_trains_something()
     if output_dir is None:
         output_dir = default_output_dir(next(iter(configs.values())))
     output_dir = Path(output_dir)
@@ -274,7 +285,7 @@ def run_comparison(
     bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress)
     for index, ((method, seed), config) in enumerate(configs.items(), start=1):
         bar.set_postfix_str(f"{method} seed {seed}")
-        result = execute_run(config, run_dir_for(output_dir, method, seed))
+        result = execute_run(config, run_dir_for(output_dir, method, seed), label=method)
         runs.append(result)
         if progress:
             tqdm.write(progress_line(result, index, len(configs)))

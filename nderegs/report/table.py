@@ -225,8 +225,9 @@ def _notes(with_ratios: bool, single_seed: bool) -> list[str]:
         f"- {sd}.",
         "- Train time: gradient + update steps, compilation excluded. Prediction time: "
         "median over repeats of one compiled forward pass on a test batch. Test NFE: "
-        "mean vector-field evaluations per test batch. Train-step memory: peak bytes of "
-        "one compiled training step as XLA plans it (arguments + outputs + temporaries).",
+        "mean vector-field evaluations per test batch. Train-step memory: the buffers of "
+        "one compiled training step as XLA plans them (arguments + outputs + temporaries "
+        "- aliased), an upper bound of its peak memory.",
     ]
     if with_ratios:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")

@@ -7,10 +7,11 @@ call of the step (compilation plus one step on the first batch, whose result is
 discarded); `predict_seconds` is the median over repeats of one compiled forward
 pass on a test batch.
 
-Memory: `train_step_bytes` is the peak memory of one compiled training step as XLA
-plans it (`memory_analysis()`: arguments + outputs + temporaries − aliased buffers),
-a property of the program, so it is exact and noise-free, and it is where an adjoint's
-memory shows (RecursiveCheckpointAdjoint stores checkpoints, BacksolveAdjoint does not).
+Memory: `train_step_bytes` is the memory of one compiled training step as XLA plans
+it (`memory_analysis()`: arguments + outputs + temporaries − aliased buffers), an upper
+bound of its peak. It is a property of the program, so it is noise-free, and it is
+where an adjoint's memory shows (RecursiveCheckpointAdjoint stores checkpoints,
+BacksolveAdjoint does not).
 """
 
 import math
@@ -26,7 +27,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ..config import config_changes, ConfigError, ExperimentConfig, load_config
+from ..config import config_changes, ConfigError, ExperimentConfig
 from ..data import iterate_batches, num_batches
 from ..tasks import AbstractTask, count_parameters, Evaluation
 from .run_directory import RunDirectory
@@ -89,7 +90,7 @@ def make_evaluate_step(task: AbstractTask):
 
 def compile_step(step, *args):
     """`(compiled, bytes)`: `step` (an `eqx.filter_jit` function) compiled ahead of
-    time for `args`, and the peak bytes of one call (None where the backend gives no
+    time for `args`, and the bytes one call needs as XLA plans it (None where the backend gives no
     memory analysis)."""
     compiled = step.lower(*args).compile()
     return compiled, step_memory_bytes(compiled)
@@ -182,8 +183,14 @@ def train(
     run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config))
     run_dir = run.path
     resumed_changes = _resumable_changes(run, config) if resume else {}
-    if resume and run.is_finished and "optim.epochs" not in resumed_changes:
-        return run.read_summary()  # nothing left to train
+    if resume and run.is_finished:
+        if "optim.epochs" not in resumed_changes:
+            return run.read_summary()  # nothing left to train
+        # Extended: the summary describes the shorter run; a new one is written at the end
+        # (so an interrupted extension is not mistaken for a finished run).
+        run.summary_file.unlink()
+    if not resume:
+        config.check_trains_something()
     task, arrays = config.build()
     n_train = arrays.train[0].shape[0]
     batch_size = min(config.optim.batch_size, n_train)
@@ -204,7 +211,7 @@ def train(
         if start_epoch > epochs:
             raise ConfigError(
                 f"--resume {run_dir}: optim.epochs={epochs} is below the {start_epoch} "
-                "epochs the run has already trained; it can only be extended."
+                "epochs the run has already trained."
             )
         rows = [r for r in run.read_metrics() if r["epoch"] <= start_epoch]
         if resumed_changes:
@@ -249,7 +256,11 @@ def train(
     def run_step(epoch, step, *args):
         try:
             return _timed(compiled_step, *args)
-        except eqx.EquinoxRuntimeError as e:  # e.g. a non-finite input to the solve
+        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
+            # e.g. a non-finite input to the solve; an ahead-of-time compiled call
+            # raises equinox's run-time checks as a plain JaxRuntimeError.
+            if "EquinoxRuntimeError: " not in str(e) and not isinstance(e, eqx.EquinoxRuntimeError):
+                raise
             reason = _runtime_error_reason(e)
             stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
@@ -367,7 +378,7 @@ def train(
     return summary
 
 
-#: Settings that `--resume` may change: extending the run, and how it reports.
+#: Settings that `--resume` may change: how long the run goes on, and how it reports.
 RESUMABLE_CHANGES = ("optim.epochs", "train.progress", "output_dir")
 
 
@@ -378,18 +389,32 @@ def _jsonable(changes: dict) -> dict:
 def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
     """The settings `config` changes against the run's own config.yaml; raises
     `ConfigError` for any that would change what is trained."""
-    if not run.has_config:
-        raise ConfigError(f"--resume {run.path}: no {run.CONFIG} there (is it a run directory?)")
-    changes = config_changes(run.read_config(), config)
+    saved = run.read_config()
+    changes = config_changes(saved, config)
     refused = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
     if refused:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
         raise ConfigError(
             f"--resume {run.path} continues that run exactly as configured in its "
             f"{run.CONFIG}, but these settings differ: {listed}. Train them as a new run "
-            "(another --run-dir); on resume only optim.epochs (to extend the run) and "
-            "train.progress may change."
+            "(another --run-dir); on resume only optim.epochs (how long the run goes on), "
+            "train.progress and output_dir may change."
         )
+    if "optim.epochs" in changes:
+        # An exponential anneal runs from start to end over optim.epochs: another length
+        # would change the coefficients of the epochs still to come.
+        method = saved.regularization.build(saved.method)
+        annealed = sorted(
+            name
+            for name in set(method.coefficient_names().values())
+            if saved.regularization.schedule(name).kind == "exponential"
+        )
+        if annealed:
+            raise ConfigError(
+                f"--resume {run.path}: optim.epochs cannot change because "
+                f"regularization.{annealed[0]} anneals exponentially over the run's "
+                f"{saved.optim.epochs} epochs; train the longer run as a new run."
+            )
     return {k: v for k, v in changes.items() if k == "optim.epochs"}
 
 
@@ -409,9 +434,7 @@ def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()):
 def restore_run(run_dir: str | Path, overrides=()):
     """`(model, config, epoch, task, arrays)` of a run directory's last checkpoint."""
     run = RunDirectory(run_dir)
-    if not run.has_config:
-        raise FileNotFoundError(f"{run.path}: no {run.CONFIG} there (is it a run directory?)")
-    config = load_config(run.config_file, list(overrides))
+    config = run.read_config(overrides)
     task, arrays = config.build()
     model = task.init_model(jax.random.key(config.seed))
     opt_state = config.optim.build().init(eqx.filter(model, eqx.is_inexact_array))

@@ -18,7 +18,7 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 
-from ..config import ExperimentConfig, load_config, save_config
+from ..config import ConfigError, ExperimentConfig, load_config, save_config
 
 
 def _current_names(row: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +116,12 @@ class RunDirectory:
 
     # -- files ------------------------------------------------------------- #
 
-    def read_config(self) -> ExperimentConfig:
-        return load_config(self.config_file)
+    def read_config(self, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+        """The run's configuration (with `overrides` applied); `ConfigError` if the
+        directory holds none."""
+        if not self.has_config:
+            raise ConfigError(f"{self.path}: no {self.CONFIG} there (is it a run directory?)")
+        return load_config(self.config_file, list(overrides))
 
     def write_config(self, config: ExperimentConfig) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
