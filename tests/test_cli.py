@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from tiny import TINY
 import yaml
 
 import nderegs
@@ -20,18 +21,6 @@ from nderegs.train import RunDirectory, train
 
 # The tests share one expensive module fixture: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("cli")
-
-TINY = [
-    "task.data.subset=256",
-    "optim.batch_size=128",
-    "optim.epochs=1",
-    "task.model.hidden_size=8",
-    "task.model.vf_width=8",
-    "solver.rtol=1e-4",
-    "solver.atol=1e-4",
-    "train.progress=false",
-    "train.predict_repeats=2",
-]
 
 
 def _files(directory: Path) -> dict[str, bytes]:

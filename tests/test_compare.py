@@ -11,6 +11,7 @@ import re
 import statistics
 
 import pytest
+from tiny import TINY
 
 from nderegs.cli import main
 from nderegs.config import ConfigError
@@ -31,16 +32,6 @@ from nderegs.report.table import format_spread
 # The tests share one expensive module fixture: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("compare")
 
-TINY = [
-    "task.data.subset=256",
-    "optim.batch_size=128",
-    "optim.epochs=1",
-    "task.model.hidden_size=8",
-    "task.model.vf_width=8",
-    "solver.rtol=1e-4",
-    "solver.atol=1e-4",
-    "train.predict_repeats=2",
-]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -37,7 +37,7 @@ def _solve(mu, *, gradient="trajectory", local="unbiased", key=7, adjoint=None, 
         stepsize_controller=CONTROLLER,
         local=local,
         local_gradient=gradient,
-        key=jax.random.key(key),
+        key=jax.random.key(key) if isinstance(key, int) else key,
         adjoint=adjoint,
         **kwargs,
     )
@@ -143,19 +143,7 @@ def test_unbiased_trajectory_estimate_averages_to_the_time_integral(x64):
     integral = float(np.mean(eest(jnp.asarray(grid), jnp.asarray(dts), y_grid))) * T1
 
     def estimate(key):
-        _, h = nderegs.solve(
-            VDP,
-            diffrax.Tsit5(),
-            0.0,
-            T1,
-            None,
-            _y0(),
-            1.0,
-            stepsize_controller=CONTROLLER,
-            local="unbiased",
-            local_gradient="trajectory",
-            key=key,
-        )
+        h = _solve(1.0, key=key)[1]
         return h.local_weight * h.local_error
 
     samples = np.asarray(jax.jit(jax.vmap(estimate))(jax.random.split(jax.random.key(3), 1000)))
