@@ -34,6 +34,7 @@ from .loading import (
     save_config,
 )
 from .optimizers import AdaBelief, Adam, Adamax, SGD
+from .parallel import ParallelConfig
 from .regularization import METHOD_COMPONENTS, parse_method, RegularizationConfig
 from .schedules import ConstantSchedule, ExponentialSchedule
 from .solvers import (
@@ -81,6 +82,7 @@ __all__ = [
     "SpiralSDEData",
     "Spirals",
     "TrainConfig",
+    "ParallelConfig",
     "Tsit5",
     "config_from_dict",
     "config_changes",

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 from ..tasks import AbstractTask, Arrays
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
 from .optimizers import OptimizerConfig
+from .parallel import ParallelConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
 from .schedules import ConstantSchedule
 from .solvers import solver_names, SolverConfig
@@ -40,6 +41,7 @@ class ExperimentConfig(Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
     train: TrainConfig = Field(default_factory=TrainConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
 
     @field_validator("method")
     @classmethod

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..config import config_changes, ConfigError, ExperimentConfig
 from ..data import iterate_batches, num_batches
+from ..parallel import DataParallel
 from ..tasks import AbstractTask, count_parameters, Evaluation
 from .run_directory import RunDirectory
 
@@ -55,17 +56,24 @@ def _select(keep, new, old):
     )
 
 
-def make_train_step(task: AbstractTask, optimizer: optax.GradientTransformation):
+def make_train_step(
+    task: AbstractTask,
+    optimizer: optax.GradientTransformation,
+    parallel: DataParallel | None = None,
+):
     """`step(model, opt_state, batch, key, coefficients) -> (model, opt_state, loss,
     aux)`: task loss + weighted regularizers, gradient, optax update, in one
     `filter_jit`. A failed solve or a non-finite loss leaves the model and optimizer
-    unchanged."""
+    unchanged. With a `parallel` over several devices, the loss and gradient are means
+    over the devices' shards and `aux["nfe"]` holds each device's NFE (see
+    `DataParallel.mean_over_shards`)."""
+    value_and_grad = eqx.filter_value_and_grad(task.loss, has_aux=True)
+    if parallel is not None:
+        value_and_grad = parallel.mean_over_shards(value_and_grad)
 
     @eqx.filter_jit
     def train_step(model, opt_state, batch, key, coefficients):
-        (loss, aux), grads = eqx.filter_value_and_grad(task.loss, has_aux=True)(
-            model, batch, key, coefficients
-        )
+        (loss, aux), grads = value_and_grad(model, batch, key, coefficients)
         params = eqx.filter(model, eqx.is_inexact_array)
         # optax's own arithmetic (e.g. Adam's bias correction, int step ** float)
         # relies on standard dtype promotion; ours is strict-clean.
@@ -78,12 +86,20 @@ def make_train_step(task: AbstractTask, optimizer: optax.GradientTransformation)
     return train_step
 
 
-def make_evaluate_step(task: AbstractTask):
-    """`evaluate(model, batch) -> Evaluation`, compiled."""
+def make_evaluate_step(task: AbstractTask, parallel: DataParallel | None = None):
+    """`evaluate(model, batch) -> Evaluation`, compiled, for a (host) batch. With a
+    `parallel` over several devices, a batch that splits evenly is evaluated in shards
+    (`nfe`: each device's); one that does not (the last, shorter batch of a data set)
+    is evaluated whole on every device, exactly as on one."""
+    whole = eqx.filter_jit(task.evaluate)
+    if parallel is None or not parallel.is_parallel:
+        return whole
+    sharded = eqx.filter_jit(parallel.sum_over_shards(task.evaluate))
 
-    @eqx.filter_jit
     def evaluate(model, batch) -> Evaluation:
-        return task.evaluate(model, batch)
+        if batch[0].shape[0] % parallel.num_devices == 0:
+            return sharded(model, parallel.shard(batch))
+        return whole(model, parallel.replicate(batch))
 
     return evaluate
 
@@ -118,7 +134,17 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def _nfe_mean_max(nfe) -> tuple[float, float] | None:
+    """The mean and max over devices of one step's NFE (a scalar on one device)."""
+    if nfe is None:
+        return None
+    per_device = np.asarray(nfe, dtype=np.float64).reshape(-1)
+    return float(per_device.mean()), float(per_device.max())
+
+
 def _evaluate(evaluate_batch, model, arrays, batch_size):
+    """`(metric, nfe mean, nfe max, successful)` over a data set: NFE per batch
+    averaged over batches, per device (its mean and max over devices) when sharded."""
     metric_sum = count = 0.0
     nfes, ok = [], True
     for batch in iterate_batches(arrays, batch_size, rng=None, drop_last=False):
@@ -126,28 +152,39 @@ def _evaluate(evaluate_batch, model, arrays, batch_size):
         metric_sum += float(out.metric_sum)
         count += float(out.count)
         ok = ok and bool(out.successful)
-        if out.nfe is not None:
-            nfes.append(int(out.nfe))
-    mean_nfe = float(np.mean(nfes)) if nfes else None
-    return metric_sum / count, mean_nfe, ok
+        if (nfe := _nfe_mean_max(out.nfe)) is not None:
+            nfes.append(nfe)
+    mean_nfe, max_nfe = (
+        (float(np.mean([n[0] for n in nfes])), float(np.mean([n[1] for n in nfes])))
+        if nfes
+        else (None, None)
+    )
+    return metric_sum / count, mean_nfe, max_nfe, ok
 
 
 def evaluate_test_set(
-    task: AbstractTask, model, test, batch_size: int, predict_repeats: int, evaluate_batch=None
+    task: AbstractTask,
+    model,
+    test,
+    batch_size: int,
+    predict_repeats: int,
+    evaluate_batch=None,
+    parallel: DataParallel | None = None,
 ) -> dict:
-    """The run's test figures: `test_metric` and `test_nfe` (mean per batch) over the
-    whole set, `predict_seconds` (median over `predict_repeats` of one compiled forward
-    pass on the first batch) and `predict_batch_size`; `successful` False if a solve
-    failed."""
-    evaluate_batch = evaluate_batch or make_evaluate_step(task)
+    """The run's test figures: `test_metric` and `test_nfe` (mean per batch; per
+    device, and `test_nfe_max` its max over devices) over the whole set,
+    `predict_seconds` (median over `predict_repeats` of one compiled forward pass on the
+    first batch) and `predict_batch_size`; `successful` False if a solve failed."""
+    evaluate_batch = evaluate_batch or make_evaluate_step(task, parallel)
     eval_model = task.evaluation_model(model)
-    metric, nfe, ok = _evaluate(evaluate_batch, eval_model, test, batch_size)
+    metric, nfe, nfe_max, ok = _evaluate(evaluate_batch, eval_model, test, batch_size)
     predict_batch = next(iterate_batches(test, batch_size, rng=None, drop_last=False))
     _timed(evaluate_batch, eval_model, predict_batch)  # compile
     times = [_timed(evaluate_batch, eval_model, predict_batch)[1] for _ in range(predict_repeats)]
     return {
         "test_metric": metric,
         "test_nfe": nfe,
+        "test_nfe_max": nfe_max,
         "predict_seconds": statistics.median(times),
         "predict_batch_size": int(predict_batch[0].shape[0]),
         "successful": ok,
@@ -180,7 +217,10 @@ def train(
     """
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory to continue.")
-    run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config))
+    # Before any JAX work: a multi-host run initialises jax.distributed here.
+    parallel = config.parallel.build()
+    writes = jax.process_index() == 0  # one process writes the run directory
+    run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config), writes=writes)
     run_dir = run.path
     resumed_changes = _resumable_changes(run, config) if resume else {}
     if resume and run.is_finished:
@@ -188,13 +228,19 @@ def train(
             return run.read_summary()  # nothing left to train
         # Extended: the summary describes the shorter run; a new one is written at the end
         # (so an interrupted extension is not mistaken for a finished run).
-        run.summary_file.unlink()
+        if writes:
+            run.summary_file.unlink()
     if not resume:
         config.check_trains_something()
     task, arrays = config.build()
     n_train = arrays.train[0].shape[0]
     batch_size = min(config.optim.batch_size, n_train)
     eval_batch_size = config.train.eval_batch_size or batch_size
+    try:
+        parallel.check_batch_size(batch_size, "optim.batch_size")
+        parallel.check_batch_size(eval_batch_size, "train.eval_batch_size")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
     epochs = config.optim.epochs
 
@@ -218,24 +264,29 @@ def train(
             history = progress.get("resumed_changes", [])
             progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
     else:
-        if run.is_started:
+        if writes and run.is_started:
             raise FileExistsError(
                 f"{run_dir} already holds a run; resume it (--resume) or choose another "
                 "output directory."
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if writes:
+            run_dir.mkdir(parents=True, exist_ok=True)
         start_epoch, progress, rows = 0, {"train_seconds": 0.0}, []
         run.save_checkpoint(model, opt_state, 0, progress)
     run.write_config(config)
     run.write_metrics(rows)
+    model, opt_state = parallel.replicate((model, opt_state))
 
-    train_step = make_train_step(task, optimizer)
-    evaluate_batch = make_evaluate_step(task)
+    train_step = make_train_step(task, optimizer, parallel)
+    evaluate_batch = make_evaluate_step(task, parallel)
 
     def coefficients_at(step: int, epoch: int) -> dict:
         own = task.loss_coefficients(epoch)
         values = {name: schedule(step) for name, schedule in schedules.items()}
         return {name: jnp.asarray(v, jnp.float32) for name, v in {**values, **own}.items()}
+
+    def step_inputs(batch, key, step: int, epoch: int):
+        return parallel.shard(batch), *parallel.replicate((key, coefficients_at(step, epoch)))
 
     last_checkpoint_epoch = start_epoch
 
@@ -248,7 +299,7 @@ def train(
     # Compile ahead of time (which gives the step's memory), then run once on the
     # first batch, discarding the result.
     first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
-    first_args = (model, opt_state, first, step_key, coefficients_at(0, 0))
+    first_args = (model, opt_state, *step_inputs(first, step_key, 0, 0))
     start = time.perf_counter()
     compiled_step, train_step_bytes = compile_step(train_step, *first_args)
     compile_seconds = time.perf_counter() - start
@@ -276,15 +327,15 @@ def train(
             batches,
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not config.train.progress,
+            disable=not (config.train.progress and writes),
             leave=False,
         )
-        sums = {"loss": 0.0, "metric": 0.0, "nfe": 0.0}
+        sums = {"loss": 0.0, "metric": 0.0, "nfe": 0.0, "nfe_max": 0.0}
         for i, batch in enumerate(bar):
             step = epoch * steps_per_epoch + i
             key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
             (model, opt_state, loss, aux), seconds = run_step(
-                epoch, step, model, opt_state, batch, key, coefficients_at(step, epoch)
+                epoch, step, model, opt_state, *step_inputs(batch, key, step, epoch)
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
@@ -305,17 +356,19 @@ def train(
                 )
             sums["loss"] += float(loss)
             sums["metric"] += float(aux["metric"])
-            sums["nfe"] += float(aux["nfe"]) if aux["nfe"] is not None else float("nan")
+            nfe, nfe_max = _nfe_mean_max(aux["nfe"]) or (float("nan"), float("nan"))
+            sums["nfe"] += nfe
+            sums["nfe_max"] += nfe_max
             bar.set_postfix(
                 loss=f"{sums['loss'] / (i + 1):.4f}",
                 **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
-                nfe=f"{float(aux['nfe']) if aux['nfe'] is not None else float('nan'):.0f}",
+                nfe=f"{nfe:.0f}",
             )
         bar.close()
 
         done = epoch + 1
         if done % config.train.eval_every == 0 or done == epochs:
-            test_metric, test_nfe, ok = _evaluate(
+            test_metric, test_nfe, test_nfe_max, ok = _evaluate(
                 evaluate_batch, task.evaluation_model(model), arrays.test, eval_batch_size
             )
             if not ok:
@@ -326,14 +379,16 @@ def train(
                 "train_loss": sums["loss"] / steps_per_epoch,
                 f"train_{task.metric}": sums["metric"] / steps_per_epoch,
                 "train_nfe": sums["nfe"] / steps_per_epoch,
+                "train_nfe_max": sums["nfe_max"] / steps_per_epoch,
                 f"test_{task.metric}": test_metric,
                 "test_nfe": test_nfe,
+                "test_nfe_max": test_nfe_max,
                 "train_seconds": train_seconds,
                 **{f"coefficient_{k}": float(v) for k, v in coefficients_at(step, epoch).items()},
             }
             rows.append(row)
             run.write_metrics(rows)
-            if config.train.progress:
+            if config.train.progress and writes:
                 tqdm.write(
                     f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
                     f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}"
@@ -347,7 +402,7 @@ def train(
             return None
 
     eval_model = task.evaluation_model(model)
-    train_metric, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
+    train_metric, _, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
     test = evaluate_test_set(
         task, model, arrays.test, eval_batch_size, config.train.predict_repeats, evaluate_batch
     )
@@ -360,6 +415,7 @@ def train(
         "train_metric": train_metric,
         "test_metric": test["test_metric"],
         "test_nfe": test["test_nfe"],
+        "test_nfe_max": test["test_nfe_max"],
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
         "train_step_bytes": train_step_bytes,
@@ -370,7 +426,9 @@ def train(
         "steps": epochs * steps_per_epoch,
         "batch_size": batch_size,
         "solver": {"name": solver.name, "rtol": solver.rtol, "atol": solver.atol},
-        "devices": [str(d) for d in jax.devices()],
+        "devices": parallel.num_devices,
+        "device_kind": parallel.devices[0].device_kind,
+        "processes": jax.process_count(),
     }
     if progress.get("resumed_changes"):
         summary["resumed_changes"] = progress["resumed_changes"]
@@ -378,8 +436,16 @@ def train(
     return summary
 
 
-#: Settings that `--resume` may change: how long the run goes on, and how it reports.
-RESUMABLE_CHANGES = ("optim.epochs", "train.progress", "output_dir")
+#: Settings that `--resume` may change: how long the run goes on, how it reports, and
+#: on how many devices it goes on (recorded in the summary's `resumed_changes`).
+RESUMABLE_CHANGES = (
+    "optim.epochs",
+    "train.progress",
+    "output_dir",
+    "parallel.devices",
+    "parallel.distributed",
+)
+RECORDED_CHANGES = ("optim.epochs", "parallel.devices", "parallel.distributed")
 
 
 def _jsonable(changes: dict) -> dict:
@@ -398,7 +464,7 @@ def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
             f"--resume {run.path} continues that run exactly as configured in its "
             f"{run.CONFIG}, but these settings differ: {listed}. Train them as a new run "
             "(another --run-dir); on resume only optim.epochs (how long the run goes on), "
-            "train.progress and output_dir may change."
+            "parallel.devices/distributed, train.progress and output_dir may change."
         )
     if "optim.epochs" in changes:
         # An exponential anneal runs from start to end over optim.epochs: another length
@@ -415,7 +481,7 @@ def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
                 f"regularization.{annealed[0]} anneals exponentially over the run's "
                 f"{saved.optim.epochs} epochs; train the longer run as a new run."
             )
-    return {k: v for k, v in changes.items() if k == "optim.epochs"}
+    return {k: v for k, v in changes.items() if k in RECORDED_CHANGES}
 
 
 def load_run(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()):
@@ -442,8 +508,9 @@ def restore_run(run_dir: str | Path, overrides=()):
     return model, config, epoch, task, arrays
 
 
-#: What `nderegs eval` may change: the data (e.g. a path) and how it is batched/timed.
-EVAL_OVERRIDES = ("task.data.", "train.eval_batch_size", "train.predict_repeats")
+#: What `nderegs eval` may change: the data (e.g. a path), how it is batched/timed, and
+#: the devices it runs on.
+EVAL_OVERRIDES = ("task.data.", "train.eval_batch_size", "train.predict_repeats", "parallel.")
 
 
 def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> dict:
@@ -456,12 +523,21 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
         raise ConfigError(
             f"nderegs eval changes only the data and its batching; not {', '.join(refused)}. "
             "Accepted: task.data.<key>=..., train.eval_batch_size=..., "
-            "train.predict_repeats=..."
+            "train.predict_repeats=..., parallel.<key>=..."
         )
+    config = RunDirectory(run_dir).read_config(overrides)
+    parallel = config.parallel.build()
     model, config, epoch, task, arrays = restore_run(run_dir, overrides)
     n_train = arrays.train[0].shape[0]
     batch_size = config.train.eval_batch_size or min(config.optim.batch_size, n_train)
-    test = evaluate_test_set(task, model, arrays.test, batch_size, config.train.predict_repeats)
+    test = evaluate_test_set(
+        task,
+        parallel.replicate(model),
+        arrays.test,
+        batch_size,
+        config.train.predict_repeats,
+        parallel=parallel,
+    )
     figures = {
         "run_dir": str(run_dir),
         "epoch": epoch,
@@ -472,6 +548,6 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
         "num_test": int(arrays.test[0].shape[0]),
         **test,
     }
-    if write:
+    if write and jax.process_index() == 0:
         RunDirectory(run_dir).write_eval(figures)
     return figures

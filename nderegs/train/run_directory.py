@@ -64,8 +64,10 @@ class RunDirectory:
     PROGRESS = "checkpoint.json"
     EVAL = "eval.json"
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, writes: bool = True):
         self.path = Path(path)
+        #: False on every process of a multi-host run but the first: its writes are skipped.
+        self.writes = writes
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -124,6 +126,8 @@ class RunDirectory:
         return load_config(self.config_file, list(overrides))
 
     def write_config(self, config: ExperimentConfig) -> None:
+        if not self.writes:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         save_config(config, self.config_file)
 
@@ -135,6 +139,8 @@ class RunDirectory:
         return [_current_names(json.loads(line)) for line in lines if line.strip()]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        if not self.writes:
+            return
         text = "".join(json.dumps(row) + "\n" for row in rows)
         _replace_atomically(self.metrics_file, lambda p: p.write_text(text))
 
@@ -144,6 +150,8 @@ class RunDirectory:
         return json.loads(self.summary_file.read_text())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         text = json.dumps(summary, indent=2)
         _replace_atomically(self.summary_file, lambda p: p.write_text(text))
 
@@ -156,6 +164,8 @@ class RunDirectory:
     def save_checkpoint(self, model, opt_state, epoch: int, progress: dict[str, Any]) -> None:
         """Store (model, opt_state) after `epoch` completed epochs, with `progress`
         (JSON-able bookkeeping such as the accumulated training seconds)."""
+        if not self.writes:
+            return
         state = (model, opt_state, jnp.asarray(epoch, jnp.int32))
         _replace_atomically(self.checkpoint_file, lambda p: eqx.tree_serialise_leaves(p, state))
         text = json.dumps({**progress, "epoch": epoch}, indent=2)

@@ -1,0 +1,131 @@
+"""Run in a subprocess by test_parallel.py, with forced CPU devices (and, for the
+multi-process test, jax.distributed's environment variables), so the test suite itself
+keeps one device.
+
+    python tests/parallel_worker.py step OUT.json      one training step (float64)
+    python tests/parallel_worker.py train OUT.json     a short run on 1 and on all devices
+"""
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from nderegs.config import load_config  # noqa: E402
+from nderegs.data import iterate_batches  # noqa: E402
+from nderegs.parallel import DataParallel, initialize_distributed  # noqa: E402
+from nderegs.train import train  # noqa: E402
+from nderegs.train.loop import make_train_step  # noqa: E402
+
+#: A small digits step with the global error regularizer (gradients through the
+#: solver) and STEER (a random end time: a key per device) at a tight tolerance.
+STEP = [
+    "task.data.subset=256",
+    "optim.batch_size=64",
+    "task.model.hidden_size=8",
+    "task.model.vf_width=8",
+    "solver.rtol=1e-7",
+    "solver.atol=1e-7",
+    "method=error+steer",
+    "regularization.error.start=0.1",
+]
+
+
+def _leaves(tree) -> list[float]:
+    return [float(v) for x in jax.tree_util.tree_leaves(tree) for v in np.ravel(x)]
+
+
+def one_step(out: str) -> None:
+    initialize_distributed(False)  # from the environment, when set
+    config = load_config("configs/digits.yaml", STEP)
+    task, arrays = config.build()
+    model = task.init_model(jax.random.key(0))
+    batch = next(iterate_batches(arrays.train, config.optim.batch_size, rng=None, drop_last=True))
+    batch = (batch[0].astype(np.float64), batch[1])
+    key = jax.random.key(7)
+    coefficients = {"error": jnp.asarray(0.1)}
+    parallel = DataParallel(jax.devices())
+    n = parallel.num_devices
+
+    value_and_grad = eqx.filter_value_and_grad(task.loss, has_aux=True)
+    sharded = eqx.filter_jit(parallel.mean_over_shards(value_and_grad))
+    placed_model = parallel.replicate(model)
+    inputs = (parallel.shard(batch), *parallel.replicate((key, coefficients)))
+    (loss, aux), grads = sharded(placed_model, *inputs)
+
+    optimizer = config.optim.build()
+    opt_state = parallel.replicate(optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
+    step = make_train_step(task, optimizer, parallel)
+    new_model, _, step_loss, _ = step(placed_model, opt_state, *inputs)
+
+    result = {
+        "devices": n,
+        "processes": jax.process_count(),
+        "loss": float(loss),
+        "step_loss": float(step_loss),
+        "grads": _leaves(grads),
+        "nfe": [int(v) for v in np.asarray(aux["nfe"])],
+        "updated": _leaves(eqx.filter(new_model, eqx.is_inexact_array)),
+        "dtype": str(jax.tree_util.tree_leaves(grads)[0].dtype),
+    }
+    if jax.process_count() == 1:
+        # Independently: each shard's own one-device solve and gradient, then their mean.
+        size = batch[0].shape[0] // n
+        shard_results = [
+            eqx.filter_jit(value_and_grad)(
+                model,
+                tuple(x[i * size : (i + 1) * size] for x in batch),
+                jax.random.fold_in(key, i),
+                coefficients,
+            )
+            for i in range(n)
+        ]
+        mean_grads = jax.tree_util.tree_map(lambda *g: sum(g) / n, *[g for _, g in shard_results])
+        updates, _ = optimizer.update(
+            mean_grads,
+            optimizer.init(eqx.filter(model, eqx.is_inexact_array)),
+            eqx.filter(model, eqx.is_inexact_array),
+        )
+        result["reference"] = {
+            "loss": float(np.mean([float(loss) for (loss, _), _ in shard_results])),
+            "grads": _leaves(mean_grads),
+            "nfe": [int(aux["nfe"]) for (_, aux), _ in shard_results],
+            "updated": _leaves(eqx.filter(eqx.apply_updates(model, updates), eqx.is_inexact_array)),
+        }
+    if jax.process_index() == 0:
+        with open(out, "w") as f:
+            json.dump(result, f)
+
+
+def short_training(out: str, run_root: str) -> None:
+    overrides = [
+        "task.data.subset=512",
+        "optim.batch_size=64",
+        "optim.epochs=4",
+        "task.model.hidden_size=16",
+        "task.model.vf_width=16",
+        "solver.rtol=1e-4",
+        "solver.atol=1e-4",
+        "train.progress=false",
+        "train.predict_repeats=1",
+    ]
+    summaries = {}
+    for devices in ("1", "all"):
+        config = load_config("configs/digits.yaml", [*overrides, f"parallel.devices={devices}"])
+        summaries[devices] = train(config, run_dir=f"{run_root}/devices-{devices}")
+    with open(out, "w") as f:
+        json.dump(summaries, f)
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], sys.argv[2]
+    if mode == "step":
+        one_step(out)
+    else:
+        short_training(out, sys.argv[3])

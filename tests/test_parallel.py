@@ -1,0 +1,159 @@
+"""Data-parallel training (`parallel.devices`, `parallel.distributed`).
+
+The multi-device checks run `parallel_worker.py` in subprocesses with forced CPU devices
+(and two processes over jax.distributed's CPU collectives), so this process keeps one
+device."""
+
+import json
+import os
+from pathlib import Path
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tiny import TINY
+
+from nderegs.config import ConfigError, load_config
+from nderegs.train import train
+
+pytestmark = pytest.mark.xdist_group("parallel")
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("parallel_worker.py")
+CONFIG = ROOT / "configs" / "digits.yaml"
+
+
+def _env(devices: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(extra)
+    return env
+
+
+def _run_worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 600) -> None:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+
+
+@pytest.fixture(scope="module")
+def four_device_step(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("parallel") / "step.json"
+    _finish(_run_worker(["step", str(out)], _env(4)))
+    return json.loads(out.read_text())
+
+
+def test_data_parallel_gradient_is_the_mean_of_the_shards(four_device_step):
+    result = four_device_step
+    reference = result["reference"]
+    assert result["devices"] == 4 and result["dtype"] == "float64"
+    np.testing.assert_allclose(result["loss"], reference["loss"], rtol=1e-12)
+    np.testing.assert_allclose(result["step_loss"], reference["loss"], rtol=1e-12)
+    scale = np.max(np.abs(reference["grads"]))
+    np.testing.assert_allclose(result["grads"], reference["grads"], rtol=0, atol=1e-10 * scale)
+    # The training step applies exactly that mean gradient.
+    np.testing.assert_allclose(result["updated"], reference["updated"], rtol=0, atol=1e-12)
+
+
+def test_each_device_reports_its_own_shards_nfe(four_device_step):
+    assert four_device_step["nfe"] == four_device_step["reference"]["nfe"]
+    assert len(four_device_step["nfe"]) == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
+    out = tmp_path / "step.json"
+    address = f"localhost:{_free_port()}"
+    processes = [
+        _run_worker(
+            ["step", str(out)],
+            _env(
+                2,
+                JAX_COORDINATOR_ADDRESS=address,
+                JAX_NUM_PROCESSES="2",
+                JAX_PROCESS_ID=str(i),
+            ),
+        )
+        for i in range(2)
+    ]
+    for process in processes:
+        _finish(process)
+    result = json.loads(out.read_text())
+    assert result["processes"] == 2 and result["devices"] == 4
+    single = four_device_step
+    assert result["nfe"] == single["nfe"]
+    np.testing.assert_allclose(result["loss"], single["loss"], rtol=1e-12)
+    scale = np.max(np.abs(single["grads"]))
+    np.testing.assert_allclose(result["grads"], single["grads"], rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(result["updated"], single["updated"], rtol=0, atol=1e-12)
+
+
+def test_short_training_on_four_devices_matches_one(tmp_path):
+    out = tmp_path / "train.json"
+    _finish(_run_worker(["train", str(out), str(tmp_path / "runs")], _env(4)))
+    one, four = (json.loads(out.read_text())[k] for k in ("1", "all"))
+    assert (one["devices"], four["devices"]) == (1, 4)
+    assert four["test_nfe_max"] >= four["test_nfe"]
+    assert one["test_nfe_max"] == one["test_nfe"]
+    # Each device solves a quarter of the batch with its own steps: the
+    # numbers differ from one device's, the accuracy must not by much.
+    assert one["test_metric"] > 0.6
+    assert abs(four["test_metric"] - one["test_metric"]) < 0.08
+    metrics = (tmp_path / "runs" / "devices-all" / "metrics.jsonl").read_text().splitlines()
+    assert all("train_nfe_max" in json.loads(row) for row in metrics)
+
+
+def test_devices_all_on_one_device_is_the_plain_run(tmp_path):
+    common = [*TINY, "optim.epochs=2", "train.predict_repeats=1"]
+    plain = train(load_config(CONFIG, common), run_dir=tmp_path / "plain")
+    every = train(load_config(CONFIG, [*common, "parallel.devices=all"]), run_dir=tmp_path / "all")
+    assert plain is not None and every is not None
+    assert every["devices"] == 1 and every["processes"] == 1
+    for key in ("test_metric", "test_nfe", "test_nfe_max", "train_metric", "train_step_bytes"):
+        assert every[key] == plain[key], key
+    rows = [
+        (tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1] for run in ("plain", "all")
+    ]
+    first, second = (json.loads(r) for r in rows)
+    first.pop("train_seconds"), second.pop("train_seconds")
+    assert first == second
+
+
+def test_more_devices_than_available_is_a_config_error(tmp_path):
+    config = load_config(CONFIG, [*TINY, "parallel.devices=2"])
+    with pytest.raises(ConfigError, match=r"parallel.devices.*only 1 device"):
+        train(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "true", "-1"])
+def test_bad_device_counts_are_rejected(value):
+    with pytest.raises(ConfigError, match="parallel.devices.*positive number of devices, or all"):
+        load_config(CONFIG, [f"parallel.devices={value}"])
+
+
+def test_resume_may_change_the_device_count(tmp_path):
+    config = load_config(CONFIG, [*TINY, "optim.epochs=2"])
+    assert train(config, run_dir=tmp_path / "run", stop_after_epoch=1) is None
+    resumed = load_config(CONFIG, [*TINY, "optim.epochs=2", "parallel.devices=all"])
+    summary = train(resumed, run_dir=tmp_path / "run", resume=True)
+    assert summary is not None
+    assert summary["resumed_changes"] == [{"parallel.devices": [1, "all"]}]
