@@ -1,24 +1,30 @@
 r"""Data parallelism: a 1-D device mesh over the batch, on one host or many.
 
 Each device solves *its shard of the batch as one system*, with its own adaptive
-steps, inside `jax.shard_map`; the loss, the regularizers and the gradients are then
-averaged across devices (`pmean`). With $n$ devices and a global batch $B$ split into
-shards $B_1, \dots, B_n$ of equal size, one training step uses the gradient
+steps; the loss, the regularizers and the gradients are then averaged across devices.
+With $n$ devices and a global batch $B$ split into shards $B_1, \dots, B_n$ of equal
+size, one training step uses the gradient
 
 $$g = \frac{1}{n} \sum_{d=1}^{n} \nabla_\theta \big(L_\text{task}(B_d) + \textstyle\sum
 \lambda R(B_d)\big),$$
 
 where each $R(B_d)$ (e.g. $R_E$, the sum over the accepted steps of the solve of
 $B_d$) is a per-shard quantity. It is *not* the gradient of a one-device step on $B$:
-the shards' solves take their own step sizes (a smaller system usually needs no more
-and often fewer steps than the whole batch), so the numbers of a run depend on the
-number of devices as they depend on the batch size. The NFE of a step is therefore per
-device: its mean over devices is the work per device, its maximum sets the wall time.
+the shards' solves take their own step sizes (the controller's norm runs over the
+shard, not the batch), so the numbers of a run depend on the number of devices as they
+depend on the batch size. The NFE of a step is therefore per device: its mean over
+devices is the work per device, its maximum sets the wall time.
 
-Why not let XLA shard one whole-batch solve: the adaptive step size of a batch solved
-as one system depends on a norm over the whole batch, so an auto-sharded solve reduces
-across devices at every step (every stage, every rejection), which has been reported
-far slower than independent per-device solves (diffrax's issue tracker).
+How: the batch, sharded along axis 0 (`NamedSharding`), is reshaped to
+(devices, B / devices, ...) and the task's loss is `vmap`ped over the shards inside one
+`jit`; XLA partitions the vmapped solve so each device runs its own shard's steps. The
+only collective inside the solve is the loop condition (one boolean per step: is any
+shard still running); the controller's norms stay per shard. Not letting XLA shard one
+whole-batch solve: its norm spans the batch, so such a solve reduces across devices at
+every stage of every step, reported far slower than per-device solves (diffrax's issue
+tracker). Not `jax.shard_map`: under it, equinox 0.13's checkpointed while loop (the
+backward pass of `RecursiveCheckpointAdjoint`) and its run-time checks reject the
+sharding metadata of their own carries (diffrax issue #765, equinox PR #1261).
 
 Every process of a multi-host run holds the same data set and the same shuffles (both
 are functions of the seed) and puts on its devices only their rows of each batch

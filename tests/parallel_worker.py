@@ -17,7 +17,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nderegs.config import load_config  # noqa: E402
+from nderegs.config import ConfigError, load_config  # noqa: E402
 from nderegs.data import iterate_batches  # noqa: E402
 from nderegs.parallel import DataParallel, initialize_distributed  # noqa: E402
 from nderegs.train import train  # noqa: E402
@@ -115,7 +115,12 @@ def short_training(out: str, run_root: str) -> None:
         "train.progress=false",
         "train.predict_repeats=1",
     ]
-    summaries = {}
+    summaries: dict = {}
+    try:
+        more = ["optim.batch_size=66", "parallel.devices=all"]
+        train(load_config("configs/digits.yaml", [*overrides, *more]), run_dir=f"{run_root}/x")
+    except ConfigError as e:
+        summaries["indivisible_batch_error"] = str(e)
     for devices in ("1", "all"):
         config = load_config("configs/digits.yaml", [*overrides, f"parallel.devices={devices}"])
         summaries[devices] = train(config, run_dir=f"{run_root}/devices-{devices}")

@@ -109,7 +109,12 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
 def test_short_training_on_four_devices_matches_one(tmp_path):
     out = tmp_path / "train.json"
     _finish(_run_worker(["train", str(out), str(tmp_path / "runs")], _env(4)))
-    one, four = (json.loads(out.read_text())[k] for k in ("1", "all"))
+    results = json.loads(out.read_text())
+    one, four = results["1"], results["all"]
+    assert (
+        "optim.batch_size=66 does not split evenly over parallel.devices=4"
+        in (results["indivisible_batch_error"])
+    )
     assert (one["devices"], four["devices"]) == (1, 4)
     assert four["test_nfe_max"] >= four["test_nfe"]
     assert one["test_nfe_max"] == one["test_nfe"]
