@@ -1,4 +1,4 @@
-"""`nderegs` command line: `nderegs train`, `nderegs compare` and `nderegs eval`.
+"""`nderegs` command line: `nderegs train`, `compare`, `sweep` and `eval`.
 
 Exit status: 0 success, 1 a run failed (diverged, bad data, unwritable directory, ...),
 2 a configuration or usage error, 130 interrupted (Ctrl-C). Errors are one paragraph on
@@ -128,18 +128,37 @@ def _seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def _backend(opts):
+    from .runners import make_backend
+
+    return make_backend(
+        opts.backend,
+        workers=opts.workers,
+        address=opts.address,
+        cpus_per_trial=opts.cpus_per_trial,
+        gpus_per_trial=opts.gpus_per_trial,
+    )
+
+
 def _compare(opts, argv) -> int:
     from .report import normalize_methods, run_comparison, split_entries, write_report
 
     seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
+    backend = None
     try:
         methods = normalize_methods(split_entries(opts.methods))
+        backend = _backend(opts)
         result = run_comparison(
-            opts.config, methods, seeds, opts.overrides, output_dir=opts.output_dir
+            opts.config,
+            methods,
+            seeds,
+            opts.overrides,
+            output_dir=opts.output_dir,
+            backend=backend,
         )
         command = shlex.join(["nderegs", *argv])
         files = write_report(result, result.output_dir, command)
-    except ConfigError as e:
+    except (ConfigError, ImportError) as e:
         _say(f"nderegs compare: configuration error: {e}")
         return 2
     except KeyboardInterrupt:
@@ -151,6 +170,9 @@ def _compare(opts, argv) -> int:
     except PermissionError as e:
         _say(_unwritable(e, "compare"))
         return 1
+    finally:
+        if backend is not None:
+            backend.close()
     _say(f"\nTable: {files['markdown']} and {files['csv']}")
     _say(f"Plots: {files['nfe_plot']} and {files['metric_plot']}\n")
     print(files["markdown"].read_text())
@@ -189,6 +211,104 @@ def _add_compare_parser(commands) -> None:
     p.add_argument(
         "--output-dir", help="where runs, table and plots go (default: <output_dir>/compare-<name>)"
     )
+    _add_backend_arguments(p)
+
+
+def _add_backend_arguments(p) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where runs execute: local (this machine; default) or ray (a Ray instance "
+        "or cluster; pip install 'nderegs[ray]')",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs at a time: local processes, or the CPUs of a local Ray instance / "
+        "--cpus-per-trial (default 1)",
+    )
+    p.add_argument("--address", help="a Ray cluster's address (--backend ray), e.g. auto")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="Ray resources per run")
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="Ray resources per run")
+
+
+def _sweep(opts, argv) -> int:
+    from .report import normalize_methods, run_sweep, split_entries, sweep_header, write_sweep
+
+    seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
+    backend = None
+    try:
+        methods = normalize_methods(split_entries(opts.methods))
+        backend = _backend(opts)
+        result = run_sweep(
+            opts.config,
+            methods,
+            opts.grid or [],
+            seeds,
+            opts.overrides,
+            output_dir=opts.output_dir,
+            backend=backend,
+        )
+        header = sweep_header(result, shlex.join(["nderegs", *argv]))
+        files = write_sweep(result, result.output_dir, header)
+    except (ConfigError, ImportError) as e:
+        _say(f"nderegs sweep: configuration error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _say(
+            "\nnderegs sweep: interrupted. Finished trials are kept; the same command "
+            "continues where it stopped."
+        )
+        return 130
+    except PermissionError as e:
+        _say(_unwritable(e, "sweep"))
+        return 1
+    finally:
+        if backend is not None:
+            backend.close()
+    _say(f"\nTrials: {files['csv']}; fronts: {files['pareto']}, {files['plot']}")
+    _say(f"Tuned table: {files['tuned']}\n")
+    print(files["pareto"].read_text())
+    failed = len(result.failures)
+    if failed:
+        _say(f"nderegs sweep: {failed} of {len(result.trials)} trials failed")
+    return 1 if failed else 0
+
+
+def _add_sweep_parser(commands) -> None:
+    p = commands.add_parser(
+        "sweep",
+        help="train methods x coefficient grids x seeds; Pareto fronts of NFE vs metric",
+        description="Train every method over its grid of settings and seeds (each trial an "
+        "ordinary run; finished trials are reused, failed ones recorded) and write "
+        "sweep.csv, pareto.md, pareto.png and tuned.md, e.g. `nderegs sweep "
+        "configs/digits.yaml --methods vanilla,error --grid "
+        "error:regularization.error.start=0.1,0.3,1,3 --seeds 3`. Exit status: 0 all "
+        "trials succeeded, 1 some failed, 2 configuration error.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every trial")
+    p.add_argument("--methods", required=True, help="comma-separated methods, as for compare")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="[METHOD:]KEY=V1,V2,...",
+        help="a grid over a config key, for every method or (METHOD:) one; repeatable, the "
+        "settings are the product",
+    )
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (default 3)")
+    seeds.add_argument(
+        "--seed-list", type=_seed_list, metavar="S,S,...", help="explicit seeds, e.g. 0,4,7"
+    )
+    p.add_argument(
+        "--output-dir", help="where trials and results go (default: <output_dir>/sweep-<name>)"
+    )
+    _add_backend_arguments(p)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -227,6 +347,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the resolved configuration (YAML) and exit without training",
     )
     _add_compare_parser(commands)
+    _add_sweep_parser(commands)
     e = commands.add_parser(
         "eval",
         help="evaluate a trained run: test metric, NFE and prediction time",
@@ -260,6 +381,8 @@ def main(argv=None) -> int:
         return _train(opts)
     if opts.command == "compare":
         return _compare(opts, argv)
+    if opts.command == "sweep":
+        return _sweep(opts, argv)
     if opts.command == "eval":
         return _eval(opts)
     return 2

@@ -26,8 +26,9 @@ from nderegs.report import (
     spread,
     write_report,
 )
-from nderegs.report.runs import FAILED, RESUMED, run_dir_for, SKIPPED, TRAINED
+from nderegs.report.runs import run_dir_for
 from nderegs.report.table import format_spread
+from nderegs.runners.run import FAILED, RESUMED, SKIPPED, TRAINED
 
 # The tests share one expensive module fixture: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("compare")
@@ -102,7 +103,7 @@ class FakeTrain:
 @pytest.fixture
 def fake_train(monkeypatch):
     fake = FakeTrain(fail_methods={"error"})
-    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    monkeypatch.setattr("nderegs.runners.run.train", fake)
     return fake
 
 
@@ -261,7 +262,7 @@ def test_plots_are_non_empty_pngs(real):
 def test_second_invocation_reads_finished_runs_back_without_training(real, monkeypatch):
     result, _ = real
     fake = FakeTrain()
-    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    monkeypatch.setattr("nderegs.runners.run.train", fake)
     again = run_comparison(None, ["vanilla", "error"], 2, TINY, result.output_dir, progress=False)
     assert fake.calls == []
     assert [r.status for r in again.runs] == [SKIPPED] * 4
@@ -273,7 +274,7 @@ def test_finished_run_with_another_configuration_is_not_reused(real, monkeypatch
     plots are left as they were."""
     result, _ = real
     fake = FakeTrain()
-    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    monkeypatch.setattr("nderegs.runners.run.train", fake)
     overrides = [*TINY, "optim.epochs=2"]
     with pytest.raises(ConfigError, match=r"(?s)other settings, so nothing was run.*optim.epochs"):
         run_comparison(None, ["vanilla"], 1, overrides, result.output_dir, progress=False)
@@ -336,7 +337,7 @@ def test_cli_runs_seed_list_prints_table_and_exits_1_on_failures(tmp_path, fake_
 
 
 def test_cli_default_output_dir_is_compare_name_under_config_output_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr("nderegs.report.runs.train", FakeTrain())
+    monkeypatch.setattr("nderegs.runners.run.train", FakeTrain())
     argv = ["compare", "--methods", "vanilla", "--seeds", "1", f"output_dir={tmp_path}", "name=a"]
     assert main(argv) == 0
     assert (tmp_path / "compare-a" / "comparison.md").exists()
@@ -356,7 +357,7 @@ def test_cli_rejects_bad_input_with_exit_code_2_before_training(
     tmp_path, monkeypatch, capsys, args, message
 ):
     fake = FakeTrain()
-    monkeypatch.setattr("nderegs.report.runs.train", fake)
+    monkeypatch.setattr("nderegs.runners.run.train", fake)
     assert main(["compare", "--output-dir", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
     assert fake.calls == [] and not any(tmp_path.iterdir())
@@ -382,7 +383,7 @@ def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
     configs = []
     fake = FakeTrain()
     monkeypatch.setattr(
-        "nderegs.report.runs.train",
+        "nderegs.runners.run.train",
         lambda config, **kw: configs.append(config) or fake(config, **kw),
     )
     entry = "local-error[regularization.local_gradient=trajectory,solver.adjoint=backsolve]"
@@ -424,7 +425,7 @@ def test_malformed_method_entries_are_rejected(entry, message):
 
 
 def test_unwritable_output_dir_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("nderegs.report.runs.train", FakeTrain())
+    monkeypatch.setattr("nderegs.runners.run.train", FakeTrain())
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "comparison.md"))

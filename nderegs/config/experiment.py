@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from ..tasks import AbstractTask, Arrays
+from ..tracking import TRACKERS
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
 from .optimizers import OptimizerConfig
 from .parallel import ParallelConfig
@@ -42,6 +43,21 @@ class ExperimentConfig(Section):
     optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
     train: TrainConfig = Field(default_factory=TrainConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    #: Where per-epoch metrics are mirrored besides metrics.jsonl: tensorboard, wandb.
+    tracking: list[Str] = Field(default_factory=list)
+
+    @field_validator("tracking")
+    @classmethod
+    def _check_tracking(cls, tracking: list[str]) -> list[str]:
+        unknown = [name for name in tracking if name not in TRACKERS]
+        if unknown:
+            raise ValueError(
+                f"unknown tracker {unknown[0]!r}; accepted: {', '.join(TRACKERS)} (a list, "
+                "e.g. tracking: [tensorboard])"
+            )
+        if len(set(tracking)) != len(tracking):
+            raise ValueError("a tracker is listed more than once")
+        return tracking
 
     @field_validator("method")
     @classmethod

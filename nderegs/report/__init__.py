@@ -30,10 +30,16 @@ from .runs import (
     seed_list,
     split_entries,
 )
+from .sweep import Grid, run_sweep, SweepResult, write_sweep
 from .table import markdown_table, method_rows, MethodRow, Spread, spread, write_csv, write_markdown
 
 __all__ = [
     "ComparisonResult",
+    "Grid",
+    "SweepResult",
+    "run_sweep",
+    "sweep_header",
+    "write_sweep",
     "collect_runs",
     "runs_table",
     "MethodRow",
@@ -79,6 +85,17 @@ def report_header(result: ComparisonResult, command: str) -> list[str]:
         f"Machine: {machine_description()}",
         f"Date (UTC): {date}",
         f"Seeds: {', '.join(map(str, result.seeds))}; runs in {result.output_dir}",
+    ]
+
+
+def sweep_header(result: SweepResult, command: str) -> list[str]:
+    """Provenance lines of a sweep's files."""
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    return [
+        f"Command: `{command}`",
+        f"Machine: {machine_description()}",
+        f"Date (UTC): {date}",
+        f"Seeds: {', '.join(map(str, result.seeds))}; trials in {result.output_dir}",
     ]
 
 

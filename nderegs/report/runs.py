@@ -1,4 +1,5 @@
-"""Run every (method, seed) pair of a comparison, one after the other, resumably.
+"""Run every (method, seed) pair of a comparison, resumably, on a backend
+(`nderegs.runners`: this process, a local pool, or Ray).
 
 Each run lives in `output_dir/<method with + as _>/seed<k>`. A run whose `summary.json`
 exists is not trained again (its summary is read back); one with a checkpoint but no
@@ -15,38 +16,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..config import (
-    config_changes,
-    ConfigError,
-    ExperimentConfig,
-    load_config,
-    parse_method,
-)
-from ..train import RunDirectory, train
-
-#: `RunResult.status` values.
-TRAINED, RESUMED, SKIPPED, FAILED = "trained", "resumed", "skipped", "failed"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """The outcome of one (method, seed) run.
-
-    `status` is "trained" (from scratch), "resumed" (continued from a checkpoint),
-    "skipped" (its summary.json was already there) or "failed" (then `error` holds the
-    message and `summary` is None).
-    """
-
-    method: str
-    seed: int
-    run_dir: Path
-    status: str
-    summary: dict | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.summary is not None
+from ..config import ConfigError, ExperimentConfig, load_config, parse_method
+from ..runners import AbstractBackend, InProcess, Job, RunResult, stale_run_problem
+from ..runners.run import FAILED, RESUMED, SKIPPED
+from ..train import RunDirectory
 
 
 @dataclass(frozen=True)
@@ -182,48 +155,6 @@ def run_config(
     )
 
 
-def _stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
-    """Why an existing run directory cannot be reused for `config` (None if it can)."""
-    if not RunDirectory(run_dir).has_config:
-        return None
-    try:
-        changes = config_changes(RunDirectory(run_dir).read_config(), config)
-        # How a run reports (progress bar, where its parent folder is) is not a clash.
-        differences = [key for key in changes if key not in ("train.progress", "output_dir")]
-    except ConfigError as e:
-        return f"{RunDirectory(run_dir).config_file} cannot be read back: {e}"
-    if differences:
-        return (
-            f"{run_dir} holds a run with a different configuration "
-            f"({', '.join(differences)}); choose another --output-dir or delete it"
-        )
-    return None
-
-
-def _failure_message(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def execute_run(config: ExperimentConfig, run_dir: Path, label: str | None = None) -> RunResult:
-    """Train one run (or read it back, or resume it); never raises for a failed run.
-    `label` names the run's row (default: its method), e.g. a `METHOD[key=value]` entry."""
-    method, seed = label or config.method, config.seed
-    run = RunDirectory(run_dir)
-    problem = _stale_run_problem(run_dir, config) if run.is_started else None
-    if problem is not None:
-        return RunResult(method, seed, run_dir, FAILED, error=problem)
-    summary = run.read_summary()
-    if summary is not None:
-        return RunResult(method, seed, run_dir, SKIPPED, summary=summary)
-    resume = run.has_checkpoint
-    try:
-        summary = train(config, run_dir=run_dir, resume=resume)
-    except Exception as error:  # any failure of one run is reported, the others go on
-        return RunResult(method, seed, run_dir, FAILED, error=_failure_message(error))
-    return RunResult(method, seed, run_dir, RESUMED if resume else TRAINED, summary=summary)
-
-
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.3g} s"
 
@@ -242,6 +173,46 @@ def progress_line(result: RunResult, index: int, total: int) -> str:
     )
 
 
+def check_clashes(jobs: Sequence[Job], output_dir: Path) -> None:
+    """`ConfigError` (before anything is trained or written) when run directories hold
+    runs of other settings."""
+    clashes = [problem for job in jobs if (problem := stale_run_problem(job.run_dir, job.config))]
+    if clashes:
+        raise ConfigError(
+            f"{output_dir} already holds runs of other settings, so nothing was run:\n- "
+            + "\n- ".join(clashes)
+        )
+
+
+def run_jobs(
+    jobs: Sequence[Job], backend: AbstractBackend | None = None, progress: bool = True
+) -> list[RunResult]:
+    """Execute `jobs` on `backend` (default: one after the other in this process) and
+    return their results in the jobs' order. Finished runs (summary.json present) are
+    read back, not sent to the backend. With `progress`: one bar over the runs and one
+    line per finished run."""
+    backend = backend or InProcess()
+    results: dict[Path, RunResult] = {}
+    todo = []
+    for job in jobs:
+        summary = RunDirectory(job.run_dir).read_summary()
+        if summary is not None:
+            results[job.run_dir] = RunResult(
+                job.label, job.config.seed, job.run_dir, SKIPPED, summary=summary
+            )
+        else:
+            todo.append(job)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    bar.update(len(jobs) - len(todo))
+    for result in backend.run(todo):
+        results[result.run_dir] = result
+        if progress:
+            tqdm.write(progress_line(result, len(results), len(jobs)))
+        bar.update()
+    bar.close()
+    return [results[job.run_dir] for job in jobs]
+
+
 def run_comparison(
     config_path: str | os.PathLike | None,
     methods: Sequence[str],
@@ -249,16 +220,18 @@ def run_comparison(
     overrides: Sequence[str] = (),
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    backend: AbstractBackend | None = None,
 ) -> ComparisonResult:
-    """Train every method with every seed, sequentially, and collect the summaries.
+    """Train every method with every seed and collect the summaries.
 
     `seeds` is a count N (seeds 0..N-1) or a list. `overrides` are `dotted.key=value`
     strings applied to the config before `seed=`, `method=` and `train.progress=false`.
-    `output_dir` defaults to `<config output_dir>/compare-<config name>`. All configs
-    are validated before any training (`ConfigError`); a run that raises is recorded as
-    failed. With `progress`, prints one line per run under a bar over the runs. Runs
-    already in `output_dir` with other settings raise `ConfigError` before anything is
-    trained or written.
+    `output_dir` defaults to `<config output_dir>/compare-<config name>`. `backend`
+    (`nderegs.runners.make_backend`) says where the runs execute; default: one after
+    the other in this process. All configs are validated before any training
+    (`ConfigError`); a run that raises is recorded as failed. With `progress`, prints one
+    line per run under a bar over the runs. Runs already in `output_dir` with other
+    settings raise `ConfigError` before anything is trained or written.
     """
     methods = normalize_methods(methods)
     seeds = seed_list(seeds)
@@ -269,33 +242,16 @@ def run_comparison(
     if output_dir is None:
         output_dir = default_output_dir(next(iter(configs.values())))
     output_dir = Path(output_dir)
-    clashes = [
-        problem
+    jobs = [
+        Job(config, run_dir_for(output_dir, method, seed), method)
         for (method, seed), config in configs.items()
-        if (problem := _stale_run_problem(run_dir_for(output_dir, method, seed), config))
     ]
-    if clashes:
-        # Before anything is trained or written: the folder's table and plots stay.
-        raise ConfigError(
-            f"{output_dir} already holds runs of other settings, so nothing was run:\n- "
-            + "\n- ".join(clashes)
-        )
-
-    runs = []
-    bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not progress)
-    for index, ((method, seed), config) in enumerate(configs.items(), start=1):
-        bar.set_postfix_str(f"{method} seed {seed}")
-        result = execute_run(config, run_dir_for(output_dir, method, seed), label=method)
-        runs.append(result)
-        if progress:
-            tqdm.write(progress_line(result, index, len(configs)))
-        bar.update()
-    bar.close()
+    check_clashes(jobs, output_dir)
     return ComparisonResult(
         methods=tuple(methods),
         seeds=tuple(seeds),
         output_dir=output_dir,
-        runs=tuple(runs),
+        runs=tuple(run_jobs(jobs, backend, progress)),
         config_path=Path(config_path) if config_path is not None else None,
         overrides=overrides,
     )

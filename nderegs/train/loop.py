@@ -27,10 +27,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ..config import config_changes, ConfigError, ExperimentConfig
+from ..config import config_changes, config_to_dict, ConfigError, ExperimentConfig
 from ..data import iterate_batches, num_batches
 from ..parallel import DataParallel
 from ..tasks import AbstractTask, count_parameters, Evaluation
+from ..tracking import make_trackers
 from .run_directory import RunDirectory
 
 
@@ -289,8 +290,15 @@ def train(
         return parallel.shard(batch), *parallel.replicate((key, coefficients_at(step, epoch)))
 
     last_checkpoint_epoch = start_epoch
+    # Mirrors of metrics.jsonl; each row is flushed as it is logged.
+    trackers = make_trackers(config.tracking, run_dir, config_to_dict(config)) if writes else []
+
+    def close_trackers() -> None:
+        for tracker in trackers:
+            tracker.close()
 
     def stop(message: str, epoch: int, step: int) -> NoReturn:
+        close_trackers()
         raise TrainingDiverged(
             f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
             f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
@@ -388,6 +396,8 @@ def train(
             }
             rows.append(row)
             run.write_metrics(rows)
+            for tracker in trackers:
+                tracker.log(row, done)
             if config.train.progress and writes:
                 tqdm.write(
                     f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
@@ -399,7 +409,9 @@ def train(
             )
             last_checkpoint_epoch = done
         if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
+            close_trackers()
             return None
+    close_trackers()
 
     eval_model = task.evaluation_model(model)
     train_metric, _, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)

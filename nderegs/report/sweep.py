@@ -1,0 +1,523 @@
+"""Coefficient sweeps: every method over a grid of settings and seeds, each trial an
+ordinary training run, and the Pareto front of (test NFE, test metric) per method.
+
+A grid is ``KEY=V1,V2,...`` (every method) or ``METHOD:KEY=V1,V2,...`` (that method
+only); a method's settings are the product of its grids. Trial run directories:
+`output_dir/<method>/<key-value__...>/seed<k>` (`output_dir/<method>/seed<k>` for a
+method without a grid, as in a comparison).
+
+Outputs (`write_sweep`): `sweep.csv` (one row per trial), `pareto.md` (per method: each
+setting's mean ± sd over seeds, its non-dominated settings, and the best setting within
+one point of vanilla's metric), `pareto.png` and `tuned.md` (the comparison table with
+every method at its best setting).
+
+"Within one point": for accuracy, at least vanilla's mean accuracy minus 0.01; for a
+loss metric (lower is better), at most 1.01 × vanilla's mean.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+import itertools
+import math
+import os
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..config import ConfigError, ExperimentConfig, load_config
+from ..runners import AbstractBackend, Job, RunResult
+from .plots import _metric_axis, _style
+from .runs import (
+    check_clashes,
+    ComparisonResult,
+    method_slug,
+    normalize_methods,
+    parse_entry,
+    run_jobs,
+    seed_list,
+)
+from .table import BASELINE, markdown_table, method_rows, Spread, spread
+
+CSV_FILE = "sweep.csv"
+PARETO_MARKDOWN = "pareto.md"
+PARETO_PLOT = "pareto.png"
+TUNED_MARKDOWN = "tuned.md"
+
+#: summary.json fields copied into sweep.csv.
+SUMMARY_COLUMNS = (
+    "metric",
+    "train_metric",
+    "test_metric",
+    "test_nfe",
+    "test_nfe_max",
+    "train_seconds",
+    "compile_seconds",
+    "predict_seconds",
+    "train_step_bytes",
+    "num_params",
+    "devices",
+)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One ``[METHOD:]KEY=V1,V2,...``: `method` None applies to every method."""
+
+    method: str | None
+    key: str
+    values: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Grid:
+        head, equals, values = text.partition("=")
+        method, colon, key = head.rpartition(":")
+        key = key.strip()
+        parsed = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not equals or not key or not parsed:
+            raise ConfigError(
+                f"malformed grid {text!r}; expected KEY=V1,V2,... or METHOD:KEY=V1,V2,..., "
+                "e.g. error:regularization.error.start=0.1,0.3,1,3"
+            )
+        if key in ("method", "seed"):
+            raise ConfigError(
+                f"grid {text!r}: {key} is not a grid key (methods come from --methods, "
+                "seeds from --seeds)"
+            )
+        if len(set(parsed)) != len(parsed):
+            raise ConfigError(f"grid {text!r} lists a value more than once")
+        return cls(method.strip() if colon else None, key, parsed)
+
+
+Setting = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One (method, setting, seed) of a sweep and its outcome."""
+
+    method: str
+    setting: Setting
+    seed: int
+    result: RunResult
+
+
+def setting_label(setting: Setting) -> str:
+    return ", ".join(f"{k}={v}" for k, v in setting) or "(config)"
+
+
+def _setting_slug(setting: Setting) -> str:
+    return "__".join(f"{k}-{v}".replace("/", "-") for k, v in setting)
+
+
+def trial_run_dir(output_dir: Path, method: str, setting: Setting, seed: int) -> Path:
+    parts = [method_slug(method), *([_setting_slug(setting)] if setting else [])]
+    return Path(output_dir, *parts, f"seed{seed}")
+
+
+def method_settings(method: str, grids: list[Grid]) -> list[Setting]:
+    """The product of the grids that apply to `method` (one empty setting without)."""
+    own = [g for g in grids if g.method in (None, method)]
+    keys = [g.key for g in own]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"method {method}: a grid key is given twice ({', '.join(keys)})")
+    return [tuple(zip(keys, values)) for values in itertools.product(*(g.values for g in own))]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: its trials in order (methods, settings, seeds)."""
+
+    methods: tuple[str, ...]
+    grid_keys: tuple[str, ...]
+    seeds: tuple[int, ...]
+    output_dir: Path
+    trials: tuple[Trial, ...]
+
+    @property
+    def metric(self) -> str | None:
+        return next((t.result.summary["metric"] for t in self.trials if t.result.succeeded), None)
+
+    def settings_of(self, method: str) -> list[Setting]:
+        return list(dict.fromkeys(t.setting for t in self.trials if t.method == method))
+
+    def runs_of(self, method: str, setting: Setting) -> list[RunResult]:
+        return [t.result for t in self.trials if t.method == method and t.setting == setting]
+
+    @property
+    def failures(self) -> list[Trial]:
+        return [t for t in self.trials if not t.result.succeeded]
+
+
+def run_sweep(
+    config_path: str | os.PathLike | None,
+    methods: list[str],
+    grids: list[str],
+    seeds: int | list[int],
+    overrides: tuple[str, ...] | list[str] = (),
+    output_dir: str | os.PathLike | None = None,
+    backend: AbstractBackend | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Train every method × its settings × seeds on `backend` (default: this process).
+
+    Every trial's config is built and checked before anything runs (`ConfigError`);
+    finished trials are read back, not trained again; a failing trial is recorded and
+    the others go on.
+    """
+    methods = normalize_methods(methods)
+    parsed = [Grid.parse(g) for g in grids]
+    unknown = sorted({g.method for g in parsed if g.method is not None} - set(methods))
+    if unknown:
+        raise ConfigError(
+            f"grid for method {unknown[0]!r}, which is not in --methods ({', '.join(methods)})"
+        )
+    seeds = seed_list(seeds)
+    base = load_config(config_path, list(overrides))
+    output_dir = Path(output_dir) if output_dir is not None else _default_output_dir(base)
+    planned: list[tuple[str, Setting, int, ExperimentConfig]] = []
+    for method in methods:
+        name, own = parse_entry(method)
+        for setting in method_settings(method, parsed):
+            for seed in seeds:
+                config = load_config(
+                    config_path,
+                    [
+                        *overrides,
+                        *own,
+                        *(f"{k}={v}" for k, v in setting),
+                        f"seed={seed}",
+                        f"method={name}",
+                        "train.progress=false",
+                    ],
+                )
+                config.check_trains_something()
+                planned.append((method, setting, seed, config))
+    jobs = [
+        Job(config, trial_run_dir(output_dir, method, setting, seed), method)
+        for method, setting, seed, config in planned
+    ]
+    check_clashes(jobs, output_dir)
+    results = run_jobs(jobs, backend, progress)
+    return SweepResult(
+        methods=tuple(methods),
+        grid_keys=tuple(dict.fromkeys(g.key for g in parsed)),
+        seeds=tuple(seeds),
+        output_dir=output_dir,
+        trials=tuple(
+            Trial(method, setting, seed, result)
+            for (method, setting, seed, _), result in zip(planned, results)
+        ),
+    )
+
+
+def _default_output_dir(config: ExperimentConfig) -> Path:
+    return Path(config.output_dir) / f"sweep-{config.name}"
+
+
+# --------------------------------------------------------------------------- #
+# Settings, fronts, best settings
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class SettingStats:
+    """One method's setting over its seeds."""
+
+    method: str
+    setting: Setting
+    runs: int
+    failed: int
+    test_nfe: Spread | None
+    test_metric: Spread | None
+    train_seconds: Spread | None
+
+
+def setting_stats(result: SweepResult) -> list[SettingStats]:
+    rows = []
+    for method in result.methods:
+        for setting in result.settings_of(method):
+            runs = result.runs_of(method, setting)
+            summaries = [r.summary for r in runs if r.summary is not None]
+            rows.append(
+                SettingStats(
+                    method,
+                    setting,
+                    len(runs),
+                    len(runs) - len(summaries),
+                    spread([s.get("test_nfe") for s in summaries]),
+                    spread([s.get("test_metric") for s in summaries]),
+                    spread([s.get("train_seconds") for s in summaries]),
+                )
+            )
+    return rows
+
+
+def higher_is_better(metric: str | None) -> bool:
+    return metric == "accuracy"
+
+
+def _complete(s: SettingStats) -> bool:
+    return s.test_nfe is not None and s.test_metric is not None
+
+
+def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingStats]:
+    """The non-dominated settings on (test NFE: lower is better, test metric), by mean
+    over seeds, sorted by NFE. A setting is dominated when another is at least as good
+    in both and better in one."""
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    points = [s for s in stats if _complete(s)]
+
+    def key(s: SettingStats) -> tuple[float, float]:
+        assert s.test_nfe is not None and s.test_metric is not None
+        return s.test_nfe.mean, sign * s.test_metric.mean
+
+    def dominated(s: SettingStats) -> bool:
+        nfe, good = key(s)
+        return any(key(o)[0] <= nfe and key(o)[1] >= good and key(o) != (nfe, good) for o in points)
+
+    return sorted((s for s in points if not dominated(s)), key=key)
+
+
+def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | None:
+    """Vanilla's mean test metric (its best setting if it has several)."""
+    vanilla = [s.test_metric.mean for s in stats if s.method == BASELINE and s.test_metric]
+    if not vanilla:
+        return None
+    return max(vanilla) if higher_is_better(metric) else min(vanilla)
+
+
+def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
+    if higher_is_better(metric):
+        return value >= baseline - 0.01
+    return value <= baseline * 1.01
+
+
+def best_setting(
+    stats: list[SettingStats], method: str, baseline: float | None, metric: str | None
+) -> tuple[SettingStats | None, bool]:
+    """`(setting, matched)`: the lowest-NFE setting of `method` within one point of
+    vanilla (matched True); without one (or without vanilla), its best-metric setting
+    (matched False)."""
+    own = [s for s in stats if s.method == method and _complete(s)]
+    if not own:
+        return None, False
+    if baseline is not None:
+        matched = [
+            s
+            for s in own
+            if s.test_metric and within_one_point(s.test_metric.mean, baseline, metric)
+        ]
+        if matched:
+            return min(matched, key=lambda s: s.test_nfe.mean if s.test_nfe else math.inf), True
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return max(own, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf), False
+
+
+# --------------------------------------------------------------------------- #
+# Files
+# --------------------------------------------------------------------------- #
+
+
+def write_sweep_csv(result: SweepResult, path: Path) -> Path:
+    """One row per trial: method, grid values, seed, status, error, summary figures and
+    the worker that ran it."""
+    columns = [
+        "method",
+        *result.grid_keys,
+        "seed",
+        "status",
+        "error",
+        *SUMMARY_COLUMNS,
+        "worker_pid",
+        "worker_node",
+        "run_dir",
+    ]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for trial in result.trials:
+            summary = trial.result.summary or {}
+            worker = summary.get("worker") or {}
+            row = {
+                "method": trial.method,
+                **dict(trial.setting),
+                "seed": trial.seed,
+                "status": trial.result.status,
+                "error": trial.result.error or "",
+                **{c: summary.get(c, "") for c in SUMMARY_COLUMNS},
+                "worker_pid": worker.get("pid", ""),
+                "worker_node": worker.get("node") or worker.get("host", ""),
+                "run_dir": str(trial.result.run_dir),
+            }
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def _fmt(value: Spread | None, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    sd = "" if value.sd is None else f" ± {scale * value.sd:.{digits}f}"
+    return f"{scale * value.mean:.{digits}f}{sd}"
+
+
+def pareto_markdown(result: SweepResult, header: list[str]) -> str:
+    metric = result.metric
+    scale, label = _metric_axis(metric)
+    stats = setting_stats(result)
+    baseline = baseline_metric(stats, metric)
+    lines = [*header, ""]
+    tolerance = (
+        "at least vanilla's mean accuracy − 1 point"
+        if higher_is_better(metric)
+        else "at most 1.01 × vanilla's mean"
+    )
+    lines += [
+        "## Best setting per method within 1 point of vanilla",
+        "",
+        f"Lowest mean test NFE among the settings whose mean {label} is {tolerance}"
+        + (f" (vanilla: {scale * baseline:.2f})." if baseline is not None else "."),
+        "",
+        f"| Method | Setting | Test NFE | {label} | Train time (s) | NFE × vanilla | Within 1 point |",
+        "|---|---|--:|--:|--:|--:|---|",
+    ]
+    vanilla_nfe = next(
+        (s.test_nfe.mean for s in stats if s.method == BASELINE and s.test_nfe), None
+    )
+    for method in result.methods:
+        best, matched = best_setting(stats, method, baseline, metric)
+        if best is None:
+            lines.append(f"| `{method}` | no successful trial | | | | | |")
+            continue
+        ratio = f"{best.test_nfe.mean / vanilla_nfe:.2f}" if vanilla_nfe and best.test_nfe else "–"
+        lines.append(
+            f"| `{method}` | {setting_label(best.setting)} | {_fmt(best.test_nfe, digits=1)} | "
+            f"{_fmt(best.test_metric, scale)} | {_fmt(best.train_seconds)} | {ratio} | "
+            f"{'yes' if matched else 'no (best metric shown)'} |"
+        )
+    lines += ["", "## Every setting (★: on the method's Pareto front)", ""]
+    for method in result.methods:
+        own = [s for s in stats if s.method == method]
+        front = pareto_front(own, metric)
+        lines += [
+            f"### `{method}`",
+            "",
+            f"| Setting | Test NFE | {label} | Train time (s) | Runs | Front |",
+            "|---|--:|--:|--:|--:|:-:|",
+        ]
+        for s in own:
+            runs = f"{s.runs - s.failed}/{s.runs}"
+            lines.append(
+                f"| {setting_label(s.setting)} | {_fmt(s.test_nfe, digits=1)} | "
+                f"{_fmt(s.test_metric, scale)} | {_fmt(s.train_seconds)} | {runs} | "
+                f"{'★' if s in front else ''} |"
+            )
+        lines.append("")
+    failures = result.failures
+    if failures:
+        lines += ["## Failed trials", ""]
+        lines += [
+            f"- `{t.method}` {setting_label(t.setting)} seed {t.seed}: {t.result.error}"
+            for t in failures
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(result: SweepResult, path: Path) -> Path:
+    """Test NFE against test metric: every setting (mean, error bars: sd over seeds),
+    a line along each method's Pareto front, vanilla as a star."""
+    metric = result.metric
+    scale, label = _metric_axis(metric)
+    stats = setting_stats(result)
+    figure = Figure(figsize=(8, 5.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for index, method in enumerate(result.methods):
+        own = [s for s in stats if s.method == method and _complete(s)]
+        if not own:
+            continue
+        style = _style(index)
+        vanilla = method == BASELINE
+        marker = "*" if vanilla else style["marker"]
+        axes.errorbar(
+            [s.test_nfe.mean for s in own if s.test_nfe],
+            [scale * s.test_metric.mean for s in own if s.test_metric],
+            xerr=[(s.test_nfe.sd or 0.0) for s in own if s.test_nfe],
+            yerr=[scale * (s.test_metric.sd or 0.0) for s in own if s.test_metric],
+            fmt=marker,
+            color=style["color"],
+            markersize=14 if vanilla else 6,
+            markeredgecolor="black" if vanilla else style["color"],
+            capsize=2,
+            alpha=0.9,
+            label=f"{method} ({len(own)} setting{'s' if len(own) != 1 else ''})",
+        )
+        front = pareto_front(own, metric)
+        if len(front) > 1:
+            axes.plot(
+                [s.test_nfe.mean for s in front if s.test_nfe],
+                [scale * s.test_metric.mean for s in front if s.test_metric],
+                color=style["color"],
+                linewidth=1.2,
+            )
+    axes.set_xlabel("test NFE (mean per test batch)")
+    axes.set_ylabel(label)
+    axes.set_title("Pareto fronts: settings × seeds (mean ± sd), lines along each front")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    figure.savefig(path)
+    return path
+
+
+def tuned_comparison(result: SweepResult) -> tuple[ComparisonResult, dict[str, str]]:
+    """The comparison with every method at its best setting, and method -> setting."""
+    stats = setting_stats(result)
+    metric = result.metric
+    baseline = baseline_metric(stats, metric)
+    runs, chosen = [], {}
+    for method in result.methods:
+        best, matched = best_setting(stats, method, baseline, metric)
+        if best is None:
+            runs += [t.result for t in result.trials if t.method == method]
+            chosen[method] = "no successful trial"
+            continue
+        runs += result.runs_of(method, best.setting)
+        chosen[method] = setting_label(best.setting) + ("" if matched else " (best metric)")
+    comparison = ComparisonResult(
+        methods=result.methods, seeds=result.seeds, output_dir=result.output_dir, runs=tuple(runs)
+    )
+    return comparison, chosen
+
+
+def write_sweep(result: SweepResult, output_dir: Path, header: list[str]) -> dict[str, Path]:
+    """sweep.csv, pareto.md, pareto.png and tuned.md in `output_dir`."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "csv": output_dir / CSV_FILE,
+        "pareto": output_dir / PARETO_MARKDOWN,
+        "plot": output_dir / PARETO_PLOT,
+        "tuned": output_dir / TUNED_MARKDOWN,
+    }
+    write_sweep_csv(result, files["csv"])
+    files["pareto"].write_text(
+        pareto_markdown(result, ["# Sweep: Pareto fronts", "", "  \n".join(header)]),
+        encoding="utf-8",
+    )
+    plot_pareto(result, files["plot"])
+    comparison, chosen = tuned_comparison(result)
+    table = markdown_table(method_rows(comparison), comparison.metric)
+    settings = "\n".join(f"- `{m}`: {s}" for m, s in chosen.items())
+    files["tuned"].write_text(
+        "# Tuned comparison: every method at its best setting\n\n"
+        + "  \n".join(header)
+        + "\n\nSettings (the lowest test NFE within 1 point of vanilla, see pareto.md):\n\n"
+        + settings
+        + "\n\n"
+        + table,
+        encoding="utf-8",
+    )
+    return files

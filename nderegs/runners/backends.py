@@ -1,0 +1,166 @@
+"""Backends: where the runs of a comparison or sweep execute.
+
+- `InProcess`: one after the other in this process (`--workers 1`, the default).
+- `ProcessPool`: `--workers K` processes on this machine (spawned, so each has its own
+  JAX runtime), training straight into the run directories.
+- `RayBackend`: each run a Ray task with its resource request (CPUs, GPUs per trial),
+  on a local Ray instance or a cluster (`--address`). The task trains in a directory of
+  its own on whichever node runs it and returns the run's files, which the driver
+  writes: no shared file system is needed.
+
+Each yields the `RunResult` of every job as it finishes (completion order).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from concurrent.futures import as_completed, ProcessPoolExecutor
+import multiprocessing
+from typing import Any, ClassVar
+
+from ..config import ConfigError
+from .run import FAILED, Job, read_files, run_job, RunResult, write_files
+
+
+class AbstractBackend(abc.ABC):
+    """Executes jobs; `run` yields each job's result as it finishes."""
+
+    #: The name of `--backend`.
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
+        """Execute `jobs`, yielding their results in completion order."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the backend's workers."""
+
+
+def _crashed(job: Job, error: BaseException) -> RunResult:
+    # The worker itself died (killed, out of memory): the run failed, the others go on.
+    message = f"the worker running it failed: {type(error).__name__}: {error}".strip()
+    return RunResult(job.label, job.config.seed, job.run_dir, FAILED, error=message)
+
+
+class InProcess(AbstractBackend):
+    """The runs one after the other, in this process."""
+
+    name: ClassVar[str] = "local"
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
+        for job in jobs:
+            yield run_job(job)[0]
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessPool(AbstractBackend):
+    """`workers` spawned processes on this machine."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+            futures = {pool.submit(run_job, job): job for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    yield future.result()[0]
+                except Exception as error:
+                    yield _crashed(futures[future], error)
+
+    def close(self) -> None:
+        pass  # the pool is shut down when `run` finishes
+
+
+def _ray_task(job: Job):
+    import ray
+
+    return run_job(job, ship=True, node=ray.get_runtime_context().get_node_id())
+
+
+class RayBackend(AbstractBackend):
+    """Each run a Ray task requesting `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
+
+    Without `address` a local Ray instance is started with `workers × cpus_per_trial`
+    CPUs (no dashboard) and shut down by `close`; with one (``auto`` or
+    ``ray://host:10001``) the runs go to that cluster.
+    """
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int = 1,
+        cpus_per_trial: float = 1,
+        gpus_per_trial: float = 0,
+    ):
+        try:
+            import ray
+        except ImportError:
+            raise ImportError(
+                "--backend ray needs Ray: pip install 'nderegs[ray]' (or use --backend local)."
+            ) from None
+        self._ray: Any = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
+            if address is None:
+                options["num_cpus"] = max(1, int(workers * cpus_per_trial))
+                options["num_gpus"] = int(workers * gpus_per_trial) if gpus_per_trial else 0
+            ray.init(address=address, **options)
+        self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(_ray_task)
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
+        ray = self._ray
+        pending = {}
+        for job in jobs:
+            # A partly trained run travels with its files, so the task resumes it.
+            shipped = Job(job.config, job.run_dir, job.label, read_files(job.run_dir))
+            pending[self._task.remote(shipped)] = job
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    result, files = ray.get(ref)
+                except Exception as error:  # the task's process died
+                    yield _crashed(job, error)
+                    continue
+                write_files(job.run_dir, files)
+                yield result
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+#: `--backend` names.
+BACKENDS = ("local", "ray")
+
+
+def make_backend(
+    name: str = "local",
+    *,
+    workers: int = 1,
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+) -> AbstractBackend:
+    """The backend `--backend name --workers K --address A` describes."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if name == "local":
+        if address is not None:
+            raise ConfigError("--address is for --backend ray (a Ray cluster's address)")
+        return InProcess() if workers == 1 else ProcessPool(workers)
+    return RayBackend(address, workers, cpus_per_trial, gpus_per_trial)

@@ -1,0 +1,248 @@
+"""Sweeps (`nderegs sweep`): trials on Ray and on local processes, resumability,
+failures, the Pareto fronts and best settings, and TensorBoard tracking."""
+
+import csv
+import json
+import os
+from pathlib import Path
+import struct
+import sys
+
+import pytest
+from tiny import TINY
+
+from nderegs.cli import main
+from nderegs.config import ConfigError, load_config
+from nderegs.report import run_sweep, sweep_header, write_sweep
+from nderegs.report.sweep import (
+    best_setting,
+    Grid,
+    pareto_front,
+    SettingStats,
+    within_one_point,
+)
+from nderegs.report.table import Spread
+from nderegs.runners import make_backend, RayBackend
+from nderegs.runners.run import FAILED, SKIPPED, TRAINED
+from nderegs.train import train
+
+pytestmark = pytest.mark.xdist_group("sweep")
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
+SWEEP = dict(
+    methods=["error", "local-error"],
+    grids=[
+        "error:regularization.error.start=0.1,1",
+        "local-error:regularization.local_error.start=0.1,1",
+    ],
+    seeds=1,
+    overrides=[*TINY, "train.predict_repeats=1"],
+)
+DETERMINISTIC = ("method", "regularization.error.start", "seed", "status", "test_metric")
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory):
+    output = tmp_path_factory.mktemp("ray") / "sweep"
+    backend = RayBackend(workers=2)  # a local instance: 2 CPUs, no dashboard
+    try:
+        result = run_sweep(CONFIG, output_dir=output, backend=backend, progress=False, **SWEEP)
+        again = run_sweep(CONFIG, output_dir=output, backend=backend, progress=False, **SWEEP)
+    finally:
+        backend.close()
+    files = write_sweep(result, output, sweep_header(result, "test"))
+    return result, again, files
+
+
+def test_ray_sweep_runs_every_trial_in_a_ray_worker(ray_sweep):
+    result, _, files = ray_sweep
+    assert [t.result.status for t in result.trials] == [TRAINED] * 4
+    for trial in result.trials:
+        worker = trial.result.summary["worker"]
+        assert worker["pid"] != os.getpid() and worker["node"]
+        # The driver wrote the run's files from the task's return value.
+        run_dir = trial.result.run_dir
+        assert json.loads((run_dir / "summary.json").read_text())["worker"] == worker
+        assert (run_dir / "metrics.jsonl").read_text().strip()
+        assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoint.eqx").exists()
+    assert {p.name for p in files.values()} == {
+        "sweep.csv",
+        "pareto.md",
+        "pareto.png",
+        "tuned.md",
+    }
+    rows = _rows(files["csv"])
+    assert [
+        (r["method"], r["regularization.error.start"], r["regularization.local_error.start"])
+        for r in rows
+    ] == [
+        ("error", "0.1", ""),
+        ("error", "1", ""),
+        ("local-error", "", "0.1"),
+        ("local-error", "", "1"),
+    ]
+    assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pareto = files["pareto"].read_text()
+    assert "### `local-error`" in pareto and "regularization.local_error.start=1" in pareto
+
+
+def test_ray_sweep_reinvoked_runs_nothing(ray_sweep):
+    result, again, _ = ray_sweep
+    assert [t.result.status for t in again.trials] == [SKIPPED] * 4
+    assert [t.result.summary for t in again.trials] == [t.result.summary for t in result.trials]
+
+
+def test_local_pool_gives_the_same_values(ray_sweep, tmp_path):
+    result, _, files = ray_sweep
+    backend = make_backend("local", workers=2)
+    local = run_sweep(CONFIG, output_dir=tmp_path, backend=backend, progress=False, **SWEEP)
+    local_files = write_sweep(local, tmp_path, sweep_header(local, "test"))
+    columns = (*DETERMINISTIC, "test_nfe", "train_metric", "regularization.local_error.start")
+    expected = [{c: r[c] for c in columns} for r in _rows(files["csv"])]
+    assert [{c: r[c] for c in columns} for r in _rows(local_files["csv"])] == expected
+    pids = {t.result.summary["worker"]["pid"] for t in local.trials}
+    assert os.getpid() not in pids  # spawned pool processes
+
+
+def test_failing_trial_is_recorded_and_the_rest_complete(tmp_path):
+    result = run_sweep(
+        CONFIG,
+        methods=["vanilla"],
+        grids=["solver.max_steps=1,4096"],
+        seeds=1,
+        overrides=[*TINY, "train.predict_repeats=1"],
+        output_dir=tmp_path,
+        progress=False,
+    )
+    statuses = [t.result.status for t in result.trials]
+    assert statuses == [FAILED, TRAINED]
+    assert "max_steps" in (result.trials[0].result.error or "")
+    files = write_sweep(result, tmp_path, sweep_header(result, "test"))
+    rows = _rows(files["csv"])
+    assert rows[0]["status"] == "failed" and "max_steps" in rows[0]["error"]
+    assert rows[1]["status"] == "trained" and float(rows[1]["test_nfe"]) > 0
+    assert "## Failed trials" in files["pareto"].read_text()
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'nderegs\[ray\]'"):
+        RayBackend()
+    code = main(["sweep", str(CONFIG), "--methods", "vanilla", "--backend", "ray", "--seeds", "1"])
+    assert code == 2
+    assert "pip install 'nderegs[ray]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("regularization.error.start", "malformed grid"),
+        ("regularization.error.start=", "malformed grid"),
+        ("seed=1,2", "not a grid key"),
+        ("a.b=1,1", "more than once"),
+    ],
+)
+def test_bad_grids_are_rejected(text, problem):
+    with pytest.raises(ConfigError, match=problem):
+        Grid.parse(text)
+
+
+def test_grid_for_a_method_not_swept_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="not in --methods"):
+        run_sweep(CONFIG, ["vanilla"], ["error:regularization.error.start=1"], 1, TINY, tmp_path)
+    with pytest.raises(ConfigError, match="unknown key"):
+        run_sweep(CONFIG, ["vanilla"], ["solver.nope=1,2"], 1, TINY, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def _stats(method, nfe, metric, setting=("k", "v")) -> SettingStats:
+    return SettingStats(
+        method,
+        (setting,),
+        1,
+        0,
+        Spread(nfe, None, 1),
+        Spread(metric, None, 1),
+        Spread(1.0, None, 1),
+    )
+
+
+def test_pareto_front_against_brute_force():
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for _ in range(50):
+        points = [
+            _stats("m", rng.choice([10, 20, 30, 40]), rng.choice([0.8, 0.9, 0.95]), ("k", str(i)))
+            for i in range(6)
+        ]
+        front = pareto_front(points, "accuracy")
+        for p in points:
+            better = any(
+                q.test_nfe.mean <= p.test_nfe.mean
+                and q.test_metric.mean >= p.test_metric.mean
+                and (q.test_nfe.mean, q.test_metric.mean) != (p.test_nfe.mean, p.test_metric.mean)
+                for q in points
+            )
+            assert (p in front) == (not better)
+        assert all(a.test_nfe.mean <= b.test_nfe.mean for a, b in itertools.pairwise(front))
+    # Lower is better for a loss metric.
+    loss = [
+        _stats("m", 10, 0.5, ("k", "a")),
+        _stats("m", 20, 0.1, ("k", "b")),
+        _stats("m", 30, 0.2, ("k", "c")),
+    ]
+    assert [s.setting[0][1] for s in pareto_front(loss, "mse")] == ["a", "b"]
+
+
+def test_best_setting_is_the_cheapest_within_one_point():
+    stats = [
+        _stats("error", 30, 0.960, ("c", "0.1")),
+        _stats("error", 20, 0.952, ("c", "1")),
+        _stats("error", 10, 0.900, ("c", "10")),
+    ]
+    best, matched = best_setting(stats, "error", 0.96, "accuracy")
+    assert matched and best is not None and best.setting == (("c", "1"),)
+    best, matched = best_setting(stats, "error", 0.99, "accuracy")
+    assert not matched and best is not None and best.setting == (("c", "0.1"),)
+    assert within_one_point(0.101, 0.1, "mse") and not within_one_point(0.102, 0.1, "mse")
+
+
+def _tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    """An independent reader of TensorBoard event files (TFRecord framing: length, CRC,
+    event proto, CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
+            i += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_tracking_mirrors_the_metrics(tmp_path):
+    config = load_config(
+        CONFIG, [*TINY, "optim.epochs=2", "method=error", "tracking=[tensorboard]"]
+    )
+    train(config, run_dir=tmp_path / "run")
+    scalars = _tensorboard_scalars(tmp_path / "run" / "tensorboard")
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_loss", "test_accuracy", "test_nfe", "train_seconds", "coefficient_error"):
+        assert [step for step, _ in scalars[key]] == [1, 2], key
+        assert [v for _, v in scalars[key]] == pytest.approx([r[key] for r in rows], rel=1e-6)
+
+
+def test_unknown_tracker_is_rejected():
+    with pytest.raises(ConfigError, match="unknown tracker 'foo'; accepted: tensorboard, wandb"):
+        load_config(CONFIG, ["tracking=[foo]"])
