@@ -67,7 +67,7 @@ def main(argv=None):
         config = load_config(args.config, [*args.overrides, f"optim.batch_size={batch_size}"])
         task, arrays = config.build()
         parallel = DataParallel(available[:n])
-        parallel.check_batch_size(batch_size, "batch size")
+        parallel.check_batch_size(batch_size, f"batch size {batch_size}")
         model = task.init_model(jax.random.key(config.seed))
         optimizer = config.optim.build()
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
@@ -79,6 +79,7 @@ def main(argv=None):
                 task.regularization, steps_per_epoch=1, epochs=1
             ).items()
         }
+        coefficients.update(task.loss_coefficients(0))  # e.g. the latent ODE's KL weight
         coefficients = parallel.replicate(
             {k: np.asarray(v, np.float32) for k, v in coefficients.items()}
         )
@@ -115,6 +116,10 @@ def main(argv=None):
         f"Data-parallel scaling: {args.config} {' '.join(args.overrides)}; "
         f"{available[0].device_kind} ({available[0].platform}), {len(available)} devices "
         f"available, {args.steps} steps per row, compile excluded.",
+        "",
+        "Weak scaling: the speed-up is in samples/s at a global batch that grows with the "
+        "devices; on forced CPU devices (one machine's cores shared) part of it comes from "
+        "the larger batch alone, not from more hardware.",
         "",
         "| scaling | devices | global batch | per device | samples/s | speed-up | "
         "efficiency | NFE/device mean | NFE/device max |",

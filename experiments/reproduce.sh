@@ -3,14 +3,14 @@
 # Each line is one table: `nderegs compare` runs every method x seed (resumable: re-running
 # skips finished runs) and writes comparison.md/.csv and the plots to experiments/results/NAME.
 #
-#   bash experiments/reproduce.sh [digits|latent_ode|spiral_sde|digits_sde ...]   (default: all)
+#   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto ...]   (default: all)
 #
 # Runs are sequential on one machine; on 2 CPU cores the whole set takes about 45 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
 results=experiments/results
-tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde}")
+tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto}")
 trajectory="regularization.local_gradient=trajectory"
 backsolve="solver.adjoint=backsolve"
 
@@ -31,6 +31,16 @@ for table in ${tables[@]}; do
     digits_sde)  # paper 1 / paper 2 MNIST neural SDE tables
       nderegs compare experiments/configs/digits_sde.yaml --seeds "$seeds" --output-dir "$results/digits_sde" \
         --methods vanilla,error,stiffness,local-error ;;
-    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde" >&2; exit 2 ;;
+    digits_pareto)  # every method over 4 coefficients: Pareto fronts of test NFE vs accuracy
+      nderegs sweep experiments/configs/digits.yaml --seeds "$seeds" --output-dir "$results/digits_pareto" --workers "${WORKERS:-2}" \
+        --methods "vanilla,error,stiffness,error+stiffness,local-error[$trajectory],steer,taynode,rnode" \
+        --grid error:regularization.error.start=0.3,1,3,10 \
+        --grid stiffness:regularization.stiffness.start=0.003,0.01,0.03,0.1 \
+        --grid error+stiffness:regularization.error.start=0.3,1,3,10 \
+        --grid "local-error[$trajectory]:regularization.local_error.start=0.3,1,3,10" \
+        --grid steer:regularization.steer_b=0.1,0.25,0.5,0.75 \
+        --grid taynode:regularization.taynode.start=0.001,0.01,0.1,1 \
+        --grid rnode:regularization.kinetic.start=0.001,0.01,0.1,1 ;;
+    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto" >&2; exit 2 ;;
   esac
 done

@@ -57,6 +57,9 @@ def _unwritable(error: OSError, command: str) -> str:
 
 
 def _train(opts) -> int:
+    import jax
+
+    from .parallel import ProcessStopped
     from .train import default_run_dir, RunDirectory, train, TrainingDiverged
 
     run_dir = None
@@ -89,11 +92,12 @@ def _train(opts) -> int:
     except PermissionError as e:
         _say(_unwritable(e, "train"))
         return 1
-    except (TrainingDiverged, OSError, NotImplementedError, ValueError) as e:
+    except (TrainingDiverged, OSError, NotImplementedError, ValueError, ProcessStopped) as e:
         _say(f"nderegs train: {e}")
         return 1
-    _say(f"nderegs train: done; run directory {run_dir} (summary.json, metrics.jsonl)")
-    print(json.dumps(summary, indent=2))
+    if jax.process_index() == 0:  # one report per multi-host run
+        _say(f"nderegs train: done; run directory {run_dir} (summary.json, metrics.jsonl)")
+        print(json.dumps(summary, indent=2))
     return 0
 
 

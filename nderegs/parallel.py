@@ -13,7 +13,15 @@ $B_d$) is a per-shard quantity. It is *not* the gradient of a one-device step on
 the shards' solves take their own step sizes (the controller's norm runs over the
 shard, not the batch), so the numbers of a run depend on the number of devices as they
 depend on the batch size. The NFE of a step is therefore per device: its mean over
-devices is the work per device, its maximum sets the wall time.
+devices is the useful work per device, its maximum sets the wall time (every device
+steps until the slowest shard is done; a finished shard's steps are discarded).
+
+SDE tasks evaluate with one fixed key, so at evaluation the rows at the same position of
+different shards share their Brownian paths (each shard's are as on one device); the
+expected metric is unchanged, its noise is not independent across shards. A task's
+training `aux["metric"]` is averaged over the shards, which is the batch mean only for a
+mean over rows (a ratio such as a masked MSE becomes the mean of the shards' ratios); the
+evaluation metrics are exact (sums over rows).
 
 How: the batch, sharded along axis 0 (`NamedSharding`), is reshaped to
 (devices, B / devices, ...) and the task's loss is `vmap`ped over the shards inside one
@@ -32,6 +40,7 @@ are functions of the seed) and puts on its devices only their rows of each batch
 """
 
 from collections.abc import Callable, Sequence
+import hashlib
 import os
 from typing import Any, Literal
 
@@ -43,10 +52,6 @@ import numpy as np
 
 #: The name of the mesh axis the batch is split over.
 BATCH_AXIS = "batch"
-
-#: Environment variables that make a run multi-process without `distributed=True`
-#: (jax's own coordinator variable and the two that complete it off a cluster manager).
-DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
 def initialize_distributed(requested: bool) -> bool:
@@ -62,21 +67,66 @@ def initialize_distributed(requested: bool) -> bool:
         return True
     if not requested and "JAX_COORDINATOR_ADDRESS" not in os.environ:
         return False
+    trigger = "parallel.distributed=true" if requested else "JAX_COORDINATOR_ADDRESS is set, so"
     kwargs: dict[str, Any] = {}
-    if "JAX_NUM_PROCESSES" in os.environ:
-        kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
-    if "JAX_PROCESS_ID" in os.environ:
-        kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+    for variable, argument in (
+        ("JAX_NUM_PROCESSES", "num_processes"),
+        ("JAX_PROCESS_ID", "process_id"),
+    ):
+        if variable in os.environ:
+            try:
+                kwargs[argument] = int(os.environ[variable])
+            except ValueError:
+                raise ValueError(
+                    f"{trigger} jax.distributed is initialised, but {variable}="
+                    f"{os.environ[variable]!r} is not an integer."
+                ) from None
     try:
         jax.distributed.initialize(**kwargs)
     except (ValueError, RuntimeError) as e:
-        raise RuntimeError(
-            "parallel.distributed=true: jax.distributed.initialize() failed "
+        raise ValueError(
+            f"{trigger} jax.distributed.initialize() was called and failed "
             f"({str(e).strip().splitlines()[0]}). Launch one process per host under a cluster "
             "manager jax detects (SLURM, Open MPI, ...), or set JAX_COORDINATOR_ADDRESS="
             "host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID for each process."
         ) from e
     return True
+
+
+class ProcessStopped(RuntimeError):
+    """Raised on the other processes of a multi-process run when process 0 stopped."""
+
+
+def raise_on_every_process(error: BaseException | None) -> None:
+    """Raise `error` where it happened and, in a multi-process run where process 0 hit
+    it (e.g. its run directory exists or is not writable), `ProcessStopped` on every
+    other process too, instead of leaving them waiting in the first collective."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        flag = np.int32(error is not None)
+        failed = bool(multihost_utils.broadcast_one_to_all(flag))
+        if error is None and failed:
+            raise ProcessStopped("process 0 stopped before training; its output says why.")
+    if error is not None:
+        raise error
+
+
+def check_same_on_every_process(text: str, what: str) -> None:
+    """In a multi-process run, a `ValueError` unless every process passes the same
+    `text` (e.g. its resolved config)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), dtype=np.uint8)
+    try:
+        multihost_utils.assert_equal(digest, f"the processes' {what} differ")
+    except AssertionError as e:
+        raise ValueError(
+            f"the processes of this multi-host run were given different {what}; launch "
+            "every process with the same command and files."
+        ) from e
 
 
 def resolve_devices(devices: int | Literal["all"]) -> list[Any]:
@@ -136,11 +186,12 @@ class DataParallel:
     def is_parallel(self) -> bool:
         return self.num_devices > 1
 
-    def check_batch_size(self, batch_size: int, what: str) -> None:
-        """A `ValueError` unless `batch_size` splits evenly over the devices."""
+    def check_batch_size(self, batch_size: int, description: str) -> None:
+        """A `ValueError` unless `batch_size` splits evenly over the devices;
+        `description` names it in the message (e.g. "optim.batch_size=66")."""
         if batch_size % self.num_devices:
             raise ValueError(
-                f"{what}={batch_size} does not split evenly over parallel.devices="
+                f"{description} does not split evenly over parallel.devices="
                 f"{self.num_devices}: each device solves an equal shard of the batch. Use a "
                 f"multiple of {self.num_devices}."
             )
@@ -151,7 +202,7 @@ class DataParallel:
         if not self.is_parallel:
             return tree
         return jax.tree_util.tree_map(
-            lambda x: _global_array(x, self.replicated) if eqx.is_array_like(x) else x, tree
+            lambda x: _global_array(x, self.replicated) if eqx.is_array(x) else x, tree
         )
 
     def shard(self, batch: tuple[np.ndarray, ...]) -> tuple:
@@ -164,9 +215,11 @@ class DataParallel:
     def mean_over_shards(self, value_and_grad: Callable) -> Callable:
         """`value_and_grad(model, batch, key, coefficients) -> ((loss, aux), grads)` run
         on each device's shard of `batch`, averaged across devices: the loss, the
-        gradients and every aux entry are means over the shards, except `aux["nfe"]`
-        (each device's, shape (num_devices,)) and `aux["successful"]` (all shards').
-        Each device draws from its own key, `fold_in(key, device index)`."""
+        gradients and every floating-point aux entry are means over the shards;
+        `aux["successful"]` is all shards'; `aux["nfe"]` and any other integer or
+        boolean aux entry are each device's (leading axis of size num_devices). Aux
+        values must be arrays (or None). Each device draws from its own key,
+        `fold_in(key, device index)`."""
         if not self.is_parallel:
             return value_and_grad
         per_shard = eqx.filter_vmap(value_and_grad, in_axes=(None, 0, 0, None))
@@ -175,11 +228,12 @@ class DataParallel:
             keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(self.num_devices))
             (loss, aux), grads = per_shard(model, self._split(batch), keys, coefficients)
             aux = dict(aux)
-            nfe, successful = aux.pop("nfe", None), aux.pop("successful")
+            successful = aux.pop("successful")
             loss, aux, grads = jax.tree_util.tree_map(
-                lambda x: jnp.mean(x, axis=0), (loss, aux, grads)
+                lambda x: jnp.mean(x, axis=0) if eqx.is_inexact_array(x) else x,
+                (loss, aux, grads),
             )
-            aux.update(nfe=nfe, successful=jnp.all(successful))
+            aux["successful"] = jnp.all(successful)
             return self._replicated_result(((loss, aux), grads))
 
         return run
@@ -195,8 +249,10 @@ class DataParallel:
         def run(model, batch):
             out = per_shard(model, self._split(batch))
             return self._replicated_result(
-                type(out)(
-                    jnp.sum(out.metric_sum), jnp.sum(out.count), out.nfe, jnp.all(out.successful)
+                out._replace(
+                    metric_sum=jnp.sum(out.metric_sum),
+                    count=jnp.sum(out.count),
+                    successful=jnp.all(out.successful),
                 )
             )
 

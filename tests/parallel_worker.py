@@ -7,6 +7,7 @@ keeps one device.
 """
 
 import json
+from pathlib import Path
 import sys
 
 import jax
@@ -19,9 +20,9 @@ import numpy as np  # noqa: E402
 
 from nderegs.config import ConfigError, load_config  # noqa: E402
 from nderegs.data import iterate_batches  # noqa: E402
-from nderegs.parallel import DataParallel, initialize_distributed  # noqa: E402
+from nderegs.parallel import DataParallel, initialize_distributed, ProcessStopped  # noqa: E402
 from nderegs.train import train  # noqa: E402
-from nderegs.train.loop import make_train_step  # noqa: E402
+from nderegs.train.loop import make_evaluate_step, make_train_step  # noqa: E402
 
 #: A small digits step with the global error regularizer (gradients through the
 #: solver) and STEER (a random end time: a key per device) at a tight tolerance.
@@ -74,7 +75,35 @@ def one_step(out: str) -> None:
         "updated": _leaves(eqx.filter(new_model, eqx.is_inexact_array)),
         "dtype": str(jax.tree_util.tree_leaves(grads)[0].dtype),
     }
+    # A batch that does not split over the devices is evaluated whole, as on one device.
+    ragged = tuple(x[: n + 2] for x in batch)
+    evaluate = make_evaluate_step(task, parallel)
+    evaluation = evaluate(placed_model, ragged)
+    result["ragged"] = [
+        float(evaluation.metric_sum),
+        float(evaluation.count),
+        int(np.asarray(evaluation.nfe)),
+    ]
+    # Training through train(): two epochs on every device.
+    run_config = load_config("configs/digits.yaml", [*TRAIN, "parallel.devices=all"])
+    train(run_config, run_dir=f"{out}.run")
+    if jax.process_index() == 0:
+        rows = Path(f"{out}.run", "metrics.jsonl").read_text().splitlines()
+        result["metrics"] = [json.loads(r) for r in rows]
+    # Again into the same directory: process 0 refuses, and every process stops.
+    try:
+        train(run_config, run_dir=f"{out}.run")
+        outcome = "trained"
+    except (FileExistsError, ProcessStopped) as e:
+        outcome = type(e).__name__
+    Path(f"{out}.again{jax.process_index()}").write_text(outcome)
     if jax.process_count() == 1:
+        single = eqx.filter_jit(task.evaluate)(model, ragged)
+        result["ragged_reference"] = [
+            float(single.metric_sum),
+            float(single.count),
+            int(np.asarray(single.nfe)),
+        ]
         # Independently: each shard's own one-device solve and gradient, then their mean.
         size = batch[0].shape[0] // n
         shard_results = [
@@ -103,6 +132,20 @@ def one_step(out: str) -> None:
             json.dump(result, f)
 
 
+#: Two short epochs through `train` (float32, as `nderegs train` runs).
+TRAIN = [
+    "task.data.subset=256",
+    "optim.batch_size=64",
+    "optim.epochs=2",
+    "task.model.hidden_size=8",
+    "task.model.vf_width=8",
+    "solver.rtol=1e-4",
+    "solver.atol=1e-4",
+    "train.progress=false",
+    "train.predict_repeats=1",
+]
+
+
 def short_training(out: str, run_root: str) -> None:
     overrides = [
         "task.data.subset=512",
@@ -124,6 +167,13 @@ def short_training(out: str, run_root: str) -> None:
     for devices in ("1", "all"):
         config = load_config("configs/digits.yaml", [*overrides, f"parallel.devices={devices}"])
         summaries[devices] = train(config, run_dir=f"{run_root}/devices-{devices}")
+    # Started on one device, resumed on all of them.
+    first = load_config("configs/digits.yaml", [*overrides, "optim.epochs=2"])
+    train(first, run_dir=f"{run_root}/resumed", stop_after_epoch=1)
+    more = load_config(
+        "configs/digits.yaml", [*overrides, "optim.epochs=2", "parallel.devices=all"]
+    )
+    summaries["resumed"] = train(more, run_dir=f"{run_root}/resumed", resume=True)
     with open(out, "w") as f:
         json.dump(summaries, f)
 

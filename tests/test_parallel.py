@@ -44,9 +44,17 @@ def _run_worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _finish(process: subprocess.Popen, timeout: float = 600) -> None:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-3000:]
+def _finish(*processes: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait for the processes; if one fails, stop the others (which would otherwise wait
+    for it in a collective) and show its output."""
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout)
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +102,7 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
         )
         for i in range(2)
     ]
-    for process in processes:
-        _finish(process)
+    _finish(*processes)
     result = json.loads(out.read_text())
     assert result["processes"] == 2 and result["devices"] == 4
     single = four_device_step
@@ -104,6 +111,20 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
     scale = np.max(np.abs(single["grads"]))
     np.testing.assert_allclose(result["grads"], single["grads"], rtol=0, atol=1e-10 * scale)
     np.testing.assert_allclose(result["updated"], single["updated"], rtol=0, atol=1e-12)
+    # Training into an existing run directory: process 0 refuses, the other stops too
+    # (rather than waiting for process 0 in the first collective).
+    outcomes = {p.name[-1]: p.read_text() for p in tmp_path.glob("step.json.again*")}
+    assert outcomes == {"0": "FileExistsError", "1": "ProcessStopped"}
+    # train() itself on two processes: the same epochs as on one with four devices.
+    assert len(result["metrics"]) == 2
+    for row, expected in zip(result["metrics"], single["metrics"]):
+        for key in ("test_accuracy", "test_nfe", "test_nfe_max", "train_nfe", "train_nfe_max"):
+            assert row[key] == expected[key], key
+        np.testing.assert_allclose(row["train_loss"], expected["train_loss"], rtol=1e-5)
+
+
+def test_a_batch_that_does_not_split_is_evaluated_whole(four_device_step):
+    assert four_device_step["ragged"] == four_device_step["ragged_reference"]
 
 
 def test_short_training_on_four_devices_matches_one(tmp_path):
@@ -124,6 +145,12 @@ def test_short_training_on_four_devices_matches_one(tmp_path):
     assert abs(four["test_metric"] - one["test_metric"]) < 0.08
     metrics = (tmp_path / "runs" / "devices-all" / "metrics.jsonl").read_text().splitlines()
     assert all("train_nfe_max" in json.loads(row) for row in metrics)
+    # A run started on one device goes on on four.
+    resumed = results["resumed"]
+    assert resumed["devices"] == 4 and resumed["epochs"] == 2
+    assert resumed["resumed_changes"] == [{"parallel.devices": [1, "all"]}]
+    rows = (tmp_path / "runs" / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
 def test_devices_all_on_one_device_is_the_plain_run(tmp_path):
@@ -155,7 +182,8 @@ def test_bad_device_counts_are_rejected(value):
         load_config(CONFIG, [f"parallel.devices={value}"])
 
 
-def test_resume_may_change_the_device_count(tmp_path):
+def test_resume_accepts_and_records_a_device_count_change(tmp_path):
+    # (A resume from one device to four runs in test_short_training_on_four_devices...)
     config = load_config(CONFIG, [*TINY, "optim.epochs=2"])
     assert train(config, run_dir=tmp_path / "run", stop_after_epoch=1) is None
     resumed = load_config(CONFIG, [*TINY, "optim.epochs=2", "parallel.devices=all"])

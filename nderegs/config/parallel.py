@@ -29,7 +29,10 @@ class ParallelConfig(Section):
 
     def build(self) -> DataParallel:
         """The run's `DataParallel`; initialises jax.distributed first if asked to."""
-        initialize_distributed(self.distributed)
+        try:
+            initialize_distributed(self.distributed)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         try:
             devices = resolve_devices(self.devices)
         except ValueError as e:

@@ -72,8 +72,13 @@ class Grid:
 
     @classmethod
     def parse(cls, text: str) -> Grid:
-        head, equals, values = text.partition("=")
-        method, colon, key = head.rpartition(":")
+        if "]:" in text:  # a METHOD[key=value,...] entry: its brackets hold '=' and ','
+            method, colon, rest = text.partition("]:")
+            method, colon = method + "]", ":"
+            key, equals, values = rest.partition("=")
+        else:
+            head, equals, values = text.partition("=")
+            method, colon, key = head.rpartition(":")
         key = key.strip()
         parsed = tuple(v.strip() for v in values.split(",") if v.strip())
         if not equals or not key or not parsed:

@@ -26,10 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
+import yaml
 
 from ..config import config_changes, config_to_dict, ConfigError, ExperimentConfig
 from ..data import iterate_batches, num_batches
-from ..parallel import DataParallel
+from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
 from ..tasks import AbstractTask, count_parameters, Evaluation
 from ..tracking import make_trackers
 from .run_directory import RunDirectory
@@ -221,25 +222,31 @@ def train(
     # Before any JAX work: a multi-host run initialises jax.distributed here.
     parallel = config.parallel.build()
     writes = jax.process_index() == 0  # one process writes the run directory
+    try:
+        check_same_on_every_process(yaml.safe_dump(config_to_dict(config)), "configs")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config), writes=writes)
     run_dir = run.path
     resumed_changes = _resumable_changes(run, config) if resume else {}
-    if resume and run.is_finished:
-        if "optim.epochs" not in resumed_changes:
-            return run.read_summary()  # nothing left to train
-        # Extended: the summary describes the shorter run; a new one is written at the end
-        # (so an interrupted extension is not mistaken for a finished run).
-        if writes:
-            run.summary_file.unlink()
+    extended = resume and run.is_finished
+    if extended and "optim.epochs" not in resumed_changes:
+        return run.read_summary()  # nothing left to train
     if not resume:
         config.check_trains_something()
     task, arrays = config.build()
     n_train = arrays.train[0].shape[0]
     batch_size = min(config.optim.batch_size, n_train)
     eval_batch_size = config.train.eval_batch_size or batch_size
+    clamped = (
+        f"the batch size {batch_size} (optim.batch_size={config.optim.batch_size} clamped "
+        f"to the {n_train} training rows)"
+        if batch_size < config.optim.batch_size
+        else f"optim.batch_size={batch_size}"
+    )
     try:
-        parallel.check_batch_size(batch_size, "optim.batch_size")
-        parallel.check_batch_size(eval_batch_size, "train.eval_batch_size")
+        parallel.check_batch_size(batch_size, clamped)
+        parallel.check_batch_size(eval_batch_size, f"train.eval_batch_size={eval_batch_size}")
     except ValueError as e:
         raise ConfigError(str(e)) from None
     steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
@@ -265,17 +272,28 @@ def train(
             history = progress.get("resumed_changes", [])
             progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
     else:
-        if writes and run.is_started:
-            raise FileExistsError(
-                f"{run_dir} already holds a run; resume it (--resume) or choose another "
-                "output directory."
-            )
-        if writes:
-            run_dir.mkdir(parents=True, exist_ok=True)
         start_epoch, progress, rows = 0, {"train_seconds": 0.0}, []
-        run.save_checkpoint(model, opt_state, 0, progress)
-    run.write_config(config)
-    run.write_metrics(rows)
+    # Process 0 prepares the run directory; if it cannot, every process stops.
+    problem = None
+    if writes:
+        try:
+            if extended:
+                # The summary describes the shorter run; a new one is written at the end
+                # (so an interrupted extension is not mistaken for a finished run).
+                run.summary_file.unlink()
+            if not resume:
+                if run.is_started:
+                    raise FileExistsError(
+                        f"{run_dir} already holds a run; resume it (--resume) or choose "
+                        "another output directory."
+                    )
+                run_dir.mkdir(parents=True, exist_ok=True)
+                run.save_checkpoint(model, opt_state, 0, progress)
+            run.write_config(config)
+            run.write_metrics(rows)
+        except Exception as e:  # re-raised below, on every process
+            problem = e
+    raise_on_every_process(problem)
     model, opt_state = parallel.replicate((model, opt_state))
 
     train_step = make_train_step(task, optimizer, parallel)
@@ -286,8 +304,8 @@ def train(
         values = {name: schedule(step) for name, schedule in schedules.items()}
         return {name: jnp.asarray(v, jnp.float32) for name, v in {**values, **own}.items()}
 
-    def step_inputs(batch, key, step: int, epoch: int):
-        return parallel.shard(batch), *parallel.replicate((key, coefficients_at(step, epoch)))
+    def step_inputs(key, step: int, epoch: int):
+        return parallel.replicate((key, coefficients_at(step, epoch)))
 
     last_checkpoint_epoch = start_epoch
     # Mirrors of metrics.jsonl; each row is flushed as it is logged.
@@ -307,14 +325,16 @@ def train(
     # Compile ahead of time (which gives the step's memory), then run once on the
     # first batch, discarding the result.
     first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
-    first_args = (model, opt_state, *step_inputs(first, step_key, 0, 0))
+    first_args = (model, opt_state, parallel.shard(first), *step_inputs(step_key, 0, 0))
     start = time.perf_counter()
     compiled_step, train_step_bytes = compile_step(train_step, *first_args)
     compile_seconds = time.perf_counter() - start
 
-    def run_step(epoch, step, *args):
+    def run_step(epoch, step, model, opt_state, batch, *args):
+        # The batch goes to the devices within the timed call, as a one-device call
+        # transfers its host batch itself.
         try:
-            return _timed(compiled_step, *args)
+            return _timed(lambda: compiled_step(model, opt_state, parallel.shard(batch), *args))
         except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
             # e.g. a non-finite input to the solve; an ahead-of-time compiled call
             # raises equinox's run-time checks as a plain JaxRuntimeError.
@@ -323,7 +343,9 @@ def train(
             reason = _runtime_error_reason(e)
             stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
-    _, first_seconds = run_step(start_epoch, 0, *first_args)
+    _, first_seconds = run_step(
+        start_epoch, 0, model, opt_state, first, *step_inputs(step_key, 0, 0)
+    )
     compile_seconds += first_seconds
     train_seconds = float(progress.get("train_seconds", 0.0))
     solver = config.solver
@@ -343,7 +365,7 @@ def train(
             step = epoch * steps_per_epoch + i
             key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
             (model, opt_state, loss, aux), seconds = run_step(
-                epoch, step, model, opt_state, *step_inputs(batch, key, step, epoch)
+                epoch, step, model, opt_state, batch, *step_inputs(key, step, epoch)
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
@@ -542,6 +564,10 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
     model, config, epoch, task, arrays = restore_run(run_dir, overrides)
     n_train = arrays.train[0].shape[0]
     batch_size = config.train.eval_batch_size or min(config.optim.batch_size, n_train)
+    try:
+        parallel.check_batch_size(batch_size, f"the evaluation batch size {batch_size}")
+    except ValueError as e:
+        raise ConfigError(f"{e} (set train.eval_batch_size=...)") from None
     test = evaluate_test_set(
         task,
         parallel.replicate(model),
