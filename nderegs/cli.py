@@ -190,7 +190,8 @@ def _add_compare_parser(commands) -> None:
     p = commands.add_parser(
         "compare",
         help="train several methods x seeds and write the comparison table and plots",
-        description="Train every method with every seed (sequentially; finished runs are "
+        description="Train every method with every seed (--workers at a time, locally or on "
+        "Ray; finished runs are "
         "reused, interrupted ones resumed) and write comparison.md, comparison.csv, "
         "nfe_over_training.png and metric_vs_prediction_time.png, e.g. `nderegs compare "
         "configs/digits.yaml --methods vanilla,error,stiffness --seeds 3 optim.epochs=10`. "
