@@ -5,7 +5,7 @@ source of truth; a tracker only mirrors its rows.
 """
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +18,10 @@ class AbstractTracker(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
+    def __init__(self, run_dir: Path, run_config: Mapping[str, Any], start_epoch: int):
+        """Write into `run_dir`; a resumed run starts after `start_epoch` epochs."""
+
+    @abc.abstractmethod
     def log(self, row: Mapping[str, Any], epoch: int) -> None:
         """Record the scalars of one metrics row (after `epoch` epochs)."""
 
@@ -27,11 +31,12 @@ class AbstractTracker(abc.ABC):
 
 
 def scalars(row: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers of a metrics row, without its epoch/step counters."""
+    """The finite numbers of a metrics row (its global step among them), without the
+    epoch, which is the x axis."""
     return {
         key: float(value)
         for key, value in row.items()
-        if key not in ("epoch", "step")
+        if key != "epoch"
         and isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)
@@ -40,14 +45,18 @@ def scalars(row: Mapping[str, Any]) -> dict[str, float]:
 
 class TensorBoard(AbstractTracker):
     """TensorBoard event files in `<run dir>/tensorboard`, one scalar per metric, the
-    epoch as the step."""
+    epoch as the step. A resumed run purges the events logged after its checkpoint's
+    epoch (as metrics.jsonl drops those rows)."""
 
     name: ClassVar[str] = "tensorboard"
 
-    def __init__(self, run_dir: Path, run_config: Mapping[str, Any]):
+    def __init__(self, run_dir: Path, run_config: Mapping[str, Any], start_epoch: int):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(Path(run_dir) / "tensorboard"))
+        self.writer = SummaryWriter(
+            logdir=str(Path(run_dir) / "tensorboard"),
+            purge_step=start_epoch + 1,
+        )
 
     def log(self, row: Mapping[str, Any], epoch: int) -> None:
         for key, value in scalars(row).items():
@@ -64,7 +73,7 @@ class Wandb(AbstractTracker):
 
     name: ClassVar[str] = "wandb"
 
-    def __init__(self, run_dir: Path, run_config: Mapping[str, Any]):
+    def __init__(self, run_dir: Path, run_config: Mapping[str, Any], start_epoch: int):
         try:
             import wandb  # pyright: ignore[reportMissingImports]
         except ImportError:
@@ -87,14 +96,12 @@ class Wandb(AbstractTracker):
         self.run.finish()
 
 
-#: name -> tracker class (called with the run directory and the run's config).
-TRACKERS: dict[str, Callable[[Path, Mapping[str, Any]], AbstractTracker]] = {
-    t.name: t for t in (TensorBoard, Wandb)
-}
+#: name -> tracker class.
+TRACKERS: dict[str, type[AbstractTracker]] = {t.name: t for t in (TensorBoard, Wandb)}
 
 
 def make_trackers(
-    names: list[str], run_dir: Path, run_config: Mapping[str, Any]
+    names: list[str], run_dir: Path, run_config: Mapping[str, Any], start_epoch: int = 0
 ) -> list[AbstractTracker]:
     """The trackers a config's `tracking` list names, writing into `run_dir`."""
-    return [TRACKERS[name](run_dir, run_config) for name in names]
+    return [TRACKERS[name](run_dir, run_config, start_epoch) for name in names]

@@ -216,16 +216,23 @@ def test_best_setting_is_the_cheapest_within_one_point():
 
 def _tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
     """An independent reader of TensorBoard event files (TFRecord framing: length, CRC,
-    event proto, CRC)."""
+    event proto, CRC), with TensorBoard's purge rule: a session START at step s drops
+    the values logged before it at steps >= s."""
     from tensorboardX.proto import event_pb2
 
     scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(directory.glob("events.out.tfevents.*")):
+    paths = sorted(directory.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    for path in paths:
         data, i = path.read_bytes(), 0
         while i < len(data):
             (length,) = struct.unpack("<Q", data[i : i + 8])
             event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
             i += 12 + length + 4
+            if event.session_log.status == event_pb2.SessionLog.START:
+                scalars = {
+                    tag: [(s, v) for s, v in values if s < event.step]
+                    for tag, values in scalars.items()
+                }
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
     return scalars
@@ -241,6 +248,43 @@ def test_tensorboard_tracking_mirrors_the_metrics(tmp_path):
     for key in ("train_loss", "test_accuracy", "test_nfe", "train_seconds", "coefficient_error"):
         assert [step for step, _ in scalars[key]] == [1, 2], key
         assert [v for _, v in scalars[key]] == pytest.approx([r[key] for r in rows], rel=1e-6)
+
+
+def test_tensorboard_after_resume_holds_each_epoch_once(tmp_path):
+    # Checkpoints every 2 epochs: stopped after epoch 1, the run resumes from epoch 0.
+    common = [*TINY, "optim.epochs=2", "tracking=[tensorboard]", "train.checkpoint_every=2"]
+    train(load_config(CONFIG, common), run_dir=tmp_path / "run", stop_after_epoch=1)
+    train(load_config(CONFIG, common), run_dir=tmp_path / "run", resume=True)
+    scalars = _tensorboard_scalars(tmp_path / "run" / "tensorboard")
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [step for step, _ in scalars["train_loss"]] == [1, 2]
+    assert [v for _, v in scalars["train_loss"]] == pytest.approx([r["train_loss"] for r in rows])
+
+
+def test_grids_name_methods_as_the_methods_list_does():
+    assert Grid.parse("error+ stiffness:a.b=1,2").method == "error+stiffness"
+    grid = Grid.parse("local-error[a.b=1, c.d=2]:x.y=1,2")
+    assert grid.method == "local-error[a.b=1,c.d=2]" and grid.key == "x.y"
+
+
+def test_a_grid_may_not_sweep_what_a_method_entry_sets(tmp_path):
+    entry = "local-error[regularization.local_error.start=1]"
+    with pytest.raises(ConfigError, match="sets regularization.local_error.start itself"):
+        run_sweep(CONFIG, [entry], ["regularization.local_error.start=1,2"], 1, TINY, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        ({"workers": 0}, "--workers must be >= 1"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0"),
+        ({"gpus_per_trial": -1}, "--gpus-per-trial >= 0"),
+        ({"address": "auto"}, "--address is for --backend ray"),
+    ],
+)
+def test_bad_backend_options_are_rejected(kwargs, problem):
+    with pytest.raises(ConfigError, match=problem):
+        make_backend("local", **kwargs)
 
 
 def test_unknown_tracker_is_rejected():

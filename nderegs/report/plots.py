@@ -17,7 +17,7 @@ DPI = 100
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-def _style(index: int) -> dict:
+def method_style(index: int) -> dict:
     """Color and marker of the index-th method, the same in every plot."""
     return {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)]}
 
@@ -51,7 +51,7 @@ def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
             continue
         epochs = np.array(list(by_epoch))
         values = list(by_epoch.values())
-        style = _style(index)
+        style = method_style(index)
         label = _label(method, sum(r.succeeded for r in runs))
         axes.plot(epochs, [np.mean(v) for v in values], label=label, markersize=5, **style)
         axes.fill_between(
@@ -77,7 +77,7 @@ def _band_alpha(methods: int) -> float:
     return 0.2 if methods <= 3 else 0.1
 
 
-def _metric_axis(metric: str | None) -> tuple[float, str]:
+def metric_axis(metric: str | None) -> tuple[float, str]:
     """(scale, label) of the metric axis."""
     if metric == "accuracy":
         return 100.0, "test accuracy (%)"
@@ -86,7 +86,7 @@ def _metric_axis(metric: str | None) -> tuple[float, str]:
 
 def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path:
     """Test metric against prediction time, one point per successful run."""
-    scale, label = _metric_axis(result.metric)
+    scale, label = metric_axis(result.metric)
     figure = _new_figure()
     axes = figure.add_subplot()
     for index, method in enumerate(result.methods):
@@ -101,7 +101,7 @@ def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path
             alpha=0.85,
             edgecolors="black",
             linewidths=0.5,
-            **_style(index),
+            **method_style(index),
         )
     axes.set_xlabel("prediction time per test batch (ms)")
     axes.set_ylabel(label)

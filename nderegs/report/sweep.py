@@ -29,17 +29,18 @@ from matplotlib.figure import Figure
 
 from ..config import ConfigError, ExperimentConfig, load_config
 from ..runners import AbstractBackend, Job, RunResult
-from .plots import _metric_axis, _style
+from .plots import method_style, metric_axis
 from .runs import (
     check_clashes,
     ComparisonResult,
+    entry_label,
     method_slug,
     normalize_methods,
     parse_entry,
     run_jobs,
     seed_list,
 )
-from .table import BASELINE, markdown_table, method_rows, Spread, spread
+from .table import BASELINE, format_spread, markdown_table, method_rows, Spread, spread
 
 CSV_FILE = "sweep.csv"
 PARETO_MARKDOWN = "pareto.md"
@@ -93,7 +94,8 @@ class Grid:
             )
         if len(set(parsed)) != len(parsed):
             raise ConfigError(f"grid {text!r} lists a value more than once")
-        return cls(method.strip() if colon else None, key, parsed)
+        entry = entry_label(*parse_entry(method)) if colon else None
+        return cls(entry, key, parsed)
 
 
 Setting = tuple[tuple[str, str], ...]
@@ -185,6 +187,13 @@ def run_sweep(
     planned: list[tuple[str, Setting, int, ExperimentConfig]] = []
     for method in methods:
         name, own = parse_entry(method)
+        own_keys = {o.split("=", 1)[0].strip() for o in own}
+        clash = sorted(own_keys & {g.key for g in parsed if g.method in (None, method)})
+        if clash:
+            raise ConfigError(
+                f"method entry {method!r} sets {clash[0]} itself and a --grid sweeps it too; "
+                "keep one of them"
+            )
         for setting in method_settings(method, parsed):
             for seed in seeds:
                 config = load_config(
@@ -204,6 +213,10 @@ def run_sweep(
         Job(config, trial_run_dir(output_dir, method, setting, seed), method)
         for method, setting, seed, config in planned
     ]
+    directories = [job.run_dir for job in jobs]
+    if len(set(directories)) != len(directories):
+        twice = next(d for d in directories if directories.count(d) > 1)
+        raise ConfigError(f"two trials would share the run directory {twice}; use distinct values")
     check_clashes(jobs, output_dir)
     results = run_jobs(jobs, backend, progress)
     return SweepResult(
@@ -265,7 +278,8 @@ def higher_is_better(metric: str | None) -> bool:
 
 
 def _complete(s: SettingStats) -> bool:
-    return s.test_nfe is not None and s.test_metric is not None
+    """Every seed succeeded: a setting some seeds of which diverged is never "best"."""
+    return s.failed == 0 and s.test_nfe is not None and s.test_metric is not None
 
 
 def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingStats]:
@@ -286,12 +300,19 @@ def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingS
     return sorted((s for s in points if not dominated(s)), key=key)
 
 
-def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | None:
-    """Vanilla's mean test metric (its best setting if it has several)."""
-    vanilla = [s.test_metric.mean for s in stats if s.method == BASELINE and s.test_metric]
+def baseline_setting(stats: list[SettingStats], metric: str | None) -> SettingStats | None:
+    """Vanilla's setting (its best-metric one if it has several)."""
+    vanilla = [s for s in stats if s.method == BASELINE and _complete(s)]
     if not vanilla:
         return None
-    return max(vanilla) if higher_is_better(metric) else min(vanilla)
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return max(vanilla, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf)
+
+
+def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | None:
+    """Vanilla's mean test metric (its best setting if it has several)."""
+    vanilla = baseline_setting(stats, metric)
+    return vanilla.test_metric.mean if vanilla and vanilla.test_metric else None
 
 
 def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
@@ -316,7 +337,14 @@ def best_setting(
             if s.test_metric and within_one_point(s.test_metric.mean, baseline, metric)
         ]
         if matched:
-            return min(matched, key=lambda s: s.test_nfe.mean if s.test_nfe else math.inf), True
+            sign = 1.0 if higher_is_better(metric) else -1.0
+            return min(
+                matched,
+                key=lambda s: (
+                    s.test_nfe.mean if s.test_nfe else math.inf,
+                    -sign * s.test_metric.mean if s.test_metric else math.inf,
+                ),
+            ), True
     sign = 1.0 if higher_is_better(metric) else -1.0
     return max(own, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf), False
 
@@ -326,9 +354,27 @@ def best_setting(
 # --------------------------------------------------------------------------- #
 
 
+def _figures(summary: dict) -> dict:
+    """The summary's figures as CSV cells: scalars, and one level of nested scalars as
+    `outer.inner` (e.g. solver.rtol); not the worker (its own columns) or lists."""
+    cells = {}
+    for key, value in summary.items():
+        if key in ("worker", "method", "seed"):
+            continue
+        if isinstance(value, dict):
+            cells.update(
+                {f"{key}.{k}": v for k, v in value.items() if not isinstance(v, dict | list)}
+            )
+        elif not isinstance(value, list):
+            cells[key] = value
+    return cells
+
+
 def write_sweep_csv(result: SweepResult, path: Path) -> Path:
     """One row per trial: method, grid values, seed, status, error, summary figures and
     the worker that ran it."""
+    figures = [_figures(t.result.summary or {}) for t in result.trials]
+    others = [k for f in figures for k in f if k not in SUMMARY_COLUMNS]
     columns = [
         "method",
         *result.grid_keys,
@@ -336,6 +382,7 @@ def write_sweep_csv(result: SweepResult, path: Path) -> Path:
         "status",
         "error",
         *SUMMARY_COLUMNS,
+        *dict.fromkeys(others),
         "worker_pid",
         "worker_node",
         "run_dir",
@@ -343,7 +390,7 @@ def write_sweep_csv(result: SweepResult, path: Path) -> Path:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        for trial in result.trials:
+        for trial, figure in zip(result.trials, figures):
             summary = trial.result.summary or {}
             worker = summary.get("worker") or {}
             row = {
@@ -352,7 +399,7 @@ def write_sweep_csv(result: SweepResult, path: Path) -> Path:
                 "seed": trial.seed,
                 "status": trial.result.status,
                 "error": trial.result.error or "",
-                **{c: summary.get(c, "") for c in SUMMARY_COLUMNS},
+                **figure,
                 "worker_pid": worker.get("pid", ""),
                 "worker_node": worker.get("node") or worker.get("host", ""),
                 "run_dir": str(trial.result.run_dir),
@@ -361,16 +408,9 @@ def write_sweep_csv(result: SweepResult, path: Path) -> Path:
     return path
 
 
-def _fmt(value: Spread | None, scale: float = 1.0, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    sd = "" if value.sd is None else f" ± {scale * value.sd:.{digits}f}"
-    return f"{scale * value.mean:.{digits}f}{sd}"
-
-
 def pareto_markdown(result: SweepResult, header: list[str]) -> str:
     metric = result.metric
-    scale, label = _metric_axis(metric)
+    scale, label = metric_axis(metric)
     stats = setting_stats(result)
     baseline = baseline_metric(stats, metric)
     lines = [*header, ""]
@@ -383,14 +423,13 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
         "## Best setting per method within 1 point of vanilla",
         "",
         f"Lowest mean test NFE among the settings whose mean {label} is {tolerance}"
-        + (f" (vanilla: {scale * baseline:.2f})." if baseline is not None else "."),
+        + (f" (vanilla: {scale * baseline:.4g})." if baseline is not None else "."),
         "",
         f"| Method | Setting | Test NFE | {label} | Train time (s) | NFE × vanilla | Within 1 point |",
         "|---|---|--:|--:|--:|--:|---|",
     ]
-    vanilla_nfe = next(
-        (s.test_nfe.mean for s in stats if s.method == BASELINE and s.test_nfe), None
-    )
+    vanilla = baseline_setting(stats, metric)
+    vanilla_nfe = vanilla.test_nfe.mean if vanilla and vanilla.test_nfe else None
     for method in result.methods:
         best, matched = best_setting(stats, method, baseline, metric)
         if best is None:
@@ -398,8 +437,10 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
             continue
         ratio = f"{best.test_nfe.mean / vanilla_nfe:.2f}" if vanilla_nfe and best.test_nfe else "–"
         lines.append(
-            f"| `{method}` | {setting_label(best.setting)} | {_fmt(best.test_nfe, digits=1)} | "
-            f"{_fmt(best.test_metric, scale)} | {_fmt(best.train_seconds)} | {ratio} | "
+            f"| `{method}` | {setting_label(best.setting)} | "
+            f"{format_spread(best.test_nfe, 'test_nfe', metric)} | "
+            f"{format_spread(best.test_metric, 'test_metric', metric)} | "
+            f"{format_spread(best.train_seconds, 'train_seconds', metric)} | {ratio} | "
             f"{'yes' if matched else 'no (best metric shown)'} |"
         )
     lines += ["", "## Every setting (★: on the method's Pareto front)", ""]
@@ -415,8 +456,9 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
         for s in own:
             runs = f"{s.runs - s.failed}/{s.runs}"
             lines.append(
-                f"| {setting_label(s.setting)} | {_fmt(s.test_nfe, digits=1)} | "
-                f"{_fmt(s.test_metric, scale)} | {_fmt(s.train_seconds)} | {runs} | "
+                f"| {setting_label(s.setting)} | {format_spread(s.test_nfe, 'test_nfe', metric)} | "
+                f"{format_spread(s.test_metric, 'test_metric', metric)} | "
+                f"{format_spread(s.train_seconds, 'train_seconds', metric)} | {runs} | "
                 f"{'★' if s in front else ''} |"
             )
         lines.append("")
@@ -434,7 +476,7 @@ def plot_pareto(result: SweepResult, path: Path) -> Path:
     """Test NFE against test metric: every setting (mean, error bars: sd over seeds),
     a line along each method's Pareto front, vanilla as a star."""
     metric = result.metric
-    scale, label = _metric_axis(metric)
+    scale, label = metric_axis(metric)
     stats = setting_stats(result)
     figure = Figure(figsize=(8, 5.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -443,7 +485,7 @@ def plot_pareto(result: SweepResult, path: Path) -> Path:
         own = [s for s in stats if s.method == method and _complete(s)]
         if not own:
             continue
-        style = _style(index)
+        style = method_style(index)
         vanilla = method == BASELINE
         marker = "*" if vanilla else style["marker"]
         axes.errorbar(

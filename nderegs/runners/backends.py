@@ -16,7 +16,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from concurrent.futures import as_completed, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+import math
 import multiprocessing
+import os
 from typing import Any, ClassVar
 
 from ..config import ConfigError
@@ -57,8 +60,17 @@ class InProcess(AbstractBackend):
         pass
 
 
+def _worker_setup() -> None:
+    # Several JAX processes share the machine's accelerators: none may take 75 % of
+    # their memory up front (jax's default).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
 class ProcessPool(AbstractBackend):
-    """`workers` spawned processes on this machine."""
+    """`workers` spawned processes on this machine. If a worker process dies (killed,
+    out of memory), the pool is restarted and the runs it held are tried once more
+    (they resume from their checkpoints); a run whose worker dies twice is recorded as
+    failed. Ctrl-C cancels the runs not yet started."""
 
     name: ClassVar[str] = "local"
 
@@ -67,16 +79,33 @@ class ProcessPool(AbstractBackend):
 
     def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
-            futures = {pool.submit(run_job, job): job for job in jobs}
-            for future in as_completed(futures):
-                try:
-                    yield future.result()[0]
-                except Exception as error:
-                    yield _crashed(futures[future], error)
+        attempts = {id(job): 0 for job in jobs}
+        pending = list(jobs)
+        while pending:
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=_worker_setup
+            )
+            broken: list[Job] = []
+            try:
+                futures = {pool.submit(run_job, job): job for job in pending}
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        yield future.result()[0]
+                    except BrokenProcessPool as error:
+                        attempts[id(job)] += 1
+                        if attempts[id(job)] >= 2:
+                            yield _crashed(job, error)
+                        else:
+                            broken.append(job)
+                    except Exception as error:
+                        yield _crashed(job, error)
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+            pending = broken
 
     def close(self) -> None:
-        pass  # the pool is shut down when `run` finishes
+        pass  # each pool is shut down when `run` finishes
 
 
 def _ray_task(job: Job):
@@ -88,9 +117,13 @@ def _ray_task(job: Job):
 class RayBackend(AbstractBackend):
     """Each run a Ray task requesting `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
 
-    Without `address` a local Ray instance is started with `workers × cpus_per_trial`
-    CPUs (no dashboard) and shut down by `close`; with one (``auto`` or
-    ``ray://host:10001``) the runs go to that cluster.
+    Without `address` a new local Ray instance is started with `workers ×
+    cpus_per_trial` CPUs (no dashboard; Ray finds the GPUs) and shut down by `close`;
+    with one (``auto`` or ``ray://host:10001``) the runs go to that cluster, whose nodes
+    need nderegs installed and the data paths the config names.
+
+    A task returns its run's files when it ends: a trial interrupted on Ray starts again
+    from its last state on the driver (its start, or the checkpoint a local run left).
     """
 
     name: ClassVar[str] = "ray"
@@ -113,10 +146,21 @@ class RayBackend(AbstractBackend):
         if self._started:
             options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING"}
             if address is None:
-                options["num_cpus"] = max(1, int(workers * cpus_per_trial))
-                options["num_gpus"] = int(workers * gpus_per_trial) if gpus_per_trial else 0
-            ray.init(address=address, **options)
-        self._task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(_ray_task)
+                # A new instance ("local"), not one RAY_ADDRESS or a running cluster names.
+                address = "local"
+                options["num_cpus"] = max(1, math.ceil(workers * cpus_per_trial))
+            try:
+                ray.init(address=address, **options)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise ConfigError(
+                    f"--backend ray could not start or reach Ray at --address {address}: "
+                    f"{str(e).strip().splitlines()[0]}"
+                ) from None
+        self._task = ray.remote(
+            num_cpus=cpus_per_trial,
+            num_gpus=gpus_per_trial,
+            runtime_env={"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}},
+        )(_ray_task)
 
     def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
         ray = self._ray
@@ -159,6 +203,11 @@ def make_backend(
         raise ConfigError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if not cpus_per_trial > 0 or not gpus_per_trial >= 0:
+        raise ConfigError(
+            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial} "
+            f"and {gpus_per_trial}"
+        )
     if name == "local":
         if address is not None:
             raise ConfigError("--address is for --backend ray (a Ray cluster's address)")

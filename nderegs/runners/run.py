@@ -10,7 +10,6 @@ its own and returns the run's files, which the driver writes (no shared file sys
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import json
 import os
 from pathlib import Path
 import socket
@@ -56,6 +55,10 @@ class Job:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+#: Settings that change how a run reports, not what it trains: no clash when they differ.
+REPORTING_KEYS = ("train.progress", "output_dir", "tracking")
+
+
 def stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     """Why an existing run directory cannot be reused for `config` (None if it can)."""
     if not RunDirectory(run_dir).has_config:
@@ -63,7 +66,7 @@ def stale_run_problem(run_dir: Path, config: ExperimentConfig) -> str | None:
     try:
         changes = config_changes(RunDirectory(run_dir).read_config(), config)
         # How a run reports (progress bar, where its parent folder is) is not a clash.
-        differences = [key for key in changes if key not in ("train.progress", "output_dir")]
+        differences = [key for key in changes if key not in REPORTING_KEYS]
     except ConfigError as e:
         return f"{RunDirectory(run_dir).config_file} cannot be read back: {e}"
     if differences:
@@ -121,8 +124,10 @@ def read_files(run_dir: Path) -> dict[str, bytes]:
 
 
 def write_files(run_dir: Path, files: dict[str, bytes]) -> None:
-    """Write a worker's run files into the driver's run directory, each atomically."""
-    for name, data in files.items():
+    """Write a worker's run files into the driver's run directory, each atomically, the
+    summary last (a run with a summary is finished)."""
+    ordered = sorted(files.items(), key=lambda item: item[0] == RunDirectory.SUMMARY)
+    for name, data in ordered:
         path = Path(run_dir) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -144,12 +149,9 @@ def run_job(job: Job, ship: bool = False, node: str | None = None):
         write_files(local, job.files)
         result = _record_worker(execute_run(job.config, local, job.label), node)
         files = read_files(local)
+    # Messages name the driver's run directory, not the worker's temporary one.
+    error = result.error.replace(str(local), str(job.run_dir)) if result.error else None
     result = RunResult(
-        result.method, result.seed, job.run_dir, result.status, result.summary, result.error
+        result.method, result.seed, job.run_dir, result.status, result.summary, error
     )
     return result, files
-
-
-def summary_of(files: dict[str, bytes]) -> dict | None:
-    data = files.get(RunDirectory.SUMMARY)
-    return json.loads(data) if data is not None else None

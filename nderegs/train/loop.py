@@ -32,7 +32,7 @@ from ..config import config_changes, config_to_dict, ConfigError, ExperimentConf
 from ..data import iterate_batches, num_batches
 from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
 from ..tasks import AbstractTask, count_parameters, Evaluation
-from ..tracking import make_trackers
+from ..tracking import AbstractTracker, make_trackers
 from .run_directory import RunDirectory
 
 
@@ -217,6 +217,21 @@ def train(
     functions of the seed, epoch and step). `stop_after_epoch` stops early (as an
     interruption would) and returns None.
     """
+    trackers: list[AbstractTracker] = []
+    try:
+        return _train(config, run_dir, resume, stop_after_epoch, trackers)
+    finally:  # also when training stops with an error or an interrupt
+        for tracker in trackers:
+            tracker.close()
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: str | Path | None,
+    resume: bool,
+    stop_after_epoch: int | None,
+    trackers: list[AbstractTracker],
+) -> dict | None:
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory to continue.")
     # Before any JAX work: a multi-host run initialises jax.distributed here.
@@ -308,15 +323,11 @@ def train(
         return parallel.replicate((key, coefficients_at(step, epoch)))
 
     last_checkpoint_epoch = start_epoch
-    # Mirrors of metrics.jsonl; each row is flushed as it is logged.
-    trackers = make_trackers(config.tracking, run_dir, config_to_dict(config)) if writes else []
-
-    def close_trackers() -> None:
-        for tracker in trackers:
-            tracker.close()
+    # Mirrors of metrics.jsonl (each row flushed as it is logged; closed by `train`).
+    if writes:
+        trackers += make_trackers(config.tracking, run_dir, config_to_dict(config), start_epoch)
 
     def stop(message: str, epoch: int, step: int) -> NoReturn:
-        close_trackers()
         raise TrainingDiverged(
             f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
             f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
@@ -431,9 +442,7 @@ def train(
             )
             last_checkpoint_epoch = done
         if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
-            close_trackers()
             return None
-    close_trackers()
 
     eval_model = task.evaluation_model(model)
     train_metric, _, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
@@ -478,6 +487,7 @@ RESUMABLE_CHANGES = (
     "output_dir",
     "parallel.devices",
     "parallel.distributed",
+    "tracking",
 )
 RECORDED_CHANGES = ("optim.epochs", "parallel.devices", "parallel.distributed")
 
@@ -498,7 +508,8 @@ def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
             f"--resume {run.path} continues that run exactly as configured in its "
             f"{run.CONFIG}, but these settings differ: {listed}. Train them as a new run "
             "(another --run-dir); on resume only optim.epochs (how long the run goes on), "
-            "parallel.devices/distributed, train.progress and output_dir may change."
+            "parallel.devices/distributed, tracking, train.progress and output_dir may "
+            "change."
         )
     if "optim.epochs" in changes:
         # An exponential anneal runs from start to end over optim.epochs: another length
