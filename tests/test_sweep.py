@@ -5,7 +5,6 @@ import csv
 import json
 import os
 from pathlib import Path
-import struct
 import sys
 
 import pytest
@@ -215,27 +214,15 @@ def test_best_setting_is_the_cheapest_within_one_point():
 
 
 def _tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
-    """An independent reader of TensorBoard event files (TFRecord framing: length, CRC,
-    event proto, CRC), with TensorBoard's purge rule: a session START at step s drops
-    the values logged before it at steps >= s."""
-    from tensorboardX.proto import event_pb2
+    """The scalars as TensorBoard itself reads them back (its event accumulator, which
+    also applies the purge of a resumed run)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    paths = sorted(directory.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
-    for path in paths:
-        data, i = path.read_bytes(), 0
-        while i < len(data):
-            (length,) = struct.unpack("<Q", data[i : i + 8])
-            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
-            i += 12 + length + 4
-            if event.session_log.status == event_pb2.SessionLog.START:
-                scalars = {
-                    tag: [(s, v) for s, v in values if s < event.step]
-                    for tag, values in scalars.items()
-                }
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return scalars
+    events = EventAccumulator(str(directory))
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
 
 
 def test_tensorboard_tracking_mirrors_the_metrics(tmp_path):
