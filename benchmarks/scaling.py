@@ -17,6 +17,7 @@ overhead of sharding, not a speed-up. On GPUs/TPUs it uses the real devices.
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -112,7 +113,10 @@ def main(argv=None):
             "nfe_max": float(np.mean(nfe_max)),
         }
 
+    command = shlex.join(["python", "benchmarks/scaling.py", *(argv or sys.argv[1:])])
     lines = [
+        f"Command: `{command}`",
+        "",
         f"Data-parallel scaling: {args.config} {' '.join(args.overrides)}; "
         f"{available[0].device_kind} ({available[0].platform}), {len(available)} devices "
         f"available, {args.steps} steps per row, compile excluded.",

@@ -144,46 +144,59 @@ def _backend(opts):
     )
 
 
-def _compare(opts, argv) -> int:
-    from .report import normalize_methods, run_comparison, split_entries, write_report
+def _on_backend(opts, command: str, work):
+    """`work(backend)` -> `(result, files)` with the backend the options describe (made
+    on demand, closed at the end), or the exit status of what stopped it."""
+    made = []
 
-    seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
-    backend = None
+    def backend():
+        made.append(_backend(opts))
+        return made[-1]
+
     try:
-        methods = normalize_methods(split_entries(opts.methods))
-        backend = _backend(opts)
-        result = run_comparison(
-            opts.config,
-            methods,
-            seeds,
-            opts.overrides,
-            output_dir=opts.output_dir,
-            backend=backend,
-        )
-        command = shlex.join(["nderegs", *argv])
-        files = write_report(result, result.output_dir, command)
+        return work(backend)
     except (ConfigError, ImportError) as e:
-        _say(f"nderegs compare: configuration error: {e}")
+        _say(f"nderegs {command}: configuration error: {e}")
         return 2
     except KeyboardInterrupt:
         _say(
-            "\nnderegs compare: interrupted. Finished runs are kept; the same command "
+            f"\nnderegs {command}: interrupted. Finished runs are kept; the same command "
             "continues where it stopped."
         )
         return 130
     except PermissionError as e:
-        _say(_unwritable(e, "compare"))
+        _say(_unwritable(e, command))
         return 1
     finally:
-        if backend is not None:
-            backend.close()
+        for b in made:
+            b.close()
+
+
+def _failed(command: str, failed: int, total: int) -> int:
+    if failed:
+        _say(f"nderegs {command}: {failed} of {total} runs failed")
+    return 1 if failed else 0
+
+
+def _compare(opts, argv) -> int:
+    from .report import normalize_methods, run_comparison, split_entries, write_report
+
+    def work(backend):
+        methods = normalize_methods(split_entries(opts.methods))
+        seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
+        result = run_comparison(
+            opts.config, methods, seeds, opts.overrides, opts.output_dir, backend=backend()
+        )
+        return result, write_report(result, result.output_dir, shlex.join(["nderegs", *argv]))
+
+    outcome = _on_backend(opts, "compare", work)
+    if isinstance(outcome, int):
+        return outcome
+    result, files = outcome
     _say(f"\nTable: {files['markdown']} and {files['csv']}")
     _say(f"Plots: {files['nfe_plot']} and {files['metric_plot']}\n")
     print(files["markdown"].read_text())
-    failed = len(result.failures)
-    if failed:
-        _say(f"nderegs compare: {failed} of {len(result.runs)} runs failed")
-    return 1 if failed else 0
+    return _failed("compare", len(result.failures), len(result.runs))
 
 
 def _add_compare_parser(commands) -> None:
@@ -240,13 +253,11 @@ def _add_backend_arguments(p) -> None:
 
 
 def _sweep(opts, argv) -> int:
-    from .report import normalize_methods, run_sweep, split_entries, sweep_header, write_sweep
+    from .report import normalize_methods, report_header, run_sweep, split_entries, write_sweep
 
-    seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
-    backend = None
-    try:
+    def work(backend):
         methods = normalize_methods(split_entries(opts.methods))
-        backend = _backend(opts)
+        seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
         result = run_sweep(
             opts.config,
             methods,
@@ -254,32 +265,19 @@ def _sweep(opts, argv) -> int:
             seeds,
             opts.overrides,
             output_dir=opts.output_dir,
-            backend=backend,
+            backend=backend(),
         )
-        header = sweep_header(result, shlex.join(["nderegs", *argv]))
-        files = write_sweep(result, result.output_dir, header)
-    except (ConfigError, ImportError) as e:
-        _say(f"nderegs sweep: configuration error: {e}")
-        return 2
-    except KeyboardInterrupt:
-        _say(
-            "\nnderegs sweep: interrupted. Finished trials are kept; the same command "
-            "continues where it stopped."
-        )
-        return 130
-    except PermissionError as e:
-        _say(_unwritable(e, "sweep"))
-        return 1
-    finally:
-        if backend is not None:
-            backend.close()
+        header = report_header(result, shlex.join(["nderegs", *argv]))
+        return result, write_sweep(result, result.output_dir, header)
+
+    outcome = _on_backend(opts, "sweep", work)
+    if isinstance(outcome, int):
+        return outcome
+    result, files = outcome
     _say(f"\nTrials: {files['csv']}; fronts: {files['pareto']}, {files['plot']}")
     _say(f"Tuned table: {files['tuned']}\n")
     print(files["pareto"].read_text())
-    failed = len(result.failures)
-    if failed:
-        _say(f"nderegs sweep: {failed} of {len(result.trials)} trials failed")
-    return 1 if failed else 0
+    return _failed("sweep", len(result.failures), len(result.trials))
 
 
 def _add_sweep_parser(commands) -> None:

@@ -17,6 +17,7 @@ jax.config.update("jax_enable_x64", True)
 import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from tiny import TINY  # noqa: E402
 
 from nderegs.config import ConfigError, load_config  # noqa: E402
 from nderegs.data import iterate_batches  # noqa: E402
@@ -133,17 +134,7 @@ def one_step(out: str) -> None:
 
 
 #: Two short epochs through `train` (float32, as `nderegs train` runs).
-TRAIN = [
-    "task.data.subset=256",
-    "optim.batch_size=64",
-    "optim.epochs=2",
-    "task.model.hidden_size=8",
-    "task.model.vf_width=8",
-    "solver.rtol=1e-4",
-    "solver.atol=1e-4",
-    "train.progress=false",
-    "train.predict_repeats=1",
-]
+TRAIN = [*TINY, "optim.batch_size=64", "optim.epochs=2", "train.predict_repeats=1"]
 
 
 def short_training(out: str, run_root: str) -> None:

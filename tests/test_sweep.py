@@ -12,7 +12,7 @@ from tiny import TINY
 
 from nderegs.cli import main
 from nderegs.config import ConfigError, load_config
-from nderegs.report import run_sweep, sweep_header, write_sweep
+from nderegs.report import report_header, run_sweep, write_sweep
 from nderegs.report.sweep import (
     best_setting,
     Grid,
@@ -54,7 +54,7 @@ def ray_sweep(tmp_path_factory):
         again = run_sweep(CONFIG, output_dir=output, backend=backend, progress=False, **SWEEP)
     finally:
         backend.close()
-    files = write_sweep(result, output, sweep_header(result, "test"))
+    files = write_sweep(result, output, report_header(result, "test"))
     return result, again, files
 
 
@@ -100,7 +100,7 @@ def test_local_pool_gives_the_same_values(ray_sweep, tmp_path):
     result, _, files = ray_sweep
     backend = make_backend("local", workers=2)
     local = run_sweep(CONFIG, output_dir=tmp_path, backend=backend, progress=False, **SWEEP)
-    local_files = write_sweep(local, tmp_path, sweep_header(local, "test"))
+    local_files = write_sweep(local, tmp_path, report_header(local, "test"))
     columns = (*DETERMINISTIC, "test_nfe", "train_metric", "regularization.local_error.start")
     expected = [{c: r[c] for c in columns} for r in _rows(files["csv"])]
     assert [{c: r[c] for c in columns} for r in _rows(local_files["csv"])] == expected
@@ -121,7 +121,7 @@ def test_failing_trial_is_recorded_and_the_rest_complete(tmp_path):
     statuses = [t.result.status for t in result.trials]
     assert statuses == [FAILED, TRAINED]
     assert "max_steps" in (result.trials[0].result.error or "")
-    files = write_sweep(result, tmp_path, sweep_header(result, "test"))
+    files = write_sweep(result, tmp_path, report_header(result, "test"))
     rows = _rows(files["csv"])
     assert rows[0]["status"] == "failed" and "max_steps" in rows[0]["error"]
     assert rows[1]["status"] == "trained" and float(rows[1]["test_nfe"]) > 0

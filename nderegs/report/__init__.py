@@ -38,7 +38,6 @@ __all__ = [
     "Grid",
     "SweepResult",
     "run_sweep",
-    "sweep_header",
     "write_sweep",
     "collect_runs",
     "runs_table",
@@ -77,25 +76,14 @@ def machine_description() -> str:
     )
 
 
-def report_header(result: ComparisonResult, command: str) -> list[str]:
-    """Provenance lines shared by the Markdown and CSV files."""
+def report_header(result: ComparisonResult | SweepResult, command: str) -> list[str]:
+    """Provenance lines of a comparison's or a sweep's files."""
     date = datetime.now(UTC).isoformat(timespec="seconds")
     return [
         f"Command: `{command}`",
         f"Machine: {machine_description()}",
         f"Date (UTC): {date}",
         f"Seeds: {', '.join(map(str, result.seeds))}; runs in {result.output_dir}",
-    ]
-
-
-def sweep_header(result: SweepResult, command: str) -> list[str]:
-    """Provenance lines of a sweep's files."""
-    date = datetime.now(UTC).isoformat(timespec="seconds")
-    return [
-        f"Command: `{command}`",
-        f"Machine: {machine_description()}",
-        f"Date (UTC): {date}",
-        f"Seeds: {', '.join(map(str, result.seeds))}; trials in {result.output_dir}",
     ]
 
 
