@@ -12,6 +12,6 @@ from .core import (
     solve,
     TaylorDerivative,
 )
-from .layers import NeuralODE, NeuralSDE
+from .layers import CNF, NeuralODE, NeuralSDE
 
 __version__ = "0.1.0"

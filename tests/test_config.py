@@ -30,7 +30,7 @@ from nderegs.config import (
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-NEEDS_PATH = {"mnist.yaml", "latent_ode_physionet.yaml"}
+NEEDS_PATH = {"mnist.yaml", "latent_ode_physionet.yaml", "cnf_tabular.yaml"}
 
 
 def _load(name: str, *overrides: str) -> ExperimentConfig:

@@ -10,15 +10,20 @@ from pydantic import Field
 
 from ..data import (
     ClassificationData,
+    DensityData,
     load_digits,
+    load_maf,
     load_mnist,
     load_physionet,
+    MAF_DATASETS,
     make_irregular_series,
     make_mnist1d,
     make_spiral_sde,
     make_spirals,
+    make_toy_density,
     MomentData,
     TimeSeriesData,
+    TOY_DENSITIES,
 )
 from .base import choice, Float, Int, Str, Variant
 
@@ -129,11 +134,56 @@ class SpiralSDEData(Variant):
         return make_spiral_sde(num_trajectories=self.num_samples, seed=seed)
 
 
+class AbstractDensityData(AbstractDataConfig, abc.ABC):
+    @abc.abstractmethod
+    def load(self, seed: int) -> DensityData: ...
+
+
+if TYPE_CHECKING:
+    ToyDensity = str
+    MAFDataset = str
+else:
+    ToyDensity = Literal[tuple(TOY_DENSITIES)]
+    MAFDataset = Literal[tuple(MAF_DATASETS)]
+
+
+class Toy2D(AbstractDensityData):
+    """A 2-D toy density of the CNF literature, generated (train and test samples
+    drawn independently with the seed)."""
+
+    name: Literal["toy2d"] = "toy2d"
+    #: moons | circles | 8gaussians | pinwheel | 2spirals | checkerboard
+    density: ToyDensity = "moons"
+    num_train: Int = Field(default=20_000, gt=0)
+    num_test: Int = Field(default=5_000, gt=0)
+
+    def load(self, seed: int) -> DensityData:
+        return make_toy_density(self.density, self.num_train, self.num_test, seed=seed)
+
+
+class MAFTabular(AbstractDensityData):
+    """A tabular set of MAF's benchmark (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) read
+    from `path` (see `nderegs.data.maf` for the files and the preprocessing)."""
+
+    name: Literal["maf"] = "maf"
+    #: power | gas | hepmass | miniboone | bsds300
+    dataset: MAFDataset
+    path: Str = Field(
+        description="the folder of MAF's data (holding power/, gas/, ...), or of "
+        "train/validation/test .npy files; pass it e.g. as task.data.path=/path/to/maf/data"
+    )
+
+    def load(self, seed: int) -> DensityData:
+        return load_maf(self.dataset, self.path)
+
+
 if TYPE_CHECKING:
     ClassificationDataConfig = AbstractClassificationData
     TimeSeriesDataConfig = AbstractTimeSeriesData
     SpiralSDEDataConfig = SpiralSDEData
+    DensityDataConfig = AbstractDensityData
 else:
     ClassificationDataConfig = choice(Digits, MNIST, MNIST1D, default="digits")
     TimeSeriesDataConfig = choice(Spirals, Irregular, PhysioNet, default="irregular")
     SpiralSDEDataConfig = choice(SpiralSDEData, default="spiral_sde")
+    DensityDataConfig = choice(Toy2D, MAFTabular, default="toy2d")

@@ -7,6 +7,7 @@ solver is one class here, listed in `ODESolver` or `SDESolver`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 import functools
 from typing import Annotated, Any, ClassVar, Literal, Optional, TYPE_CHECKING
 
@@ -14,7 +15,8 @@ import diffrax
 import jax
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..layers import MakeNode, MakeSDE, NeuralODE, NeuralSDE
+from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE
+from ..layers.cnf import NoiseKind, TraceEstimator
 from ..regularization import SolveSetup
 from .base import choice, Float, Int, Problems, tag_name, Variant
 
@@ -239,6 +241,34 @@ def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
         throw=False,
         integrals=setup.integrals,
         steer=setup.steer,
+    )
+
+
+def cnf(
+    solver: AbstractSolverConfig, setup: SolveSetup, trace: TraceEstimator, noise: NoiseKind
+) -> Callable[..., CNF]:
+    """`make_cnf(vector_field, dim=d)`: a `CNF` with the solver section's settings, the
+    method's solve set-up and the trace estimator (`throw=False`, as above)."""
+    return functools.partial(
+        CNF,
+        t0=solver.t0,
+        t1=solver.t1,
+        solver=solver.build(),
+        rtol=solver.rtol,
+        atol=solver.atol,
+        pcoeff=solver.pcoeff,
+        icoeff=solver.icoeff,
+        dt0=solver.dt0,
+        adjoint=solver.adjoint.build(),
+        max_steps=solver.max_steps,
+        local=setup.local,
+        local_gradient=setup.local_gradient,
+        stiffness=setup.stiffness,
+        throw=False,
+        integrals=setup.integrals,
+        steer=setup.steer,
+        trace=trace,
+        noise=noise,
     )
 
 

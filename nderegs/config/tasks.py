@@ -17,6 +17,7 @@ from ..tasks import (
     AbstractTask,
     Arrays,
     ClassifierTask,
+    DensityTask,
     LatentODETask,
     SDEClassifierTask,
     SpiralSDETask,
@@ -25,13 +26,15 @@ from .base import choice, Float, Int, Section, Variant
 from .datasets import (
     AbstractDataConfig,
     ClassificationDataConfig,
+    DensityDataConfig,
     Digits,
     Irregular,
     SpiralSDEData,
     SpiralSDEDataConfig,
     TimeSeriesDataConfig,
+    Toy2D,
 )
-from .solvers import AbstractSolverConfig, neural_ode, neural_sde
+from .solvers import AbstractSolverConfig, cnf, neural_ode, neural_sde
 
 
 class AbstractTaskConfig(Variant, abc.ABC):
@@ -220,7 +223,49 @@ class SpiralSDE(AbstractTaskConfig):
         return task, Arrays(train, (data.mean_test[None], data.var_test[None]))
 
 
+class DensityModel(Section):
+    """FFJORD's CNF: a concat-squash MLP field and the trace estimator."""
+
+    #: Width and number of hidden layers of the concat-squash field.
+    width: Int = Field(default=32, gt=0)
+    depth: Int = Field(default=2, ge=1)
+    activation: Activation = "tanh"
+    #: The trace of ∂f/∂z in training: exact (dim Jacobian-vector products; for small
+    #: dimensions) or hutchinson (one, with noise drawn once per solve). Evaluation
+    #: always uses the exact trace.
+    trace: Literal["exact", "hutchinson"] = "exact"
+    #: Hutchinson's noise: rademacher | gaussian.
+    noise: Literal["rademacher", "gaussian"] = "rademacher"
+
+
+class Density(AbstractTaskConfig):
+    """Fit a density with a continuous normalizing flow (`DensityTask`); metric the
+    test negative log-likelihood in nats."""
+
+    name: Literal["density"] = "density"
+    equation = "ode"
+    task_class = DensityTask
+    data: DensityDataConfig = Field(default_factory=Toy2D)
+    model: DensityModel = Field(default_factory=DensityModel)
+
+    def build(self, seed, regularization, solver):
+        data = self.data.load(seed)
+        m = self.model
+        task = DensityTask(
+            dim=data.dim,
+            width=m.width,
+            depth=m.depth,
+            activation=activation(m.activation),
+            make_cnf=cnf(solver, regularization.setup, m.trace, m.noise),
+            regularization=regularization,
+        )
+        train = _first((data.x_train,), self.data.subset)
+        return task, Arrays(train, (data.x_test,))
+
+
 if TYPE_CHECKING:
     TaskConfig = AbstractTaskConfig
 else:
-    TaskConfig = choice(Classifier, SDEClassifier, LatentODE, SpiralSDE, default="classifier")
+    TaskConfig = choice(
+        Classifier, SDEClassifier, LatentODE, SpiralSDE, Density, default="classifier"
+    )

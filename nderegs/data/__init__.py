@@ -1,35 +1,42 @@
 """Data sets for training and evaluating regularized neural ODEs (numpy only, no JAX).
 
 Classification sets return :class:`ClassificationData`, time-series sets
-:class:`TimeSeriesData`. Everything is generated or read locally; nothing is
+:class:`TimeSeriesData`, density sets :class:`DensityData`. Everything is generated or read locally; nothing is
 downloaded. Configs select a data set by name through `nderegs.config.datasets`.
 """
 
 from __future__ import annotations
 
 from .batching import iterate_batches, num_batches
-from .containers import ClassificationData, TimeSeriesData
+from .containers import ClassificationData, DensityData, TimeSeriesData
 from .digits import load_digits
 from .idx import read_idx, write_idx
 from .irregular import make_irregular_series
+from .maf import load_maf, MAF_DATASETS
 from .mnist import load_mnist
 from .mnist1d import make_mnist1d
 from .physionet import load_physionet, PHYSIONET_PARAMETERS
 from .spiral_sde import make_spiral_sde, MomentData
 from .spirals import make_spirals
+from .toy2d import make_toy_density, TOY_DENSITIES
 
 __all__ = [
     "PHYSIONET_PARAMETERS",
     "ClassificationData",
+    "DensityData",
+    "MAF_DATASETS",
+    "TOY_DENSITIES",
     "TimeSeriesData",
     "iterate_batches",
     "load_digits",
+    "load_maf",
     "load_mnist",
     "load_physionet",
     "make_irregular_series",
     "make_mnist1d",
     "make_spiral_sde",
     "make_spirals",
+    "make_toy_density",
     "MomentData",
     "num_batches",
     "read_idx",

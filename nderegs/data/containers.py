@@ -166,3 +166,37 @@ class TimeSeriesData:
     def num_times(self) -> int:
         """Length ``T`` of the shared time grid."""
         return len(self.times)
+
+
+@dataclass(frozen=True)
+class DensityData:
+    """Unlabelled samples of a density, split into train and test.
+
+    Attributes:
+        name: short identifier, e.g. ``"moons"`` or ``"power"``.
+        x_train: float32 array of shape ``(N_train, D)``, finite.
+        x_test: float32 array of shape ``(N_test, D)``, finite.
+    """
+
+    name: str
+    x_train: np.ndarray
+    x_test: np.ndarray
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            x = getattr(self, f"x_{split}")
+            _require(
+                x.ndim == 2 and x.dtype == np.float32 and x.shape[0] >= 1 and x.shape[1] >= 1,
+                self.name,
+                f"x_{split} must be a non-empty 2-D float32 array, got {_describe(x)}",
+            )
+            _require(bool(np.all(np.isfinite(x))), self.name, f"x_{split} has non-finite values")
+        _require(
+            self.x_train.shape[1] == self.x_test.shape[1],
+            self.name,
+            f"train and test dimensions differ ({self.x_train.shape[1]} vs {self.x_test.shape[1]})",
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.x_train.shape[1])

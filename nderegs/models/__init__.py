@@ -3,4 +3,11 @@
 from .classifier import NODEClassifier
 from .latent_ode import gaussian_kl, LatentODE
 from .sde import moments, SDEClassifier, SpiralSDE
-from .vector_fields import Activation, activation, ACTIVATIONS, TimeMLP
+from .vector_fields import (
+    Activation,
+    activation,
+    ACTIVATIONS,
+    ConcatSquashLinear,
+    ConcatSquashMLP,
+    TimeMLP,
+)

@@ -64,3 +64,47 @@ class TimeMLP(eqx.Module):
 
     def __call__(self, t, z, args=None):
         return self.mlp(time_concat(t, z))
+
+
+class ConcatSquashLinear(eqx.Module):
+    """FFJORD's time-dependent linear layer, (W z + b) ⊙ σ(W_g t + b_g) + w_b t: the
+    time gates and shifts every output unit."""
+
+    linear: eqx.nn.Linear
+    gate: eqx.nn.Linear
+    shift: eqx.nn.Linear
+
+    def __init__(self, in_size: int, out_size: int, *, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.linear = eqx.nn.Linear(in_size, out_size, key=k1)
+        self.gate = eqx.nn.Linear(1, out_size, key=k2)
+        self.shift = eqx.nn.Linear(1, out_size, use_bias=False, key=k3)
+
+    def __call__(self, t, z):
+        t = jnp.reshape(jnp.asarray(t, z.dtype), (1,))
+        return self.linear(z) * jax.nn.sigmoid(self.gate(t)) + self.shift(t)
+
+
+class ConcatSquashMLP(eqx.Module):
+    """FFJORD's vector field: `depth` hidden concat-squash layers of `width` units with
+    `activation` between them, and a concat-squash output layer.
+
+    Reference: Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable
+    Reversible Generative Models", ICLR 2019.
+    """
+
+    layers: tuple[ConcatSquashLinear, ...]
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, size: int, width: int, depth: int, *, activation: Callable = jnp.tanh, key):
+        sizes = [size] + [width] * depth + [size]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            ConcatSquashLinear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys)
+        )
+        self.activation = activation
+
+    def __call__(self, t, z, args=None):
+        for layer in self.layers[:-1]:
+            z = self.activation(layer(t, z))
+        return self.layers[-1](t, z)

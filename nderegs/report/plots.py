@@ -81,7 +81,9 @@ def metric_axis(metric: str | None) -> tuple[float, str]:
     """(scale, label) of the metric axis."""
     if metric == "accuracy":
         return 100.0, "test accuracy (%)"
-    return 1.0, f"test {metric or 'metric'}" + (" (lower is better)" if metric == "mse" else "")
+    return 1.0, f"test {metric or 'metric'}" + (
+        " (lower is better)" if metric in ("mse", "nll") else ""
+    )
 
 
 def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path:

@@ -12,7 +12,8 @@ one point of vanilla's metric), `pareto.png` and `tuned.md` (the comparison tabl
 every method at its best setting).
 
 "Within one point": for accuracy, at least vanilla's mean accuracy minus 0.01; for a
-loss metric (lower is better), at most 1.01 × vanilla's mean.
+loss metric (lower is better), at most 1.01 × vanilla's mean; for a negative
+log-likelihood (nats), at most vanilla's mean + 0.05.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ from .runs import (
     run_jobs,
     seed_list,
 )
-from .table import BASELINE, format_spread, markdown_table, method_rows, Spread, spread
+from .table import (
+    BASELINE,
+    format_spread,
+    is_log_scale,
+    markdown_table,
+    method_rows,
+    Spread,
+    spread,
+)
 
 CSV_FILE = "sweep.csv"
 PARETO_MARKDOWN = "pareto.md"
@@ -315,9 +324,15 @@ def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | No
     return vanilla.test_metric.mean if vanilla and vanilla.test_metric else None
 
 
+#: How far from vanilla's a log-likelihood metric may be and still count as matched.
+NLL_TOLERANCE = 0.05
+
+
 def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
     if higher_is_better(metric):
         return value >= baseline - 0.01
+    if is_log_scale(metric):
+        return value <= baseline + NLL_TOLERANCE
     return value <= baseline * 1.01
 
 
@@ -417,6 +432,8 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
     tolerance = (
         "at least vanilla's mean accuracy − 1 point"
         if higher_is_better(metric)
+        else f"at most vanilla's mean + {NLL_TOLERANCE} nats"
+        if is_log_scale(metric)
         else "at most 1.01 × vanilla's mean"
     )
     lines += [

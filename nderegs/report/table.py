@@ -70,6 +70,18 @@ def spread(values: Sequence[float | None]) -> Spread | None:
     return Spread(mean=statistics.fmean(finite), sd=sd, n=len(finite))
 
 
+def is_log_scale(metric: str | None) -> bool:
+    """A log-likelihood metric ("nll", in nats) compares to vanilla by its difference:
+    its ratio means nothing (it can be 0 or negative)."""
+    return metric == "nll"
+
+
+def _difference(value: Spread | None, baseline: Spread | None) -> float | None:
+    if value is None or baseline is None:
+        return None
+    return value.mean - baseline.mean
+
+
 def _ratio(numerator: Spread | None, denominator: Spread | None) -> float | None:
     if numerator is None or denominator is None or denominator.mean == 0:
         return None
@@ -94,11 +106,13 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
     rows = []
     for method in result.methods:
         runs = result.runs_of(method)
-        ratios = (
-            {q: _ratio(stats[method][q], baseline[q]) for q in RATIO_QUANTITIES}
-            if baseline is not None
-            else {}
-        )
+        ratios = {}
+        if baseline is not None:
+            ratios = {q: _ratio(stats[method][q], baseline[q]) for q in RATIO_QUANTITIES}
+            if is_log_scale(result.metric):
+                ratios["test_metric"] = _difference(
+                    stats[method]["test_metric"], baseline["test_metric"]
+                )
         rows.append(
             MethodRow(
                 method=method,
@@ -118,11 +132,12 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
 
 
 def _metric_name(metric: str | None) -> str:
-    return {"accuracy": "acc.", "mse": "MSE"}.get(metric or "", metric or "metric")
+    return {"accuracy": "acc.", "mse": "MSE", "nll": "NLL"}.get(metric or "", metric or "metric")
 
 
 def _column_labels(metric: str | None) -> dict[str, str]:
-    label = _metric_name(metric) + (" (%)" if metric == "accuracy" else "")
+    unit = {"accuracy": " (%)", "nll": " (nats)"}.get(metric or "", "")
+    label = _metric_name(metric) + unit
     return {
         "train_metric": f"Train {label}",
         "test_metric": f"Test {label}",
@@ -138,7 +153,9 @@ def _ratio_labels(metric: str | None) -> dict[str, str]:
         "train_seconds": "Train time ×",
         "predict_seconds": "Prediction time ×",
         "test_nfe": "NFE ×",
-        "test_metric": f"Test {_metric_name(metric)} ×",
+        "test_metric": f"Test {_metric_name(metric)} − vanilla"
+        if is_log_scale(metric)
+        else f"Test {_metric_name(metric)} ×",
         "train_step_bytes": "Memory ×",
     }
 
@@ -172,8 +189,10 @@ def format_spread(value: Spread | None, quantity: str, metric: str | None) -> st
     return f"{mean:.{decimals}f} ± {sd}"
 
 
-def _format_ratio(ratio: float | None) -> str:
-    return "—" if ratio is None else f"{ratio:.2f}"
+def _format_ratio(ratio: float | None, signed: bool = False) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:+.3f}" if signed else f"{ratio:.2f}"
 
 
 def _runs_cell(row: MethodRow, footnote: int | None) -> str:
@@ -198,11 +217,14 @@ def markdown_table(rows: Sequence[MethodRow], metric: str | None) -> str:
         cells = [f"`{row.method}`"]
         cells += [format_spread(row.stats[q], q, metric) for q in QUANTITIES]
         if with_ratios:
-            cells += [_format_ratio(row.ratios.get(q)) for q in RATIO_QUANTITIES]
+            cells += [
+                _format_ratio(row.ratios.get(q), q == "test_metric" and is_log_scale(metric))
+                for q in RATIO_QUANTITIES
+            ]
         cells.append(_runs_cell(row, len(failures) if row.failed else None))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += _notes(with_ratios, any(_has_single_seed(row) for row in rows))
+    lines += _notes(with_ratios, any(_has_single_seed(row) for row in rows), metric)
     for number, message in enumerate(failures, start=1):
         lines.append(f"[^{number}]: first failure: {_one_line(message)}")
     return "\n".join(lines) + "\n"
@@ -216,7 +238,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _notes(with_ratios: bool, single_seed: bool) -> list[str]:
+def _notes(with_ratios: bool, single_seed: bool, metric: str | None) -> list[str]:
     """Bullet points explaining the columns."""
     sd = "Mean ± sample standard deviation (ddof=1) over the successful seeds"
     if single_seed:
@@ -231,6 +253,11 @@ def _notes(with_ratios: bool, single_seed: bool) -> list[str]:
     ]
     if with_ratios:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")
+        if is_log_scale(metric):
+            notes.append(
+                f"- Test {_metric_name(metric)} − vanilla: the method's mean minus vanilla's "
+                "(nats; negative is better)."
+            )
     return notes + [""]
 
 
@@ -248,7 +275,12 @@ def csv_columns(metric: str | None, with_ratios: bool) -> list[str]:
     for q in QUANTITIES:
         columns += [f"{field.get(q, q)}_mean", f"{field.get(q, q)}_sd"]
     if with_ratios:
-        columns += [f"{field.get(q, q)}_ratio_to_vanilla" for q in RATIO_QUANTITIES]
+        columns += [
+            f"{field.get(q, q)}_minus_vanilla"
+            if q == "test_metric" and is_log_scale(metric)
+            else f"{field.get(q, q)}_ratio_to_vanilla"
+            for q in RATIO_QUANTITIES
+        ]
     return columns + ["first_error"]
 
 

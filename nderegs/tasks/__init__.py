@@ -3,5 +3,6 @@ interface is `AbstractTask`; each concrete task is final."""
 
 from .base import AbstractTask, Arrays, count_parameters, Evaluation, evaluation_key
 from .classification import AbstractClassificationTask, ClassifierTask, SDEClassifierTask
+from .density import DensityTask, MakeCNF
 from .latent_ode import LatentODETask
 from .spiral_sde import SpiralSDETask

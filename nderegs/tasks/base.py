@@ -1,6 +1,7 @@
 """The task interface: a model for a data set, its loss and its evaluation metric."""
 
 import abc
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import equinox as eqx
@@ -87,6 +88,11 @@ class AbstractTask(eqx.Module):
     @abc.abstractmethod
     def loss_coefficients(self, epoch: int) -> dict[str, float]:
         """The task's own loss weights at `epoch` (0-based), besides the method's."""
+
+    @abc.abstractmethod
+    def write_figures(self, model: Any, arrays: Arrays, directory: Path) -> list[Path]:
+        """Figures of the trained model, written into the run directory `directory`;
+        returns the files written ([] if the task draws none)."""
 
     def evaluation_model(self, model: Any) -> Any:
         """The model as used at test time: no local sampling, no integrals and no

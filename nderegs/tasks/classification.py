@@ -49,6 +49,9 @@ class AbstractClassificationTask(AbstractTask):
     def loss_coefficients(self, epoch: int) -> dict[str, float]:
         return {}
 
+    def write_figures(self, model, arrays, directory) -> list:
+        return []
+
 
 class ClassifierTask(AbstractClassificationTask):
     """x → tanh(W₁[x; t₀]) → neural ODE → W₂ z(t₁) → logits (Pal et al. 2021, 2023)."""

@@ -87,3 +87,6 @@ class LatentODETask(AbstractTask):
     def loss_coefficients(self, epoch: int) -> dict[str, float]:
         anneal = self.kl_anneal_epochs
         return {"kl": min(1.0, (epoch + 1) / anneal) if anneal else 1.0}
+
+    def write_figures(self, model, arrays, directory) -> list:
+        return []

@@ -475,6 +475,9 @@ def _train(
     }
     if progress.get("resumed_changes"):
         summary["resumed_changes"] = progress["resumed_changes"]
+    if writes and jax.process_count() == 1:  # drawing needs the whole model on this host
+        figures = task.write_figures(model, arrays, run.path)
+        summary["figures"] = [f.name for f in figures]
     run.write_summary(summary)
     return summary
 
