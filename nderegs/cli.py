@@ -195,6 +195,8 @@ def _compare(opts, argv) -> int:
     result, files = outcome
     _say(f"\nTable: {files['markdown']} and {files['csv']}")
     _say(f"Plots: {files['nfe_plot']} and {files['metric_plot']}\n")
+    if "density_plot" in files:
+        _say(f"Learned densities: {files['density_plot']}\n")
     print(files["markdown"].read_text())
     return _failed("compare", len(result.failures), len(result.runs))
 

@@ -13,7 +13,7 @@ import pytest
 
 import nderegs
 from nderegs.config import load_config
-from nderegs.data import load_maf, make_toy_density, MAF_DATASETS, TOY_DENSITIES
+from nderegs.data import load_maf, MAF_DATASETS, make_toy_density, TOY_DENSITIES
 from nderegs.layers import FlowDynamics, standard_normal_log_prob
 from nderegs.models import ConcatSquashMLP
 
@@ -198,7 +198,7 @@ def test_every_method_has_finite_gradients_on_the_density_task(trace, methods):
         coefficients = {name: jnp.asarray(0.1) for name in ("error", "stiffness", "local_error")}
         coefficients.update(kinetic=0.01, jacobian=0.01, taynode=0.01)
 
-        def loss(m):
+        def loss(m, task=task, coefficients=coefficients):
             return task.loss(m, (x,), jax.random.key(1), coefficients)
 
         (value, aux), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model)
@@ -349,6 +349,7 @@ def test_train_and_compare_density_from_the_cli(tmp_path, capsys):
     assert summary["figures"] == ["density.npz", "density.png"]
     grid = np.load(run / "density.npz")["log_density"]
     assert grid.shape == (120, 120) and np.all(np.isfinite(grid))
+    assert (out / "densities.png").is_file()
     header = (out / "comparison.csv").read_text().splitlines()[0]
     assert "test_nll_minus_vanilla" in header
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 import platform
 
-from .plots import plot_metric_vs_prediction_time, plot_nfe_over_training
+from .plots import plot_densities, plot_metric_vs_prediction_time, plot_nfe_over_training
 from .runs import (
     collect_runs,
     ComparisonResult,
@@ -63,6 +63,7 @@ MARKDOWN = "comparison.md"
 CSV = "comparison.csv"
 NFE_PLOT = "nfe_over_training.png"
 METRIC_PLOT = "metric_vs_prediction_time.png"
+DENSITY_PLOT = "densities.png"
 
 
 def machine_description() -> str:
@@ -100,7 +101,9 @@ def write_report(
     """Write comparison.md, comparison.csv and the two PNG plots into `output_dir`.
 
     `command` is recorded in the headers (the exact command line that made the runs).
-    Returns {"markdown", "csv", "nfe_plot", "metric_plot"} -> path.
+    Returns {"markdown", "csv", "nfe_plot", "metric_plot"} -> path, and
+    "density_plot" (densities.png, the learned densities side by side) when the runs
+    drew 2-D densities.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -116,4 +119,6 @@ def write_report(
     write_csv(files["csv"], [h.replace("`", "") for h in header], rows, result.metric)
     plot_nfe_over_training(result, files["nfe_plot"])
     plot_metric_vs_prediction_time(result, files["metric_plot"])
+    if plot_densities(result, output_dir / DENSITY_PLOT) is not None:
+        files["density_plot"] = output_dir / DENSITY_PLOT
     return files

@@ -132,3 +132,49 @@ def _legend(axes, failed_methods: Sequence[str]) -> None:
         axes.plot([], [], " ", label="no successful run: " + ", ".join(failed_methods))
     if axes.get_legend_handles_labels()[0]:
         axes.legend(title="method", loc="best")
+
+
+#: The log-density grid a density run writes into its directory (see `DensityTask`).
+DENSITY_GRID = "density.npz"
+
+
+def density_runs(result: ComparisonResult) -> dict[str, RunResult]:
+    """Method -> its first successful run (lowest seed) that wrote a density grid."""
+    found = {}
+    for method in result.methods:
+        runs = sorted(
+            (r for r in result.runs_of(method) if r.succeeded),
+            key=lambda r: r.seed,
+        )
+        run = next((r for r in runs if (Path(r.run_dir) / DENSITY_GRID).is_file()), None)
+        if run is not None:
+            found[method] = run
+    return found
+
+
+def plot_densities(result: ComparisonResult, path: Path) -> Path | None:
+    """The learned 2-D densities side by side, one panel per method (its lowest seed),
+    titled with that run's test NLL and NFE; None when no run drew a density."""
+    runs = density_runs(result)
+    if not runs:
+        return None
+    columns = min(4, len(runs))
+    rows = -(-len(runs) // columns)
+    figure = Figure(figsize=(2.6 * columns, 2.8 * rows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, (method, run) in enumerate(runs.items()):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        with np.load(Path(run.run_dir) / DENSITY_GRID) as grid:
+            box = float(grid["box"])
+            density = np.exp(grid["log_density"])
+        axes.imshow(density, origin="lower", extent=(-box, box, -box, box), cmap="magma")
+        assert run.summary is not None
+        axes.set_title(
+            f"{method}\nNLL {run.summary['test_metric']:.3f}, NFE {run.summary['test_nfe']:.0f} "
+            f"(seed {run.seed})",
+            fontsize=9,
+        )
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.savefig(path)
+    return path
