@@ -3,14 +3,14 @@
 # Each line is one table: `nderegs compare` runs every method x seed (resumable: re-running
 # skips finished runs) and writes comparison.md/.csv and the plots to experiments/results/NAME.
 #
-#   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto ...]   (default: all)
+#   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto|cnf_2d ...]   (default: all)
 #
 # Runs are sequential on one machine; on 2 CPU cores the whole set takes about 45 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
 results=experiments/results
-tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto}")
+tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d}")
 trajectory="regularization.local_gradient=trajectory"
 backsolve="solver.adjoint=backsolve"
 
@@ -41,6 +41,12 @@ for table in ${tables[@]}; do
         --grid steer:regularization.steer_b=0.1,0.25,0.5,0.75 \
         --grid taynode:regularization.taynode.start=0.001,0.01,0.1,1 \
         --grid rnode:regularization.kinetic.start=0.001,0.01,0.1,1 ;;
-    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto" >&2; exit 2 ;;
+    cnf_2d)  # FFJORD on two 2-D toy densities: every method at its coefficient from a 1-seed probe on moons
+      for density in moons pinwheel; do
+        nderegs compare experiments/configs/cnf_2d.yaml task.data.density="$density" --seeds "$seeds" \
+          --output-dir "$results/cnf_2d/$density" --workers "${WORKERS:-2}" \
+          --methods "vanilla,error,stiffness,error+stiffness,local-error,steer[regularization.steer_b=0.25],rnode[regularization.kinetic.start=0.03,regularization.jacobian.start=0.1],taynode[regularization.taynode.start=0.1]"
+      done ;;
+    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d" >&2; exit 2 ;;
   esac
 done

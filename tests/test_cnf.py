@@ -14,7 +14,7 @@ import pytest
 import nderegs
 from nderegs.config import load_config
 from nderegs.data import load_maf, MAF_DATASETS, make_toy_density, TOY_DENSITIES
-from nderegs.layers import FlowDynamics, standard_normal_log_prob
+from nderegs.layers import BatchedField, FlowDynamics, standard_normal_log_prob
 from nderegs.models import ConcatSquashMLP
 
 pytestmark = pytest.mark.xdist_group("cnf")
@@ -146,10 +146,24 @@ def test_integrals_are_of_the_flow_alone():
     _, reference = nderegs.NeuralODE(field, integrals=integrals, **tight)(x)
     for got, want in zip(h.integrals, reference.integrals):
         np.testing.assert_allclose(got, want, rtol=1e-7)
+    # RNODE's Jacobian term: the same Rademacher ε as a plain solve of the field alone
+    # with the key the layer hands to `nderegs.solve` (its split: noise, STEER, solve).
     key = jax.random.key(8)
-    with_noise = nderegs.CNF(field, dim=2, integrals=(nderegs.JacobianFrobenius(),), **tight)
+    frobenius = (nderegs.JacobianFrobenius(),)
+    with_noise = nderegs.CNF(field, dim=2, integrals=frobenius, **tight)
     _, h = with_noise.log_prob(x, key=key)
-    assert np.isfinite(h.integrals[0]) and h.integrals[0] > 0
+    _, reference = nderegs.solve(
+        diffrax.ODETerm(BatchedField(field)),
+        diffrax.Tsit5(),
+        0.0,
+        1.0,
+        None,
+        x,
+        stepsize_controller=diffrax.PIDController(**tight),
+        key=jax.random.split(key, 3)[2],
+        integrals=frobenius,
+    )
+    np.testing.assert_allclose(h.integrals[0], reference.integrals[0], rtol=1e-7)
 
 
 def test_bad_input_gets_clear_errors():
@@ -158,6 +172,10 @@ def test_bad_input_gets_clear_errors():
         cnf.log_prob(jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match="needs key="):
         nderegs.CNF(Linear(A), dim=2, trace="hutchinson").log_prob(jnp.zeros((4, 2)))
+    with pytest.raises(ValueError, match="JacobianFrobenius draws random noise"):
+        nderegs.CNF(Linear(A), dim=2, integrals=(nderegs.JacobianFrobenius(),)).log_prob(
+            jnp.zeros((4, 2))
+        )
     with pytest.raises(ValueError, match="trace 'exact' or 'hutchinson'"):
         nderegs.CNF(Linear(A), dim=2, trace="brute")
     with pytest.raises(ValueError, match="positive integer n"):
@@ -184,7 +202,7 @@ METHODS = [
 
 @pytest.mark.parametrize(
     "trace, methods",
-    [("exact", METHODS), ("hutchinson", ["error+stiffness", "local-error", "rnode"])],
+    [("exact", METHODS), ("hutchinson", ["error+stiffness", "local-error", "rnode", "taynode"])],
 )
 def test_every_method_has_finite_gradients_on_the_density_task(trace, methods):
     x = jnp.asarray(make_toy_density("pinwheel", 32, 8).x_train)
@@ -198,16 +216,21 @@ def test_every_method_has_finite_gradients_on_the_density_task(trace, methods):
         coefficients = {name: jnp.asarray(0.1) for name in ("error", "stiffness", "local_error")}
         coefficients.update(kinetic=0.01, jacobian=0.01, taynode=0.01)
 
-        def loss(m, task=task, coefficients=coefficients):
-            return task.loss(m, (x,), jax.random.key(1), coefficients)
-
-        (value, aux), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model)
-        leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
-        assert np.isfinite(float(value)), method
-        assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves), method
-        assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0, method
-        terms = [k for k in aux if k.startswith("reg_")]
+        _, aux = task.loss(model, (x,), jax.random.key(1), coefficients)
+        terms = sorted(k for k in aux if k.startswith("reg_"))
         assert (terms == []) == (method in ("vanilla", "steer")), (method, terms)
+
+        def values(m, task=task, coefficients=coefficients, terms=terms):
+            total, aux = task.loss(m, (x,), jax.random.key(1), coefficients)
+            return jnp.stack([total, *(aux[t] for t in terms)])
+
+        # One row per value: the loss and each regularizer's term on its own.
+        jacobian = eqx.filter_jacrev(values)(model)
+        leaves = jax.tree_util.tree_leaves(eqx.filter(jacobian, eqx.is_array))
+        for row, name in enumerate(["loss", *terms]):
+            gradient = [g[row] for g in leaves]
+            assert all(bool(jnp.all(jnp.isfinite(g))) for g in gradient), (method, name)
+            assert sum(float(jnp.sum(jnp.abs(g))) for g in gradient) > 0, (method, name)
 
 
 # --------------------------------------------------------------------------- #
@@ -266,22 +289,51 @@ def test_maf_release_files(tmp_path):
     for split, n in (("train", 400), ("test", 100)):
         label = rng.integers(2, size=(n, 1))
         features = np.hstack([_table(rng, n, 21), rng.integers(3, size=(n, 6))])
+        if split == "test":  # as in MAF's release: one column more
+            features = np.hstack([features, _table(rng, n, 1)])
         np.savetxt(
             tmp_path / "hepmass" / f"1000_{split}.csv",
             np.hstack([label, features]),
             delimiter=",",
-            header="# label," + ",".join(f"f{i}" for i in range(27)),
+            header="# label," + ",".join(f"f{i}" for i in range(features.shape[1])),
             comments="",
         )
     hepmass = load_maf("hepmass", tmp_path)
     assert hepmass.dim == 21  # the 6 discrete columns are dropped
 
-    (tmp_path / "gas").mkdir()
+    # GAS: MAF's pickle written out with to_csv (named columns, Meth/Eth/Time among
+    # them), and the UCI text file (comma-separated header, whitespace data).
     sensors = _table(rng, 500, 8)
     near_copies = sensors + 1e-3 * _table(rng, 500, 8)
-    raw = np.hstack([_table(rng, 500, 3), sensors, near_copies])
-    np.savetxt(tmp_path / "gas" / "ethylene_CO.txt", raw, header="Time CO Ethylene sensors")
-    assert load_maf("gas", tmp_path).dim == 8  # one of each correlated pair is dropped
+    others = _table(rng, 500, 3)
+    (tmp_path / "gas").mkdir()
+    names = ["Meth", "Eth"] + [f"s{i}" for i in range(16)] + ["Time"]
+    table = np.hstack([others[:, :2], sensors, near_copies, others[:, 2:]])
+    np.savetxt(
+        tmp_path / "gas" / "ethylene_CO.txt",
+        table,
+        delimiter=",",
+        header=",".join(names),
+        comments="",
+    )
+    gas = load_maf("gas", tmp_path)
+    assert gas.dim == 8  # one of each correlated pair is dropped
+    # The first of each pair goes (MAF drops the first column correlated with another);
+    # standardised over all rows, then split in order.
+    expected = (near_copies - near_copies.mean(0)) / near_copies.std(0)
+    np.testing.assert_allclose(gas.x_train, expected[: gas.x_train.shape[0]], rtol=1e-4, atol=1e-5)
+    uci = tmp_path / "uci" / "gas"
+    uci.mkdir(parents=True)
+    header = "Time (seconds), CO conc (ppm), Ethylene conc (ppm), " + ", ".join(
+        f"Sensor{i}" for i in range(16)
+    )
+    np.savetxt(
+        uci / "ethylene_CO.txt",
+        np.hstack([others, sensors, near_copies]),
+        header=header,
+        comments="",
+    )
+    assert load_maf("gas", tmp_path / "uci").dim == 8
 
     h5py = pytest.importorskip("h5py")
     (tmp_path / "BSDS300").mkdir()
@@ -298,6 +350,11 @@ def test_maf_errors(tmp_path):
         load_maf("power", tmp_path)
     with pytest.raises(ValueError, match="accepted: power"):
         load_maf("cifar", tmp_path)
+    (tmp_path / "power").mkdir()
+    np.save(tmp_path / "power" / "train.npy", np.zeros((5, 6)))
+    np.save(tmp_path / "power" / "test.npy", np.zeros((5, 6)))
+    with pytest.raises(FileNotFoundError, match="not validation"):
+        load_maf("power", tmp_path)
     (tmp_path / "gas").mkdir()
     for split in ("train", "validation", "test"):
         np.save(tmp_path / "gas" / f"{split}.npy", np.zeros((5, 7)))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
+from ..layers.cnf import NoiseKind, TraceEstimator
 from ..models import Activation, activation
 from ..regularization import Regularization
 from ..tasks import (
@@ -233,9 +234,9 @@ class DensityModel(Section):
     #: The trace of ∂f/∂z in training: exact (dim Jacobian-vector products; for small
     #: dimensions) or hutchinson (one, with noise drawn once per solve). Evaluation
     #: always uses the exact trace.
-    trace: Literal["exact", "hutchinson"] = "exact"
+    trace: TraceEstimator = "exact"
     #: Hutchinson's noise: rademacher | gaussian.
-    noise: Literal["rademacher", "gaussian"] = "rademacher"
+    noise: NoiseKind = "rademacher"
 
 
 class Density(AbstractTaskConfig):

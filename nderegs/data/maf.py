@@ -12,9 +12,13 @@ Two layouts are read, in this order:
    preprocessed here as MAF does:
    - POWER: `power/data.npy`; columns 1 and 3 dropped, uniform dequantisation noise,
      shuffled with seed 42;
-   - GAS: `gas/ethylene_CO.txt` (the UCI file; the release's pandas pickle is not
-     read: convert it with `df.to_csv`, or give the UCI text file); time and the two
-     concentrations dropped, then one of every pair of columns correlated above 0.98;
+   - GAS: `gas/ethylene_CO.txt`, the release's pandas pickle written out as text (e.g.
+     `pd.read_pickle("ethylene_CO.pickle").to_csv("ethylene_CO.txt", index=False)`;
+     the pickle itself is not read, nderegs has no pandas dependency); the columns
+     Time, Meth and Eth dropped, then one of every pair of columns correlated above
+     0.98. The UCI file of the same name is read too (its first three columns are
+     dropped), but it is not MAF's set: MAF's pickle is a 25 % sample of its rows, and
+     the UCI rows are in time order, so its test split is the end of the recording;
    - HEPMASS: `hepmass/1000_train.csv` and `1000_test.csv`; signal rows only, the
      label column and the features with a value repeated more than 5 times dropped;
    - MINIBOONE: `miniboone/data.npy`;
@@ -34,6 +38,7 @@ from __future__ import annotations
 from collections import Counter
 import os
 from pathlib import Path
+import re
 
 import numpy as np
 
@@ -86,9 +91,17 @@ def _preprocessed_splits(directory: Path) -> dict[str, Path] | None:
     for split, stems in _SPLIT_NAMES.items():
         files = [directory / f"{s}{x}" for s in stems for x in _SUFFIXES]
         existing = [f for f in files if f.is_file()]
-        if not existing:
-            return None
-        found[split] = existing[0]
+        if existing:
+            found[split] = existing[0]
+    if not found:
+        return None
+    missing = [split for split in _SPLIT_NAMES if split not in found]
+    if missing:
+        names = ", ".join(f"{'/'.join(_SPLIT_NAMES[m])}{{{','.join(_SUFFIXES)}}}" for m in missing)
+        raise FileNotFoundError(
+            f"{str(directory)!r} holds {', '.join(sorted(found))} but not {', '.join(missing)} "
+            f"(expected {names})."
+        )
     return found
 
 
@@ -107,9 +120,9 @@ def _raw_files(name: str, directory: Path) -> bool:
         if not (directory / "ethylene_CO.txt").is_file():
             raise ValueError(
                 f"MAF data set 'gas': {str(directory / 'ethylene_CO.pickle')!r} is a pandas "
-                "pickle, which nderegs does not read (no pandas dependency). Convert it "
-                "once, e.g. `pd.read_pickle(f).to_csv('train.csv')` after your own split, or "
-                "give the UCI file ethylene_CO.txt next to it."
+                "pickle, which nderegs does not read (no pandas dependency). Write it out "
+                "once as text next to it: pd.read_pickle('ethylene_CO.pickle')"
+                ".to_csv('ethylene_CO.txt', index=False)."
             )
     return all((directory / f).is_file() for f in _raw_names(name))
 
@@ -119,19 +132,29 @@ def _read_table(file: Path) -> np.ndarray:
         if file.suffix == ".npy":
             table = np.load(file, allow_pickle=False)
         else:
-            with open(file) as handle:
-                first = handle.readline()
-            delimiter = "," if "," in first else None
-            skip = 0 if _is_numeric_row(first, delimiter) else 1
-            table = np.loadtxt(file, delimiter=delimiter, skiprows=skip, ndmin=2)
+            header, delimiter = _text_layout(file)
+            table = np.loadtxt(file, delimiter=delimiter, skiprows=int(header is not None), ndmin=2)
     except (ValueError, OSError) as e:
         raise ValueError(f"cannot read {str(file)!r} as a table of numbers: {e}") from None
     return np.asarray(table, dtype=np.float64)
 
 
-def _is_numeric_row(line: str, delimiter: str | None) -> bool:
+def _text_layout(file: Path) -> tuple[list[str] | None, str | None]:
+    """(the header's column names, or None without a header; the delimiter: "," or
+    None for whitespace), from the first data line (a header may use another one)."""
+    with open(file) as handle:
+        first, second = handle.readline(), handle.readline()
+    header = None if _is_numeric_row(first) else first
+    data_line = second if header is not None else first
+    delimiter = "," if "," in data_line else None
+    if header is None:
+        return None, delimiter
+    return [name.strip() for name in header.strip().split(delimiter)], delimiter
+
+
+def _is_numeric_row(line: str) -> bool:
     try:
-        [float(v) for v in line.strip().split(delimiter) if v.strip()]
+        [float(v) for v in line.replace(",", " ").split()]
     except ValueError:
         return False
     return True
@@ -157,19 +180,27 @@ def _power(directory: Path):
     rng.shuffle(data)
     data = np.delete(np.delete(data, 3, axis=1), 1, axis=1)
     n = data.shape[0]
-    noise = np.hstack(
-        [
-            0.001 * rng.rand(n, 1),  # global reactive power
-            0.01 * rng.rand(n, 1),  # voltage
-            rng.rand(n, 3),  # sub-metering
-            np.zeros((n, 1)),  # time
-        ]
-    )
+    voltage_noise = 0.01 * rng.rand(n, 1)  # drawn in MAF's order
+    active_power_noise = 0.001 * rng.rand(n, 1)
+    sub_metering_noise = rng.rand(n, 3)
+    noise = np.hstack([active_power_noise, voltage_noise, sub_metering_noise, np.zeros((n, 1))])
     return _standardise(*_split(data + noise))
 
 
+#: GAS's columns that are not sensor readings: MAF's "Time", "Meth", "Eth"; the UCI
+#: file's "Time (seconds)", "CO conc (ppm)", "Ethylene conc (ppm)".
+_GAS_DROPPED = re.compile(r"(?i)^(time|meth|eth|co)\b")
+
+
 def _gas(directory: Path):
-    data = _read_table(directory / "ethylene_CO.txt")[:, 3:]
+    file = directory / "ethylene_CO.txt"
+    names, _ = _text_layout(file)
+    data = _read_table(file)
+    if names is not None and len(names) == data.shape[1]:
+        keep = [i for i, n in enumerate(names) if not _GAS_DROPPED.match(n.strip('"'))]
+    else:  # the UCI column order: time, CO, ethylene, 16 sensors
+        keep = list(range(3, data.shape[1]))
+    data = data[:, keep]
     while True:
         correlated = np.corrcoef(data, rowvar=False) > 0.98
         counts = correlated.sum(axis=1)
@@ -183,10 +214,18 @@ def _gas(directory: Path):
 def _hepmass(directory: Path):
     train = _read_table(directory / "1000_train.csv")
     test = _read_table(directory / "1000_test.csv")
+    if test.shape[1] == train.shape[1] + 1:  # MAF: "the data set is messed up"
+        test = test[:, :-1]
+    if test.shape[1] != train.shape[1]:
+        raise ValueError(
+            f"MAF data set 'hepmass' from {str(directory)!r}: 1000_train.csv has "
+            f"{train.shape[1]} columns, 1000_test.csv {test.shape[1]}; they must match."
+        )
     train, test = train[train[:, 0] == 1, 1:], test[test[:, 0] == 1, 1:]
     mean, sd = train.mean(0), train.std(0)
     train, test = (train - mean) / sd, (test - mean) / sd
-    keep = [i for i, column in enumerate(train.T) if Counter(column).most_common(1)[0][1] <= 5]
+    # MAF drops a feature whose smallest value occurs more than 5 times.
+    keep = [i for i, column in enumerate(train.T) if sorted(Counter(column).items())[0][1] <= 5]
     train, test = train[:, keep], test[:, keep]
     num_validation = int(0.1 * train.shape[0])
     return train[: train.shape[0] - num_validation], train[train.shape[0] - num_validation :], test

@@ -33,6 +33,8 @@ def _eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Five arms; the mirror image of FFJORD's (its arms turn the other way: the same
+    density up to a reflection, so the same NLL)."""
     arms, radial_sd, tangential_sd, rate = 5, 0.3, 0.1, 0.25
     arm = rng.integers(arms, size=n)
     features = rng.standard_normal((n, 2)) * [radial_sd, tangential_sd] + [1.0, 0.0]
@@ -48,7 +50,8 @@ def _pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
 def _two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
     turn = np.sqrt(rng.uniform(size=n)) * 3 * np.pi
     side = np.where(rng.uniform(size=n) < 0.5, -1.0, 1.0)[:, None]
-    arm = np.stack([-np.cos(turn) * turn, np.sin(turn) * turn], -1) * side
+    offset = rng.uniform(0, 0.5, size=(n, 2))
+    arm = (np.stack([-np.cos(turn) * turn, np.sin(turn) * turn], -1) + offset) * side
     return arm / 3 + 0.1 * rng.standard_normal((n, 2))
 
 

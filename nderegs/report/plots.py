@@ -170,11 +170,25 @@ def plot_densities(result: ComparisonResult, path: Path) -> Path | None:
         axes.imshow(density, origin="lower", extent=(-box, box, -box, box), cmap="magma")
         assert run.summary is not None
         axes.set_title(
-            f"{method}\nNLL {run.summary['test_metric']:.3f}, NFE {run.summary['test_nfe']:.0f} "
-            f"(seed {run.seed})",
-            fontsize=9,
+            f"{_panel_label(method)}\nNLL {run.summary['test_metric']:.3f}, "
+            f"NFE {run.summary['test_nfe']:.0f} (seed {run.seed})",
+            fontsize=8,
         )
         axes.set_xticks([])
         axes.set_yticks([])
     figure.savefig(path)
     return path
+
+
+def _panel_label(method: str) -> str:
+    """A row label fit for a small panel: `rnode[regularization.kinetic.start=0.03]`
+    -> "rnode\nkinetic=0.03" (the last key component that is not `start`)."""
+    if "[" not in method:
+        return method
+    base, overrides = method.split("[", 1)
+    short = []
+    for item in overrides.rstrip("]").split(","):
+        key, _, value = item.partition("=")
+        parts = [p for p in key.split(".") if p != "start"]
+        short.append(f"{parts[-1] if parts else key}={value}")
+    return base + "\n" + ", ".join(short)

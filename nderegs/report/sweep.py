@@ -43,8 +43,8 @@ from .runs import (
 )
 from .table import (
     BASELINE,
+    compares_by_difference,
     format_spread,
-    is_log_scale,
     markdown_table,
     method_rows,
     Spread,
@@ -331,7 +331,7 @@ NLL_TOLERANCE = 0.05
 def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
     if higher_is_better(metric):
         return value >= baseline - 0.01
-    if is_log_scale(metric):
+    if compares_by_difference(metric):
         return value <= baseline + NLL_TOLERANCE
     return value <= baseline * 1.01
 
@@ -433,7 +433,7 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
         "at least vanilla's mean accuracy − 1 point"
         if higher_is_better(metric)
         else f"at most vanilla's mean + {NLL_TOLERANCE} nats"
-        if is_log_scale(metric)
+        if compares_by_difference(metric)
         else "at most 1.01 × vanilla's mean"
     )
     lines += [

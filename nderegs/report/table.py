@@ -55,7 +55,8 @@ class MethodRow:
     failed: int
     #: summary field -> Spread over the successful seeds (None if no value).
     stats: dict[str, Spread | None]
-    #: summary field -> method mean / vanilla mean (empty without a vanilla row).
+    #: summary field -> method mean / vanilla mean (empty without a vanilla row); for a
+    #: metric that `compares_by_difference`, "test_metric" is method mean − vanilla mean.
     ratios: dict[str, float | None]
     #: "<method> seed <k>: <message>" of the first failed run, if any.
     first_error: str | None = None
@@ -70,9 +71,10 @@ def spread(values: Sequence[float | None]) -> Spread | None:
     return Spread(mean=statistics.fmean(finite), sd=sd, n=len(finite))
 
 
-def is_log_scale(metric: str | None) -> bool:
-    """A log-likelihood metric ("nll", in nats) compares to vanilla by its difference:
-    its ratio means nothing (it can be 0 or negative)."""
+def compares_by_difference(metric: str | None) -> bool:
+    """Whether the metric's column against vanilla is a difference (method − vanilla),
+    not a ratio: a log-likelihood ("nll", nats) can be 0 or negative, so its ratio means
+    nothing. `MethodRow.ratios["test_metric"]` then holds that difference."""
     return metric == "nll"
 
 
@@ -109,7 +111,7 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
         ratios = {}
         if baseline is not None:
             ratios = {q: _ratio(stats[method][q], baseline[q]) for q in RATIO_QUANTITIES}
-            if is_log_scale(result.metric):
+            if compares_by_difference(result.metric):
                 ratios["test_metric"] = _difference(
                     stats[method]["test_metric"], baseline["test_metric"]
                 )
@@ -154,7 +156,7 @@ def _ratio_labels(metric: str | None) -> dict[str, str]:
         "predict_seconds": "Prediction time ×",
         "test_nfe": "NFE ×",
         "test_metric": f"Test {_metric_name(metric)} − vanilla"
-        if is_log_scale(metric)
+        if compares_by_difference(metric)
         else f"Test {_metric_name(metric)} ×",
         "train_step_bytes": "Memory ×",
     }
@@ -218,7 +220,9 @@ def markdown_table(rows: Sequence[MethodRow], metric: str | None) -> str:
         cells += [format_spread(row.stats[q], q, metric) for q in QUANTITIES]
         if with_ratios:
             cells += [
-                _format_ratio(row.ratios.get(q), q == "test_metric" and is_log_scale(metric))
+                _format_ratio(
+                    row.ratios.get(q), q == "test_metric" and compares_by_difference(metric)
+                )
                 for q in RATIO_QUANTITIES
             ]
         cells.append(_runs_cell(row, len(failures) if row.failed else None))
@@ -253,7 +257,7 @@ def _notes(with_ratios: bool, single_seed: bool, metric: str | None) -> list[str
     ]
     if with_ratios:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")
-        if is_log_scale(metric):
+        if compares_by_difference(metric):
             notes.append(
                 f"- Test {_metric_name(metric)} − vanilla: the method's mean minus vanilla's "
                 "(nats; negative is better)."
@@ -277,7 +281,7 @@ def csv_columns(metric: str | None, with_ratios: bool) -> list[str]:
     if with_ratios:
         columns += [
             f"{field.get(q, q)}_minus_vanilla"
-            if q == "test_metric" and is_log_scale(metric)
+            if q == "test_metric" and compares_by_difference(metric)
             else f"{field.get(q, q)}_ratio_to_vanilla"
             for q in RATIO_QUANTITIES
         ]
