@@ -6,7 +6,8 @@ Explicit solvers: bitwise. Implicit solvers: the wrapper's solver state (which c
 `y_error`) changes the compiled program, so `y_error` can round differently in the last
 bit and the controller may place the steps differently: the same result and the
 solution up to the tolerance (`_IMPLICIT_RTOL`), as the README and `nderegs.solve`
-state. `--hypothesis-profile=thorough` runs more examples."""
+state. Each example (a drawn combination) is solved for `VARIANTS` decay rates at
+once, vmapped, and differentiated; `--hypothesis-profile=thorough` runs more examples."""
 
 import diffrax
 from hypothesis import given, settings
@@ -42,15 +43,16 @@ def _field(t, y, args):
 def problems(draw):
     dtype = draw(st.sampled_from(["float32", "float64"]))
     shape = draw(st.sampled_from(["vector", "scalar", "pytree", "complex"]))
-    real = jnp.dtype(dtype)
+    # numpy: drawn outside the test's float64 mode, where jnp would truncate to float32
+    real = np.dtype(dtype)
     if shape == "vector":
-        y0 = jnp.array([1.0, -0.5, 2.0], real)
+        y0 = np.array([1.0, -0.5, 2.0], real)
     elif shape == "scalar":
-        y0 = jnp.asarray(1.5, real)
+        y0 = np.asarray(1.5, real)
     elif shape == "pytree":
-        y0 = {"a": jnp.array([1.0, 2.0], real), "b": (jnp.asarray(-1.0, real),)}
+        y0 = {"a": np.array([1.0, 2.0], real), "b": (np.asarray(-1.0, real),)}
     else:
-        y0 = jnp.array([1.0 + 0.5j, -0.2j], "complex64" if dtype == "float32" else "complex128")
+        y0 = np.array([1.0 + 0.5j, -0.2j], "complex64" if dtype == "float32" else "complex128")
     implicit = draw(st.booleans()) and shape != "complex"
     solver = draw(st.sampled_from(IMPLICIT if implicit else EXPLICIT))()
     time_dtype = draw(st.sampled_from([dtype, "float32", "int32"]))
@@ -106,8 +108,8 @@ def problems(draw):
     return dict(
         y0=y0,
         solver=solver,
-        t0=jnp.asarray(0, time_dtype),
-        t1=jnp.asarray(t1, time_dtype),
+        t0=np.asarray(0, time_dtype),
+        t1=np.asarray(t1, time_dtype),
         dt0=draw(st.sampled_from([None, 0.05])),
         controller=controller,
         saveat=saveat,
@@ -131,11 +133,38 @@ def _compare(a, b, implicit):
             np.testing.assert_array_equal(x, y)
 
 
-@given(problems())
-def test_solution_equals_diffeqsolve(p):
+#: Each drawn combination is solved for this many decay rates at once (vmapped), so
+#: one compilation checks a batch of different step sequences, event times and
+#: max_steps hits.
+VARIANTS = 30
+_COUNTS = ("num_steps", "num_accepted_steps", "num_rejected_steps")
+
+
+def _outputs(sol, dense: bool):
+    """What a Solution holds that the test compares (the counts; the dense evaluation)."""
+    out = {"ts": sol.ts, "ys": sol.ys, "result": sol.result}
+    out["stats"] = {key: sol.stats[key] for key in _COUNTS}
+    if dense:
+        out["dense"] = sol.evaluate(0.37)
+    return out
+
+
+def _finite_sum(tree):
+    """The real parts of the finite entries, summed in float64 (saved rows past the
+    last step are inf)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return sum(
+        jnp.sum(jnp.real(jnp.where(jnp.isfinite(x), x, 0))).astype(jnp.float64) for x in leaves
+    )
+
+
+@given(
+    problems(),
+    st.lists(st.floats(0.25, 6.0), min_size=VARIANTS, max_size=VARIANTS),
+)
+def test_solution_equals_diffeqsolve(p, rates):
     with jax.enable_x64(True), jax.numpy_dtype_promotion("strict" if p["strict"] else "standard"):
         term = diffrax.ODETerm(_field)
-        args = {"rate": jnp.asarray(1.5, jnp.float64)}
         kwargs = dict(
             saveat=p["saveat"],
             stepsize_controller=p["controller"],
@@ -144,27 +173,55 @@ def test_solution_equals_diffeqsolve(p):
             throw=False,
             event=p["event"],
         )
-        call = (term, p["solver"], p["t0"], p["t1"], p["dt0"], p["y0"], args)
+        rates = jnp.asarray(rates, jnp.float64)
+
+        def call(rate):
+            return (term, p["solver"], p["t0"], p["t1"], p["dt0"], p["y0"], {"rate": rate})
+
+        def reference(rate):
+            return _outputs(diffrax.diffeqsolve(*call(rate), **kwargs), p["dense"])
+
+        def ours(rate):
+            sol, h = nderegs.solve(*call(rate), **kwargs)
+            # A scalar of the solve and R_E, differentiated below: its gradient is finite.
+            scalar = _finite_sum(sol.ys) + h.error.astype(jnp.float64)
+            return scalar, (_outputs(sol, p["dense"]), h.error, h.nfe)
+
+        forward_mode = isinstance(p["adjoint"], diffrax.ForwardMode)
+        differentiate = jax.jacfwd if forward_mode else jax.grad
         try:
-            ref = diffrax.diffeqsolve(*call, **kwargs)
+            ref = jax.vmap(reference)(rates)
         except Exception as error:  # a combination diffeqsolve refuses: so must we
             with pytest.raises(type(error)):
-                nderegs.solve(*call, **kwargs)
+                jax.vmap(lambda r: ours(r)[1])(rates)
             return
-        sol, h = nderegs.solve(*call, **kwargs)
-        assert sol.result == ref.result
+        try:
+            gradient, (got, error, nfe) = jax.vmap(differentiate(ours, has_aux=True))(rates)
+        except Exception as error:  # diffrax cannot differentiate it either: so must we fail
+            with pytest.raises(type(error)):
+                jax.vmap(differentiate(lambda r: _finite_sum(reference(r)["ys"])))(rates)
+            return
+
         implicit = p["implicit"]
+        np.testing.assert_array_equal(got["result"]._value, ref["result"]._value)
         if not implicit:
-            for key in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
-                assert int(sol.stats[key]) == int(ref.stats[key]), key
-        _compare(sol.ts, ref.ts, implicit)
-        _compare(sol.ys, ref.ys, implicit)
-        if p["dense"] and sol.result == diffrax.RESULTS.successful:
-            _compare(sol.evaluate(0.37), ref.evaluate(0.37), implicit)
-        assert np.isfinite(float(h.error))
-        assert h.nfe is None or int(h.nfe) >= int(ref.stats["num_steps"])
-        if not implicit and h.nfe is not None and sol.result == diffrax.RESULTS.successful:
-            assert int(h.nfe) > 0
+            for key in _COUNTS:
+                np.testing.assert_array_equal(got["stats"][key], ref["stats"][key], err_msg=key)
+        _compare(got["ts"], ref["ts"], implicit)
+        _compare(got["ys"], ref["ys"], implicit)
+        if p["dense"]:
+            done = np.asarray(ref["result"]._value) == 0  # RESULTS.successful
+            _compare(
+                jax.tree_util.tree_map(lambda x: x[done], got["dense"]),
+                jax.tree_util.tree_map(lambda x: x[done], ref["dense"]),
+                implicit,
+            )
+        assert np.all(np.isfinite(error)) and np.all(np.isfinite(gradient))
+        if nfe is not None:
+            assert implicit is False
+            assert np.all(np.asarray(nfe) >= np.asarray(ref["stats"]["num_steps"]))
+        else:
+            assert implicit  # explicit solvers always count their evaluations
 
 
 @given(

@@ -32,9 +32,14 @@ class Heuristics(eqx.Module):
     `successful`: whether the solve finished (False when, with `throw=False`, it hit
     `max_steps` or the step size collapsed).
 
-    Counts: `nfe` (vector-field evaluations of this solve, rejected steps included;
-    None for solvers whose cost varies at run time, e.g. implicit ones),
-    `num_steps`, `num_accepted_steps`, `num_rejected_steps`.
+    Counts: `nfe` (vector-field evaluations of this solve, rejected steps included),
+    `num_steps`, `num_accepted_steps`, `num_rejected_steps`. `nfe` is exact for every
+    explicit Runge--Kutta solver (FSAL reuse counted at run time), the stochastic RK
+    solvers and `HalfSolver` around a non-FSAL one, and None where the count is not
+    known: implicit solvers (Kvaerno, ...) evaluate the field once per root-finder
+    iteration, and diffrax's implicit step discards the root finder's iteration count
+    (`optimistix.root_find`'s `stats`), so no wrapper can read it; also None with
+    `ImplicitAdjoint`, and for solvers the cost model does not cover (`nderegs.core.nfe`).
 
     Local estimates (None unless `local=` was given): one accepted step, re-taken
     from its (constant) start state with its own step size:
