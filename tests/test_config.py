@@ -291,7 +291,7 @@ def test_bad_choice_lists_choices():
         load_config(None, ["solver.adjoint=adjoint"])
     with pytest.raises(
         ConfigError,
-        match=r"'task.name': 'gan' \(must be one of: classifier, sde_classifier, latent_ode, spiral_sde\)",
+        match=r"'task.name': 'gan' \(must be one of: classifier, sde_classifier, latent_ode, spiral_sde, density\)",
     ):
         load_config(None, ["task.name=gan"])
 
