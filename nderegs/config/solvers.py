@@ -219,12 +219,11 @@ def solver_names(equation: str) -> tuple[str, ...]:
     return tuple(tag_name(v) for v in _SOLVERS if equation in v.equations)
 
 
-def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
-    """`make_node(vector_field)` for the models: a `NeuralODE` with the solver section's
-    settings and the method's solve set-up. Failed solves do not raise (`throw=False`):
-    the training loop stops on them with a message."""
-    return functools.partial(
-        NeuralODE,
+def _layer_settings(solver: AbstractSolverConfig, setup: SolveSetup) -> dict[str, Any]:
+    """The keyword arguments every layer takes from the solver section and the method's
+    solve set-up. Failed solves do not raise (`throw=False`): the training loop stops on
+    them with a message."""
+    return dict(
         t0=solver.t0,
         t1=solver.t1,
         solver=solver.build(),
@@ -239,6 +238,15 @@ def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
         local_gradient=setup.local_gradient,
         stiffness=setup.stiffness,
         throw=False,
+    )
+
+
+def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
+    """`make_node(vector_field)` for the models: a `NeuralODE` with the solver section's
+    settings and the method's solve set-up (integrals, STEER)."""
+    return functools.partial(
+        NeuralODE,
+        **_layer_settings(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
     )
@@ -248,23 +256,10 @@ def cnf(
     solver: AbstractSolverConfig, setup: SolveSetup, trace: TraceEstimator, noise: NoiseKind
 ) -> Callable[..., CNF]:
     """`make_cnf(vector_field, dim=d)`: a `CNF` with the solver section's settings, the
-    method's solve set-up and the trace estimator (`throw=False`, as above)."""
+    method's solve set-up and the trace estimator."""
     return functools.partial(
         CNF,
-        t0=solver.t0,
-        t1=solver.t1,
-        solver=solver.build(),
-        rtol=solver.rtol,
-        atol=solver.atol,
-        pcoeff=solver.pcoeff,
-        icoeff=solver.icoeff,
-        dt0=solver.dt0,
-        adjoint=solver.adjoint.build(),
-        max_steps=solver.max_steps,
-        local=setup.local,
-        local_gradient=setup.local_gradient,
-        stiffness=setup.stiffness,
-        throw=False,
+        **_layer_settings(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
         trace=trace,
@@ -274,22 +269,5 @@ def cnf(
 
 def neural_sde(solver: AbstractSolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
     """`make_sde(drift, diffusion)` for the models: a `NeuralSDE` with the solver
-    section's settings and the method's solve set-up (`throw=False`, as above)."""
-    return functools.partial(
-        NeuralSDE,
-        t0=solver.t0,
-        t1=solver.t1,
-        solver=solver.build(),
-        rtol=solver.rtol,
-        atol=solver.atol,
-        pcoeff=solver.pcoeff,
-        icoeff=solver.icoeff,
-        dt0=solver.dt0,
-        brownian_tol=brownian_tol,
-        adjoint=solver.adjoint.build(),
-        max_steps=solver.max_steps,
-        local=setup.local,
-        local_gradient=setup.local_gradient,
-        stiffness=setup.stiffness,
-        throw=False,
-    )
+    section's settings and the method's solve set-up."""
+    return functools.partial(NeuralSDE, **_layer_settings(solver, setup), brownian_tol=brownian_tol)
