@@ -23,3 +23,21 @@ def x64():
     """Run a test in float64 (JAX's default is float32)."""
     with jax.enable_x64(True):
         yield
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _xdist_groups_are_honoured(request):
+    """Under `--dist loadgroup`, pytest-xdist keeps a group on one worker by suffixing
+    the node ids with `@group`. If a pytest/xdist pairing stops doing so, the groups'
+    shared fixtures (a Ray instance, multi-process runs) would run on every worker at
+    once: every test errors with this message instead."""
+    if not getattr(request.config.option, "loadgroup", False):
+        return
+    for item in request.session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            pytest.fail(
+                f"pytest-xdist did not group {item.nodeid} (pytest {pytest.__version__}): "
+                "install the versions that pyproject.toml's dev extra names",
+                pytrace=False,
+            )
