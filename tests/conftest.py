@@ -25,7 +25,6 @@ def x64():
         yield
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def _xdist_groups_are_honoured(request):
     """Under `--dist loadgroup`, pytest-xdist keeps a group on one worker by suffixing
