@@ -2,11 +2,11 @@ from hypothesis import HealthCheck, settings
 import jax
 import pytest
 
-# Property-based tests compile a solve per example (each example then solves a
-# vmapped batch of variants): few in the default run, `--hypothesis-profile=thorough`
-# for many.
+# Property-based tests that compile a solve per example (each then solves a vmapped
+# batch of variants) run few examples by default; those over precompiled structures a
+# multiple of it. `--hypothesis-profile=thorough` runs many.
 settings.register_profile(
-    "default", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "default", max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -6,10 +6,23 @@ Explicit solvers: bitwise. Implicit solvers: the wrapper's solver state (which c
 `y_error`) changes the compiled program, so `y_error` can round differently in the last
 bit and the controller may place the steps differently: the same result and the
 solution up to the tolerance (`_IMPLICIT_RTOL`), as the README and `nderegs.solve`
-state. Each example (a drawn combination) is solved for `VARIANTS` decay rates at
-once, vmapped, and differentiated; `--hypothesis-profile=thorough` runs more examples."""
+state.
+
+Two tests share the comparison:
+
+- `test_solution_equals_diffeqsolve` draws whole combinations (each compiles): every
+  example is solved for `VARIANTS` decay rates at once, vmapped, and differentiated.
+- `test_drawn_numbers_give_diffeqsolves_solution` draws hundreds of calls over the
+  `STRUCTURES`, each compiled once with the numbers (states, times, tolerances, PID
+  coefficients, step/jump/save times, dt0, rates, event levels) as traced arguments.
+
+`--hypothesis-profile=thorough` runs many more examples of both."""
+
+import functools
+from typing import NamedTuple
 
 import diffrax
+import hypothesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 import jax
@@ -240,6 +253,201 @@ def test_solution_equals_diffeqsolve(p, rates):
             assert np.all(np.asarray(nfe) >= np.asarray(ref["stats"]["num_steps"]))
         else:  # explicit solvers count their evaluations, unless ImplicitAdjoint saves nothing
             assert implicit or isinstance(p["adjoint"], diffrax.ImplicitAdjoint)
+
+
+class Structure(NamedTuple):
+    """The static half of a diffeqsolve call (what compiles); `numbers()` draws the
+    rest — states, times, step sizes, tolerances, PID coefficients, step/jump/save
+    times, the field's rate and the event's level — as traced arguments."""
+
+    solver: type
+    shape: str
+    dtype: str
+    time_dtype: str
+    saveat: str
+    controller: str = "pid"  # "pid", "pid+bounds" (dtmin, dtmax), "clip" (step_ts, jump_ts)
+    dt0: bool = False
+    adjoint: type = diffrax.RecursiveCheckpointAdjoint
+    event: bool = False
+    max_steps: int = 4096
+    strict: bool = True
+
+
+#: Spans the solvers, state kinds, dtypes, time dtypes, SaveAts, controllers,
+#: adjoints, events and max_steps; each compiles once per test process.
+STRUCTURES = [
+    Structure(diffrax.Tsit5, "vector", "float64", "float64", "ts", "clip", dt0=True),
+    Structure(diffrax.Dopri5, "scalar", "float32", "float32", "steps", "pid+bounds", max_steps=16),
+    Structure(diffrax.Dopri8, "pytree", "float64", "float64", "dense"),
+    Structure(
+        diffrax.Bosh3, "complex", "float64", "float64", "t0t1", adjoint=diffrax.DirectAdjoint
+    ),
+    Structure(
+        diffrax.Heun, "vector", "float64", "int32", "subs", dt0=True, adjoint=diffrax.ForwardMode
+    ),
+    Structure(diffrax.Midpoint, "vector", "float64", "float64", "t1", "clip", event=True),
+    Structure(diffrax.Ralston, "scalar", "float64", "float64", "fn", event=True, strict=False),
+    Structure(diffrax.Tsit5, "complex", "float32", "float32", "steps", "pid+bounds", max_steps=8),
+    Structure(diffrax.Dopri5, "vector", "float64", "float32", "ts", event=True, strict=False),
+    Structure(diffrax.Kvaerno3, "vector", "float64", "float64", "ts", "pid+bounds"),
+    Structure(diffrax.Kvaerno5, "scalar", "float32", "float64", "dense", dt0=True, strict=False),
+    Structure(
+        diffrax.Kvaerno4, "pytree", "float64", "float64", "t1", adjoint=diffrax.ImplicitAdjoint
+    ),
+]
+
+
+def _state(shape, dtype, values):
+    if shape == "vector":
+        return values[:3].astype(dtype)
+    if shape == "scalar":
+        return values[0].astype(dtype)
+    if shape == "pytree":
+        return {"a": values[:2].astype(dtype), "b": (values[2].astype(dtype),)}
+    complex_dtype = "complex64" if dtype == "float32" else "complex128"
+    return (values[:2] + 1j * values[2:4]).astype(complex_dtype)
+
+
+@st.composite
+def numbers(draw, s: Structure):
+    """The traced half of a call to `s`, as numpy values in their dtypes."""
+    floats = lambda lo, hi: draw(st.floats(lo, hi, allow_nan=False))
+    log_uniform = lambda lo, hi: 10 ** floats(np.log10(lo), np.log10(hi))
+    if s.time_dtype == "int32":
+        t0 = draw(st.integers(-1, 1))
+        t1 = t0 + draw(st.integers(1, 3))
+    else:
+        t0 = floats(-1.0, 0.5)
+        t1 = t0 + floats(0.2, 3.0)
+    span = float(t1 - t0)
+    fractions = lambda n: np.sort(np.array([floats(0.01, 0.99) for _ in range(n)]))
+    time = np.dtype(s.time_dtype if s.time_dtype != "int32" else "float64")
+    implicit = s.solver in IMPLICIT
+    # implicit solutions agree up to the tolerance's round-off (module docstring)
+    tol = log_uniform(1e-6, 1e-4) if implicit else log_uniform(1e-7, 1e-2)
+    n = {
+        "y0": _state(s.shape, s.dtype, np.array([floats(-2.0, 2.0) for _ in range(4)])),
+        "t0": np.asarray(t0, s.time_dtype),
+        "t1": np.asarray(t1, s.time_dtype),
+        "rate": np.asarray(floats(0.1, 8.0)),
+        "level": np.asarray(floats(-1.0, 1.0)),
+        # in the dtypes a user's Python floats take in the solve
+        "rtol": np.asarray(tol, s.dtype),
+        "atol": np.asarray(tol * log_uniform(0.1, 10.0), s.dtype),
+        "pcoeff": np.asarray(floats(0.0, 0.4), s.dtype),
+        "icoeff": np.asarray(floats(0.3, 1.0), s.dtype),
+        "dcoeff": np.asarray(floats(0.0, 0.2), s.dtype),
+        "ts": (t0 + span * fractions(5)).astype(time),
+        "step_ts": (t0 + span * fractions(2)).astype(time),
+        "jump_ts": (t0 + span * fractions(1)).astype(time),
+        "dt0": np.asarray(span * log_uniform(1e-3, 0.5), time),
+        "dtmax": np.asarray(span * floats(0.05, 1.0), time),
+        "dtmin": np.asarray(span * log_uniform(1e-7, 1e-3), time),
+    }
+    return n
+
+
+def _call(s: Structure, n: dict):
+    """diffeqsolve's arguments for structure `s` with the numbers `n`."""
+    pid = diffrax.PIDController(
+        rtol=n["rtol"],
+        atol=n["atol"],
+        pcoeff=n["pcoeff"],
+        icoeff=n["icoeff"],
+        dcoeff=n["dcoeff"],
+        **({"dtmin": n["dtmin"], "dtmax": n["dtmax"]} if s.controller == "pid+bounds" else {}),
+    )
+    controller = pid
+    if s.controller == "clip":
+        controller = diffrax.ClipStepSizeController(pid, step_ts=n["step_ts"], jump_ts=n["jump_ts"])
+    saveat = {
+        "t1": lambda: diffrax.SaveAt(t1=True),
+        "t0t1": lambda: diffrax.SaveAt(t0=True, t1=True),
+        "ts": lambda: diffrax.SaveAt(ts=n["ts"]),
+        "steps": lambda: diffrax.SaveAt(steps=True),
+        "dense": lambda: diffrax.SaveAt(dense=True),
+        "fn": lambda: diffrax.SaveAt(
+            t1=True, fn=lambda t, y, args: jax.tree_util.tree_map(lambda x: x * 2, y)
+        ),
+        "subs": lambda: diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=n["ts"][2:])]
+        ),
+    }[s.saveat]()
+    event = None
+    if s.event:
+        event = diffrax.Event(
+            lambda t, y, args, **kw: (
+                jnp.real(y0 := jnp.ravel(y)[0]) - args["level"].astype(y0.real.dtype)
+            )
+        )
+    args = (diffrax.ODETerm(_field), s.solver(), n["t0"], n["t1"], n["dt0"] if s.dt0 else None)
+    args += (n["y0"], {"rate": n["rate"], "level": n["level"]})
+    kwargs = dict(
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=s.adjoint(),
+        event=event,
+        max_steps=s.max_steps,
+        throw=False,
+    )
+    return args, kwargs
+
+
+@functools.cache
+def _programs(s: Structure):
+    """diffeqsolve and nderegs.solve for `s`, jitted over the numbers: compiled once
+    per structure, then run for every drawn set of numbers."""
+
+    def outputs(sol, n):
+        out = _outputs(sol, dense=False)
+        if s.saveat == "dense":
+            out["dense"] = sol.evaluate(n["ts"][1])
+        return out
+
+    def reference(n):
+        args, kwargs = _call(s, n)
+        return outputs(diffrax.diffeqsolve(*args, **kwargs), n)
+
+    def ours(n):
+        args, kwargs = _call(s, n)
+        sol, h = nderegs.solve(*args, **kwargs)
+        return outputs(sol, n), h.error, h.nfe
+
+    return jax.jit(reference), jax.jit(ours)
+
+
+@given(st.sampled_from(STRUCTURES).flatmap(lambda s: st.tuples(st.just(s), numbers(s))))
+@settings(max_examples=50 * settings().max_examples)
+def test_drawn_numbers_give_diffeqsolves_solution(structure_and_numbers):
+    """Hundreds of drawn calls (50 per example of the profile) over the compiled
+    `STRUCTURES`: states, time spans, dt0, tolerances, PID coefficients, step/jump/save
+    times, rates and event levels vary; so do the step sequences, max_steps hits and
+    event times."""
+    s, n = structure_and_numbers
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("strict" if s.strict else "standard"):
+        reference, ours = _programs(s)
+        ref = reference(n)
+        got, error, nfe = ours(n)
+    implicit = s.solver in IMPLICIT
+    outcome = int(ref["result"]._value) != diffrax.RESULTS.successful._value
+    hypothesis.event(f"result: {diffrax.RESULTS[ref['result']] if outcome else 'successful'}")
+    assert int(got["result"]._value) == int(ref["result"]._value)
+    if not implicit:
+        for key in _COUNTS:
+            assert int(got["stats"][key]) == int(ref["stats"][key]), key
+    if not implicit or int(ref["result"]._value) == diffrax.RESULTS.successful._value:
+        _compare(got["ts"], ref["ts"], implicit)
+        _compare(got["ys"], ref["ys"], implicit)
+        if s.saveat == "dense":
+            _compare(got["dense"], ref["dense"], implicit)
+    if s.adjoint is diffrax.ImplicitAdjoint:
+        assert error is None and nfe is None
+    else:
+        assert np.isfinite(error)
+        if implicit:
+            assert nfe is None
+        else:
+            assert int(nfe) >= int(ref["stats"]["num_steps"])
 
 
 @given(
