@@ -41,8 +41,22 @@ EXPLICIT = [
     diffrax.Midpoint,
     diffrax.Ralston,
 ]
-IMPLICIT = [diffrax.Kvaerno3, diffrax.Kvaerno4, diffrax.Kvaerno5]
+IMPLICIT = [diffrax.Kvaerno3, diffrax.Kvaerno4, diffrax.Kvaerno5, diffrax.ImplicitEuler]
+#: Implicit-explicit: the field's forcing explicit, a stiff decay implicit (a MultiTerm).
+IMEX = [diffrax.KenCarp3, diffrax.KenCarp4, diffrax.KenCarp5, diffrax.Sil3]
+#: Adaptive, but outside the NFE cost model (`h.nfe` is None).
+UNCOUNTED = [diffrax.ReversibleHeun]
 _IMPLICIT_RTOL = 1e-4
+
+
+def _stiff_decay(t, y, args):
+    return jax.tree_util.tree_map(lambda x: -10 * args["rate"].astype(x.dtype) * x, y)
+
+
+def _terms(solver):
+    if type(solver) in IMEX:
+        return diffrax.MultiTerm(diffrax.ODETerm(_field), diffrax.ODETerm(_stiff_decay))
+    return diffrax.ODETerm(_field)
 
 
 def _field(t, y, args):
@@ -67,7 +81,7 @@ def problems(draw):
     else:
         y0 = np.array([1.0 + 0.5j, -0.2j], "complex64" if dtype == "float32" else "complex128")
     implicit = draw(st.booleans()) and shape != "complex"
-    solver = draw(st.sampled_from(IMPLICIT if implicit else EXPLICIT))()
+    solver = draw(st.sampled_from(IMPLICIT + IMEX if implicit else EXPLICIT + UNCOUNTED))()
     time_dtype = draw(st.sampled_from([dtype, "float32", "int32"]))
     t1 = draw(st.sampled_from([1, 2]))
     rtol = draw(st.sampled_from([1e-3, 1e-5]))
@@ -181,7 +195,7 @@ def _finite_sum(tree):
 )
 def test_solution_equals_diffeqsolve(p, rates):
     with jax.enable_x64(True), jax.numpy_dtype_promotion("strict" if p["strict"] else "standard"):
-        term = diffrax.ODETerm(_field)
+        term = _terms(p["solver"])
         kwargs = dict(
             saveat=p["saveat"],
             stepsize_controller=p["controller"],
@@ -251,8 +265,12 @@ def test_solution_equals_diffeqsolve(p, rates):
         if nfe is not None:
             assert implicit is False
             assert np.all(np.asarray(nfe) >= np.asarray(ref["stats"]["num_steps"]))
-        else:  # explicit solvers count their evaluations, unless ImplicitAdjoint saves nothing
-            assert implicit or isinstance(p["adjoint"], diffrax.ImplicitAdjoint)
+        else:  # explicit RK solvers count their evaluations, unless ImplicitAdjoint saves nothing
+            assert (
+                implicit
+                or isinstance(p["adjoint"], diffrax.ImplicitAdjoint)
+                or type(p["solver"]) in UNCOUNTED
+            )
 
 
 class Structure(NamedTuple):
@@ -294,6 +312,10 @@ STRUCTURES = [
     Structure(
         diffrax.Kvaerno4, "pytree", "float64", "float64", "t1", adjoint=diffrax.ImplicitAdjoint
     ),
+    Structure(diffrax.ReversibleHeun, "vector", "float32", "float32", "ts", "clip"),
+    Structure(diffrax.ImplicitEuler, "scalar", "float64", "float64", "steps", max_steps=16),
+    Structure(diffrax.KenCarp4, "vector", "float64", "float64", "dense", event=True),
+    Structure(diffrax.Sil3, "pytree", "float32", "float32", "ts", "pid+bounds", dt0=True),
 ]
 
 
@@ -322,7 +344,7 @@ def numbers(draw, s: Structure):
     span = float(t1 - t0)
     fractions = lambda n: np.sort(np.array([floats(0.01, 0.99) for _ in range(n)]))
     time = np.dtype(s.time_dtype if s.time_dtype != "int32" else "float64")
-    implicit = s.solver in IMPLICIT
+    implicit = s.solver in IMPLICIT + IMEX
     # implicit solutions agree up to the tolerance's round-off (module docstring)
     tol = log_uniform(1e-6, 1e-4) if implicit else log_uniform(1e-7, 1e-2)
     n = {
@@ -380,7 +402,7 @@ def _call(s: Structure, n: dict):
                 jnp.real(y0 := jnp.ravel(y)[0]) - args["level"].astype(y0.real.dtype)
             )
         )
-    args = (diffrax.ODETerm(_field), s.solver(), n["t0"], n["t1"], n["dt0"] if s.dt0 else None)
+    args = (_terms(s.solver()), s.solver(), n["t0"], n["t1"], n["dt0"] if s.dt0 else None)
     args += (n["y0"], {"rate": n["rate"], "level": n["level"]})
     kwargs = dict(
         saveat=saveat,
@@ -428,7 +450,7 @@ def test_drawn_numbers_give_diffeqsolves_solution(structure_and_numbers):
         reference, ours = _programs(s)
         ref = reference(n)
         got, error, nfe = ours(n)
-    implicit = s.solver in IMPLICIT
+    implicit = s.solver in IMPLICIT + IMEX
     outcome = int(ref["result"]._value) != diffrax.RESULTS.successful._value
     hypothesis.event(f"result: {diffrax.RESULTS[ref['result']] if outcome else 'successful'}")
     assert int(got["result"]._value) == int(ref["result"]._value)
@@ -444,7 +466,7 @@ def test_drawn_numbers_give_diffeqsolves_solution(structure_and_numbers):
         assert error is None and nfe is None
     else:
         assert np.isfinite(error)
-        if implicit:
+        if implicit or s.solver in UNCOUNTED:
             assert nfe is None
         else:
             assert int(nfe) >= int(ref["stats"]["num_steps"])
