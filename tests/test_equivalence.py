@@ -291,31 +291,27 @@ class Structure(NamedTuple):
     strict: bool = True
 
 
-#: Spans the solvers, state kinds, dtypes, time dtypes, SaveAts, controllers,
-#: adjoints, events and max_steps; each compiles once per test process.
+#: Spans the state kinds, dtypes, time dtypes, SaveAts, controllers, adjoints, events
+#: and max_steps, with explicit and implicit solvers; each compiles once per test
+#: process (two programs of 2-5 s each on a 2-core machine: ten structures keep the
+#: test near a minute). `test_solution_equals_diffeqsolve` draws every solver.
 STRUCTURES = [
     Structure(diffrax.Tsit5, "vector", "float64", "float64", "ts", "clip", dt0=True),
     Structure(diffrax.Dopri5, "scalar", "float32", "float32", "steps", "pid+bounds", max_steps=16),
     Structure(diffrax.Dopri8, "pytree", "float64", "float64", "dense"),
     Structure(
-        diffrax.Bosh3, "complex", "float64", "float64", "t0t1", adjoint=diffrax.DirectAdjoint
+        diffrax.Bosh3, "complex", "float32", "float32", "t0t1", adjoint=diffrax.DirectAdjoint
     ),
     Structure(
         diffrax.Heun, "vector", "float64", "int32", "subs", dt0=True, adjoint=diffrax.ForwardMode
     ),
-    Structure(diffrax.Midpoint, "vector", "float64", "float64", "t1", "clip", event=True),
-    Structure(diffrax.Ralston, "scalar", "float64", "float64", "fn", event=True, strict=False),
-    Structure(diffrax.Tsit5, "complex", "float32", "float32", "steps", "pid+bounds", max_steps=8),
+    Structure(diffrax.Ralston, "scalar", "float64", "float64", "fn", "clip", event=True),
     Structure(diffrax.Dopri5, "vector", "float64", "float32", "ts", event=True, strict=False),
-    Structure(diffrax.Kvaerno3, "vector", "float64", "float64", "ts", "pid+bounds"),
     Structure(diffrax.Kvaerno5, "scalar", "float32", "float64", "dense", dt0=True, strict=False),
     Structure(
         diffrax.Kvaerno4, "pytree", "float64", "float64", "t1", adjoint=diffrax.ImplicitAdjoint
     ),
-    Structure(diffrax.ReversibleHeun, "vector", "float32", "float32", "ts", "clip"),
-    Structure(diffrax.ImplicitEuler, "scalar", "float64", "float64", "steps", max_steps=16),
-    Structure(diffrax.KenCarp4, "vector", "float64", "float64", "dense", event=True),
-    Structure(diffrax.Sil3, "pytree", "float32", "float32", "ts", "pid+bounds", dt0=True),
+    Structure(diffrax.ImplicitEuler, "vector", "float64", "float64", "steps", max_steps=16),
 ]
 
 
