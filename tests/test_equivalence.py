@@ -18,6 +18,7 @@ Two tests share the comparison:
 
 `--hypothesis-profile=thorough` runs many more examples of both."""
 
+from collections.abc import Callable
 import functools
 from typing import NamedTuple
 
@@ -285,7 +286,7 @@ class Structure(NamedTuple):
     saveat: str
     controller: str = "pid"  # "pid", "pid+bounds" (dtmin, dtmax), "clip" (step_ts, jump_ts)
     dt0: bool = False
-    adjoint: type = diffrax.RecursiveCheckpointAdjoint
+    adjoint: Callable[[], diffrax.AbstractAdjoint] = diffrax.RecursiveCheckpointAdjoint
     event: bool = False
     max_steps: int = 4096
     strict: bool = True
@@ -296,9 +297,25 @@ class Structure(NamedTuple):
 #: process (two programs of 2-5 s each on a 2-core machine: ten structures keep the
 #: test near a minute). `test_solution_equals_diffeqsolve` draws every solver.
 STRUCTURES = [
-    Structure(diffrax.Tsit5, "vector", "float64", "float64", "ts", "clip", dt0=True),
+    Structure(
+        diffrax.Tsit5,
+        "vector",
+        "float64",
+        "float64",
+        "ts",
+        "clip",
+        dt0=True,
+        adjoint=diffrax.BacksolveAdjoint,
+    ),
     Structure(diffrax.Dopri5, "scalar", "float32", "float32", "steps", "pid+bounds", max_steps=16),
-    Structure(diffrax.Dopri8, "pytree", "float64", "float64", "dense"),
+    Structure(
+        diffrax.Dopri8,
+        "pytree",
+        "float64",
+        "float64",
+        "dense",
+        adjoint=functools.partial(diffrax.RecursiveCheckpointAdjoint, checkpoints=64),
+    ),
     Structure(
         diffrax.Bosh3, "complex", "float32", "float32", "t0t1", adjoint=diffrax.DirectAdjoint
     ),
@@ -311,7 +328,7 @@ STRUCTURES = [
     Structure(
         diffrax.Kvaerno4, "pytree", "float64", "float64", "t1", adjoint=diffrax.ImplicitAdjoint
     ),
-    Structure(diffrax.ImplicitEuler, "vector", "float64", "float64", "steps", max_steps=16),
+    Structure(diffrax.ImplicitEuler, "vector", "float64", "float64", "steps"),
 ]
 
 
@@ -435,9 +452,9 @@ def _programs(s: Structure):
 
 
 @given(st.sampled_from(STRUCTURES).flatmap(lambda s: st.tuples(st.just(s), numbers(s))))
-@settings(max_examples=50 * settings().max_examples)
+@settings(max_examples=min(50 * settings().max_examples, 3000))
 def test_drawn_numbers_give_diffeqsolves_solution(structure_and_numbers):
-    """Hundreds of drawn calls (50 per example of the profile) over the compiled
+    """Hundreds of drawn calls (50 per example of the profile, at most 3000) over the compiled
     `STRUCTURES`: states, time spans, dt0, tolerances, PID coefficients, step/jump/save
     times, rates and event levels vary; so do the step sequences, max_steps hits and
     event times."""
@@ -453,12 +470,15 @@ def test_drawn_numbers_give_diffeqsolves_solution(structure_and_numbers):
     if not implicit:
         for key in _COUNTS:
             assert int(got["stats"][key]) == int(ref["stats"][key]), key
-    if not implicit or int(ref["result"]._value) == diffrax.RESULTS.successful._value:
+    # implicit solves that stop early may differ in their last steps (module docstring)
+    compared = not implicit or int(ref["result"]._value) == diffrax.RESULTS.successful._value
+    hypothesis.event(f"values compared: {compared}")
+    if compared:
         _compare(got["ts"], ref["ts"], implicit)
         _compare(got["ys"], ref["ys"], implicit)
         if s.saveat == "dense":
             _compare(got["dense"], ref["dense"], implicit)
-    if s.adjoint is diffrax.ImplicitAdjoint:
+    if isinstance(s.adjoint(), diffrax.ImplicitAdjoint):
         assert error is None and nfe is None
     else:
         assert np.isfinite(error)
