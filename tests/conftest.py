@@ -40,3 +40,41 @@ def _xdist_groups_are_honoured(request):
                 "install the versions that pyproject.toml's dev extra names",
                 pytrace=False,
             )
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--test-costs",
+        metavar="PATH",
+        default=None,
+        help="append each test's wall and CPU seconds (this process and its reaped "
+        "subprocesses) to PATH as JSON lines, one per test (the suite budget's profile)",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    path = item.config.getoption("--test-costs")
+    if path is None:
+        yield
+        return
+    import json
+    import os
+    import resource
+    import time
+
+    def cpu():
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    wall0, cpu0 = time.perf_counter(), cpu()
+    yield
+    record = {
+        "test": item.nodeid,
+        "wall": round(time.perf_counter() - wall0, 3),
+        "cpu": round(cpu() - cpu0, 3),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+    }
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
