@@ -175,14 +175,75 @@ def test_state_without_leaves(x64, strict):
     assert sol.result == ref.result and float(h.error) == 0.0
 
 
-def test_jit_of_every_case_compiles_once():
-    # A drop-in is used under jit: the wrapper adds no Python-side state.
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # one per XLA compilation
+# Each case's extra `nderegs.solve` arguments, and whether it is also called eagerly.
+# Eagerly, the re-taken local step runs outside diffeqsolve's jit, and diffrax's stage
+# loop then compiles on every call: the local case is checked under jit only.
+_CASES = {
+    "plain": (dict(), True),
+    "local-stiffness-integrals": (
+        dict(
+            local="unbiased",
+            local_gradient="trajectory",
+            stiffness=True,
+            integrals=(nderegs.JacobianFrobenius(),),
+        ),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_jit_of_every_case_compiles_once(case):
+    """A drop-in is used under jit (and eagerly), and the wrapper adds no Python-side
+    state: new values of the same shapes and dtypes (state, args, end time, tolerance,
+    key) neither retrace a jitted caller nor, called eagerly, recompile anything."""
+    options, eager = _CASES[case]
     term = diffrax.ODETerm(_decay)
+    traces = []
 
-    @eqx.filter_jit
-    def run(y0):
-        return nderegs.solve(term, diffrax.Tsit5(), 0.0, 1.0, None, y0, stepsize_controller=PID)[
-            0
-        ].ys
+    def run(y0, rate, t1, rtol, key):
+        traces.append(1)  # once per trace under jit, once per call eagerly
+        controller = diffrax.PIDController(rtol=rtol, atol=1e-6)
+        sol, h = nderegs.solve(
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            t1,
+            None,
+            y0,
+            rate,
+            stepsize_controller=controller,
+            key=key,
+            **options,
+        )
+        return sol.ys, h.error
 
-    np.testing.assert_array_equal(run(jnp.ones(2)), run(jnp.ones(2)))
+    def values(i):
+        return (
+            jnp.array([1.0, 2.0]) + i,
+            jnp.asarray(1.0 + 0.5 * i),
+            jnp.asarray(1.0 + 0.25 * i),
+            jnp.asarray(10.0 ** -(4 + i)),
+            jax.random.key(i),
+        )
+
+    compiles = []
+
+    def on_event(event, duration, **kwargs):
+        if event == _COMPILE_EVENT:
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        callers = [(eqx.filter_jit(run), 0)] + ([(run, 1)] if eager else [])
+        for call, traces_per_call in callers:
+            errors = [float(call(*values(0))[1])]  # the one trace and compilation
+            traces.clear()
+            compiles.clear()
+            errors += [float(call(*values(i))[1]) for i in (1, 2, 3)]
+            assert len(traces) == 3 * traces_per_call, "retraced"
+            assert len(compiles) == 0, "recompiled"
+            assert len(set(errors)) == 4  # the new values were used
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)

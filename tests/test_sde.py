@@ -23,14 +23,23 @@ def _drift(t, y, args):
     return jnp.stack([-0.5 * y[0] ** 3 + 2.0 * y[1] ** 3, -2.0 * y[0] ** 3 - 0.5 * y[1] ** 3])
 
 
+class _Additive(eqx.Module):
+    """g = σ·I: additive noise, so every solver here applies. σ is an array, so solves
+    that differ only in σ (or in the Brownian key) share one compilation."""
+
+    sigma: jax.Array
+
+    def __call__(self, t, y, args):
+        return self.sigma * jnp.eye(2)
+
+
 def _terms(name, sigma, drift=_drift, key=0):
     _, levy = SOLVERS[name]
     bm = diffrax.VirtualBrownianTree(
         0.0, 1.0, tol=1e-4, shape=(2,), key=jax.random.key(key), levy_area=levy
     )
-    # Additive noise, so every solver here applies.
     return diffrax.MultiTerm(
-        diffrax.ODETerm(drift), diffrax.ControlTerm(lambda t, y, a: sigma * jnp.eye(2), bm)
+        diffrax.ODETerm(drift), diffrax.ControlTerm(_Additive(jnp.asarray(sigma)), bm)
     )
 
 
@@ -90,25 +99,37 @@ def test_zero_diffusion_reproduces_the_ode(x64):
         Y0,
         stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
     )
-    errors, steps = {}, {}
-    for sigma in (0.0, 0.3):
-        sol, h = nderegs.solve(
-            _terms("SPaRK", sigma),
-            diffrax.SPaRK(),
+    solver = diffrax.SPaRK()
+    saveat = diffrax.SaveAt(t0=True, steps=True)
+    runs = {}
+    for sigma, key in ((0.0, 0), (0.0, 1), (0.3, 0)):
+        runs[sigma, key] = nderegs.solve(
+            _terms("SPaRK", sigma, key=key),
+            solver,
             0.0,
             1.0,
             0.05,
             Y0,
             stepsize_controller=CONTROLLER,
+            saveat=saveat,
         )
-        errors[sigma], steps[sigma] = float(h.error), int(h.num_steps)
-        if sigma == 0.0:
-            np.testing.assert_allclose(sol.ys[0], ode.ys[0], atol=10 * ATOL)
+    sol, h = runs[0.0, 0]
+    n = int(h.num_accepted_steps) + 1
+    np.testing.assert_allclose(sol.ys[n - 1], ode.ys[0], atol=10 * ATOL)
     # Noise makes the error estimate larger and the solve costlier.
-    assert errors[0.0] < errors[0.3] and steps[0.0] < steps[0.3]
-    # Without noise the SDE solver's estimate is that of its deterministic part: the
-    # same R_E as re-taking the steps with the diffusion removed entirely.
-    assert errors[0.0] > 0
+    _, noisy = runs[0.3, 0]
+    assert float(h.error) < float(noisy.error) and int(h.num_steps) < int(noisy.num_steps)
+    # Without noise the SDE solver's estimate is that of its deterministic part: another
+    # Brownian path gives the same steps and bitwise the same R_E, and R_E is the sum of
+    # the accepted steps re-taken one at a time with the diffusion zero on that other path.
+    other_sol, other = runs[0.0, 1]
+    assert int(other.num_steps) == int(h.num_steps)
+    np.testing.assert_array_equal(other_sol.ts, sol.ts)
+    np.testing.assert_array_equal(other.error, h.error)
+    retaken = step_terms(
+        _terms("SPaRK", 0.0, key=1), solver, np.asarray(sol.ts[:n]), sol.ys[:n], None, RTOL, ATOL
+    )
+    np.testing.assert_allclose(float(h.error), retaken.sum(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))
@@ -125,30 +146,46 @@ def test_drift_stiffness_of_linear_drift_is_lambda(x64, name):
     assert h.stiffness is None  # not by default: it costs drift evaluations
 
 
-@pytest.mark.parametrize(
-    "name, stiffness", [("SPaRK", False), ("SPaRK", True), ("Heun", True), ("ShARK", True)]
-)
-def test_nfe_counts_drift_evaluations(x64, name, stiffness):
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_nfe_counts_drift_evaluations(x64, name):
+    """`h.nfe` (+ `local_nfe`) is the drift evaluations counted at run time; the drift
+    stiffness costs exactly two more per attempted step (rejected ones included), on
+    the same path and steps, and two more in the re-taken local step."""
     solver, _ = SOLVERS[name]
-    calls = []
 
-    def drift(t, y, args):
-        jax.debug.callback(lambda *_: calls.append(1), t)
-        return _drift(t, y, args)
+    def counting_drift():
+        calls = []
 
-    _, h = nderegs.solve(
-        _terms(name, 0.3, drift=drift),
-        solver,
-        0.0,
-        1.0,
-        0.05,
-        Y0,
-        stepsize_controller=CONTROLLER,
-        stiffness=stiffness,
-        local="unbiased",
-        key=jax.random.key(0),
-    )
-    assert int(h.nfe) + h.local_nfe == len(calls)
+        def drift(t, y, args):
+            jax.debug.callback(lambda *_: calls.append(1), t)
+            return _drift(t, y, args)
+
+        return drift, calls
+
+    calls, h, sol = {}, {}, {}
+    for stiffness in (False, True):
+        drift, calls[stiffness] = counting_drift()
+        sol[stiffness], h[stiffness] = nderegs.solve(
+            _terms(name, 0.3, drift=drift),
+            solver,
+            0.0,
+            1.0,
+            0.05,
+            Y0,
+            stepsize_controller=CONTROLLER,
+            stiffness=stiffness,
+            local="unbiased",
+            key=jax.random.key(0),
+        )
+        assert int(h[stiffness].nfe) + h[stiffness].local_nfe == len(calls[stiffness])
+    np.testing.assert_array_equal(sol[True].ys, sol[False].ys)
+    for key in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+        assert int(sol[True].stats[key]) == int(sol[False].stats[key]), key
+    steps = int(h[True].num_steps)
+    assert int(h[True].num_rejected_steps) > 0
+    assert h[True].stiffness is not None and h[False].stiffness is None
+    assert int(h[True].nfe) - int(h[False].nfe) == 2 * steps
+    assert len(calls[True]) - len(calls[False]) == 2 * (steps + 1)
 
 
 def test_local_sampling_on_sdes(x64):
@@ -209,39 +246,125 @@ def test_stiffness_requires_a_drift_term():
         )
 
 
+class _Drift(eqx.Module):
+    mlp: eqx.nn.MLP
+
+    def __call__(self, t, y, args):
+        return self.mlp(y)
+
+
+class _Diffusion(eqx.Module):
+    """g(y) = scale ⊙ tanh(y) (diagonal noise: scale of shape (d,)) or
+    scale · tanh(y)[:, None] (general noise: scale of shape (d, m))."""
+
+    scale: jax.Array
+
+    def __call__(self, t, y, args):
+        return self.scale * (jnp.tanh(y) if self.scale.ndim == 1 else jnp.tanh(y)[:, None])
+
+
+@eqx.filter_jit
+def _sample_and_derivatives(fields, directions, sde, y0, key):
+    """`sde.sample` with (drift, diffusion) = `fields`: the components [Σ paths², R_E,
+    stiffness(, local error)], their derivatives along each of the stacked `directions`
+    (in the fields' parameters) through the layer, the paths and the heuristics.
+    Reverse mode (the Jacobian, contracted), or forward mode with a ForwardMode adjoint."""
+    params, static = eqx.partition(fields, eqx.is_inexact_array)
+
+    def components(params):
+        drift, diffusion = eqx.combine(params, static)
+        layer = eqx.tree_at(lambda s: (s.drift, s.diffusion), sde, (drift, diffusion))
+        paths, h = layer.sample(y0, key=key, num_trajectories=3)
+        values = [jnp.sum(paths**2), h.error, h.stiffness]
+        values = jnp.stack(values + ([h.local_error] if sde.local else []))
+        return values, (paths, h)
+
+    if isinstance(sde.adjoint, diffrax.ForwardMode):
+        one = lambda d: jax.jvp(components, (params,), (d,), has_aux=True)
+        values, along, (paths, h) = jax.vmap(one, out_axes=(None, 0, None))(directions)
+    else:
+        with_values = lambda p: (lambda v, aux: (v, (v, aux)))(*components(p))
+        jacobian, (values, (paths, h)) = jax.jacrev(with_values, has_aux=True)(params)
+        along = jax.vmap(
+            lambda d: sum(
+                jnp.tensordot(j, x, axes=x.ndim)
+                for j, x in zip(jax.tree_util.tree_leaves(jacobian), jax.tree_util.tree_leaves(d))
+            )
+        )(directions)
+    return values, along, paths, h
+
+
 @pytest.mark.parametrize(
-    "noise, diffusion, noise_dim",
+    "noise, noise_dim, adjoint, local",
     [
-        ("diagonal", lambda t, y, a: 0.2 * jnp.tanh(y), None),
-        ("general", lambda t, y, a: 0.1 * jnp.outer(jnp.tanh(y), jnp.ones(2)), 2),
+        ("diagonal", None, diffrax.RecursiveCheckpointAdjoint(), "unbiased"),
+        # Forward mode, which compiles in about half the time of reverse mode.
+        ("general", 2, diffrax.ForwardMode(), None),
     ],
+    ids=["diagonal-reverse", "general-forward"],
 )
-def test_neural_sde_layer(noise, diffusion, noise_dim):
-    mlp = eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=jax.random.key(0))
+def test_neural_sde_layer(x64, noise, noise_dim, adjoint, local):
+    drift = _Drift(eqx.nn.MLP(3, 3, 16, 1, activation=jnp.tanh, key=jax.random.key(0)))
+    scale = jnp.full((3,) if noise == "diagonal" else (3, 2), 0.2, jnp.float64)
+    # Tolerances so loose that the controller grows every step by its maximum factor (10):
+    # the accepted grid 0, 0.01, 0.11, 1 does not depend on the parameters, so central
+    # differences of the adaptive solve differentiate the same frozen grid as the
+    # gradients do (with tight tolerances the steps, and so the Brownian increments,
+    # move with the parameters). local_gradient="trajectory": the local step starts from
+    # the differentiable y(t), so its gradient too is the total derivative that finite
+    # differences measure (with "step" its start state is a constant).
     sde = nderegs.NeuralSDE(
-        lambda t, y, a: mlp(y),
-        diffusion,
+        drift,
+        _Diffusion(scale),
         noise=noise,
         noise_dim=noise_dim,
-        local="unbiased",
+        adjoint=adjoint,
+        local=local,
+        local_gradient="trajectory",
         stiffness=True,
+        rtol=1.0,
+        atol=1.0,
     )
-    y0 = jnp.ones((4, 3))
-    y1, h = sde(y0, key=jax.random.key(1))
-    assert y1.shape == (4, 3) and int(h.nfe) > 0 and h.local_error is not None
-    again, _ = sde(y0, key=jax.random.key(1))
-    np.testing.assert_array_equal(y1, again)  # the key fixes the Brownian path
-    paths, _ = sde.sample(y0, key=jax.random.key(2), num_trajectories=6)
-    assert paths.shape == (6, 4, 3)
-    assert float(jnp.std(paths[:, 0, 0])) > 0  # the trajectories differ
+    fields = (sde.drift, sde.diffusion)
+    params, static = eqx.partition(fields, eqx.is_inexact_array)
+    # Two random directions: one in the drift's parameters, one in the diffusion's.
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    random = jax.tree_util.tree_unflatten(
+        treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    )
+    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    directions = [(random[0], zero[1]), (zero[0], random[1])]
+    stacked = jax.tree_util.tree_map(lambda *d: jnp.stack(d), *directions)
+    y0 = jnp.array([[1.0, 0.5, -0.5], [0.2, -1.0, 1.5]])
+    key = jax.random.key(1)
 
-    def loss(f):
-        out, h = sde.solve(y0, key=jax.random.key(1))
-        return jnp.sum(out.ys**2) + h.local_error + h.stiffness
+    def run(params, key=key):
+        return _sample_and_derivatives(eqx.combine(params, static), stacked, sde, y0, key)
 
-    grads = eqx.filter_grad(lambda s: loss(s))(sde)
-    leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    values, along, paths, h = run(params)
+    # Three trajectories per sample, the six states solved as one system.
+    assert paths.shape == (3, 2, 3) and float(jnp.std(paths[:, 0, 0])) > 0
+    assert int(h.nfe) > 0 and int(h.num_steps) == int(h.num_accepted_steps) == 3
+    np.testing.assert_array_equal(run(params)[2], paths)  # the key fixes the path ...
+    assert not np.allclose(run(params, jax.random.key(2))[2], paths)  # ... and draws it
+
+    # The derivatives reach the drift's and the diffusion's parameters, and equal central
+    # differences along each direction, for every component.
+    eps = 1e-5
+    for name, direction, derivative in zip(("drift", "diffusion"), directions, along):
+        assert np.all(np.asarray(derivative) != 0), f"a component has no gradient in the {name}"
+        shifted = {}
+        for sign in (1, -1):
+            moved = jax.tree_util.tree_map(lambda x, d, s=sign * eps: x + s * d, params, direction)
+            shifted[sign], _, _, h_moved = run(moved)
+            # The same step grid (and sampled step) as the unperturbed solve.
+            assert int(h_moved.num_steps) == int(h.num_steps)
+            if local:
+                assert float(h_moved.local_dt) == float(h.local_dt)
+        differences = (shifted[1] - shifted[-1]) / (2 * eps)
+        assert np.all(np.abs(differences) > 1e-6 * np.abs(values)), (name, differences)
+        np.testing.assert_allclose(derivative, differences, rtol=1e-6, err_msg=name)
     with pytest.raises(ValueError, match="needs key"):
         sde(y0, key=None)
 
@@ -266,3 +389,33 @@ def test_neural_sde_layer_steps_with_its_pi_controller(x64):
     assert int(h_i.num_steps) != int(h.num_steps)
     with pytest.raises(ValueError, match="icoeff > 0"):
         nderegs.NeuralSDE(_drift, lambda t, y, a: y, icoeff=0.0)
+
+
+def test_pi_controller_rejects_fewer_steps_on_average(x64):
+    """README's NeuralSDE example sets pcoeff=0.1, icoeff=0.3 ("PI: fewer rejected steps
+    on average"): against the layer's default I controller (pcoeff=0, icoeff=1), SPaRK at
+    rtol = atol = 1e-2 on 32 Brownian paths rejects about half as many steps in total
+    (91 against 168), though not fewer on every path (more on 2 of the 32)."""
+    options = dict(batched=False, rtol=1e-2, atol=1e-2)
+    diffusion = lambda t, y, a: 0.3 * y
+    pi = nderegs.NeuralSDE(_drift, diffusion, pcoeff=0.1, icoeff=0.3, **options)
+    default = nderegs.NeuralSDE(_drift, diffusion, **options)
+    # The layers' own coefficients, traced: one compiled solve for both controllers.
+    coefficients = np.array(
+        [[c.pcoeff, c.icoeff] for c in (pi.stepsize_controller(), default.stepsize_controller())],
+        np.float64,
+    )
+
+    def rejected(coefficient, key):
+        controller = eqx.tree_at(
+            lambda c: (c.pcoeff, c.icoeff), pi.stepsize_controller(), tuple(coefficient)
+        )
+        _, h = nderegs.solve(
+            pi.terms(Y0, key), pi.solver, pi.t0, pi.t1, pi.dt0, Y0, stepsize_controller=controller
+        )
+        return h.num_rejected_steps
+
+    keys = jax.random.split(jax.random.key(0), 32)
+    counts = jax.jit(jax.vmap(lambda c: jax.vmap(lambda k: rejected(c, k))(keys)))(coefficients)
+    with_pi, with_i = np.asarray(counts).sum(axis=1)
+    assert with_pi < 0.75 * with_i, (with_pi, with_i)
