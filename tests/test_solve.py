@@ -142,13 +142,21 @@ NFE_CASES = {
 
 @pytest.mark.parametrize("case", list(NFE_CASES))
 def test_nfe_equals_runtime_count(x64, case):
+    """`h.nfe` is the number of evaluations counted at run time, and the same number as
+    a plain `diffrax.diffeqsolve` of the problem makes on the same steps: the global
+    estimates (R_E, and R_S where the solver has a stage pair) cost no evaluation."""
     solver, dt0, clip = NFE_CASES[case]
-    term, counter = _counted(van_der_pol)
     ctrl = diffrax.PIDController(rtol=1e-5, atol=1e-5)
     if clip:
         ctrl = diffrax.ClipStepSizeController(ctrl, jump_ts=jnp.array(clip["jump_ts"]))
+    term, counter = _counted(van_der_pol)
     _, h = nderegs.solve(term, solver, 0.0, T1, dt0, _y0(), 5.0, stepsize_controller=ctrl)
     assert int(h.nfe) == counter.calls
+    term, plain = _counted(van_der_pol)
+    ref = diffrax.diffeqsolve(term, solver, 0.0, T1, dt0, _y0(), 5.0, stepsize_controller=ctrl)
+    assert int(ref.stats["num_steps"]) == int(h.num_steps)
+    assert int(h.nfe) == plain.calls
+    assert (h.stiffness is None) == (case in ("bosh3", "heun"))  # no stage pair
     if case == "tsit5-rejected-first-step":
         assert int(h.num_rejected_steps) > 0
 
@@ -439,6 +447,15 @@ def test_rejects_stiffness_without_stage_pair():
         _solve(solver=diffrax.Bosh3(), stiffness=True)
     _, h = _solve(solver=diffrax.Bosh3())  # auto: no stiffness, no error
     assert h.stiffness is None
+
+
+def test_rejects_controller_state():
+    """A controller state to continue from is refused (the NFE count needs a fresh one),
+    with the way to continue a solve named."""
+    with pytest.raises(
+        ValueError, match=r"does not accept controller_state=.*Use diffrax.diffeqsolve"
+    ):
+        _solve(controller_state=(jnp.array(0.1), jnp.array(1.0)))
 
 
 def test_rejects_non_finite_y0():

@@ -53,9 +53,10 @@ def solve(
     r"""Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
 
     Returns `(sol, h)`: `sol` is the `diffrax.Solution` that `diffrax.diffeqsolve`
-    returns for the same arguments — bitwise for explicit solvers; for implicit ones up
-    to round-off (the wrapper changes the compiled program, so the last bit of the
-    implicit step's `y_error` can differ and move a step) — `h` a
+    returns for the same arguments — bitwise for explicit solvers; for implicit ones the
+    same step counts and `ts`, `ys` within rtol 1e-4, atol 1e-5 (the wrapper changes the
+    compiled program, so the last bit of the implicit step's `y_error` can differ and
+    move a step) — `h` a
     [`nderegs.Heuristics`][] with R_E, R_S, the NFE and, with `local=`, the estimates
     of one sampled accepted step.
 

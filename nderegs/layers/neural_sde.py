@@ -56,10 +56,11 @@ class NeuralSDE(AbstractNeuralDE):
     `key` is required: it draws the Brownian path (and, with `local`, the sampled step).
     `solver` must be an adaptive SDE solver with an embedded error estimate (SPaRK,
     ShARK/SRA1 for additive noise, Heun, ...). `stiffness=True` adds the drift's
-    stiffness estimate (two extra drift evaluations per step, see `nderegs.solve`).
-    `pcoeff`/`icoeff` are the `diffrax.PIDController`'s: SDE error estimates are
-    rough, and a PI controller (e.g. pcoeff=0.1, icoeff=0.3) rejects fewer steps than
-    the default I controller.
+    stiffness estimate (two extra drift evaluations per attempted step, see
+    `nderegs.solve`). `pcoeff`/`icoeff` are the `diffrax.PIDController`'s: SDE error
+    estimates are rough, and a PI controller (e.g. pcoeff=0.1, icoeff=0.3) rejects
+    fewer steps than the default I controller on average over Brownian paths (not on
+    every path).
 
     Example:
         ```python
