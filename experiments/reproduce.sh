@@ -5,7 +5,7 @@
 #
 #   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto|cnf_2d ...]   (default: all)
 #
-# Runs are sequential on one machine; on 2 CPU cores the whole set takes about 45 minutes.
+# Runs are sequential on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"

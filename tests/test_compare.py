@@ -127,7 +127,7 @@ def test_rows_average_successful_seeds_and_divide_by_vanilla():
         [
             _ok("vanilla", 0, train_seconds=10, test_nfe=20, predict_seconds=0.02, test_metric=0.8),
             _ok("vanilla", 1, train_seconds=14, test_nfe=30, predict_seconds=0.04, test_metric=0.9),
-            _ok("error", 0, train_seconds=30, test_nfe=10, predict_seconds=0.01, test_metric=0.85),
+            _ok("error", 0, train_seconds=30, test_nfe=10, predict_seconds=0.01, test_metric=0.68),
             _failed("error", 1, "diverged"),
         ]
     )
@@ -144,8 +144,117 @@ def test_rows_average_successful_seeds_and_divide_by_vanilla():
     assert error.ratios["train_seconds"] == pytest.approx(30.0 / 12.0)
     assert error.ratios["test_nfe"] == pytest.approx(10.0 / 25.0)
     assert error.ratios["predict_seconds"] == pytest.approx(0.01 / 0.03)
-    assert error.ratios["test_metric"] == pytest.approx(0.85 / 0.85)
+    assert error.ratios["test_metric"] == pytest.approx(0.68 / 0.85)
     assert error.first_error == "error seed 1: diverged"
+
+
+#: Made-up values of two seeds per method. Every method's mean is a different known
+#: fraction of vanilla's (error: train 0.75, prediction 0.40, NFE 0.45, metric 0.80,
+#: memory 1.25; steer: 1.50, 1.10, 1.30, 0.90, 1.75), and vanilla is not the first
+#: method: a ratio that is always 1, inverted, or divided by another method's mean
+#: shows in the cells.
+RATIO_SEEDS = {
+    "error": [
+        dict(train_seconds=8.0, predict_seconds=0.010, test_nfe=20.0, test_metric=0.66),
+        dict(train_seconds=10.0, predict_seconds=0.014, test_nfe=25.0, test_metric=0.70),
+    ],
+    "vanilla": [
+        dict(train_seconds=10.0, predict_seconds=0.020, test_nfe=40.0, test_metric=0.80),
+        dict(train_seconds=14.0, predict_seconds=0.040, test_nfe=60.0, test_metric=0.90),
+    ],
+    "steer": [
+        dict(train_seconds=17.0, predict_seconds=0.030, test_nfe=60.0, test_metric=0.75),
+        dict(train_seconds=19.0, predict_seconds=0.036, test_nfe=70.0, test_metric=0.78),
+    ],
+}
+RATIO_MIB = {"error": 5, "vanilla": 4, "steer": 7}  # train-step memory (MiB, every seed)
+#: How the table labels each ratio column (Markdown) and names it (CSV, accuracy).
+RATIO_COLUMNS = {
+    "train_seconds": ("Train time ×", "train_seconds_ratio_to_vanilla"),
+    "predict_seconds": ("Prediction time ×", "predict_seconds_ratio_to_vanilla"),
+    "test_nfe": ("NFE ×", "test_nfe_ratio_to_vanilla"),
+    "test_metric": ("Test acc. ×", "test_accuracy_ratio_to_vanilla"),
+    "train_step_bytes": ("Memory ×", "train_step_bytes_ratio_to_vanilla"),
+}
+
+
+def _ratio_result(metric):
+    runs = [
+        _ok(method, seed, metric=metric, train_step_bytes=RATIO_MIB[method] * 2**20, **values)
+        for method, seeds in RATIO_SEEDS.items()
+        for seed, values in enumerate(seeds)
+    ]
+    return _result(runs)
+
+
+def _hand_ratios(method, metric):
+    """Each ratio column's value, from RATIO_SEEDS by hand: mean / vanilla's mean (for
+    "nll", the test metric's mean − vanilla's)."""
+
+    def mean(m, q):
+        return statistics.fmean(seed[q] for seed in RATIO_SEEDS[m])
+
+    quantities = ("train_seconds", "predict_seconds", "test_nfe", "test_metric")
+    ratios = {q: mean(method, q) / mean("vanilla", q) for q in quantities}
+    ratios["train_step_bytes"] = RATIO_MIB[method] / RATIO_MIB["vanilla"]
+    if metric == "nll":
+        ratios["test_metric"] = mean(method, "test_metric") - mean("vanilla", "test_metric")
+    return ratios
+
+
+def _cells(markdown, method):
+    """Header label -> cell of one method's table line."""
+    header = [c.strip() for c in markdown.splitlines()[0].strip("|").split("|")]
+    cells = [c.strip() for c in _row_line(markdown, method).strip("|").split("|")]
+    assert len(cells) == len(header)
+    return dict(zip(header, cells))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "nll"])
+def test_ratio_cells_of_markdown_and_csv_are_the_hand_computed_ratios(tmp_path, metric):
+    from nderegs.report.table import write_csv
+
+    result = _ratio_result(metric)
+    rows = {row.method: row for row in method_rows(result)}
+    markdown = markdown_table(list(rows.values()), metric)
+    write_csv(tmp_path / "comparison.csv", ["made up"], list(rows.values()), metric)
+    _, csv_rows = _read_csv(tmp_path / "comparison.csv")
+    by_method = {r["method"]: r for r in csv_rows}
+    assert list(by_method) == ["error", "vanilla", "steer"]
+    labels = dict(RATIO_COLUMNS)
+    if metric == "nll":
+        labels["test_metric"] = ("Test NLL − vanilla", "test_nll_minus_vanilla")
+    for method in RATIO_SEEDS:
+        expected = _hand_ratios(method, metric)
+        assert rows[method].ratios == pytest.approx(expected), method
+        cells = _cells(markdown, method)
+        for q, (label, column) in labels.items():
+            shown = f"{expected[q]:+.3f}" if label.endswith("− vanilla") else f"{expected[q]:.2f}"
+            assert cells[label] == shown, (method, label, cells[label], expected[q])
+            assert float(by_method[method][column]) == pytest.approx(expected[q]), (method, column)
+        # the means the ratios come from are in the CSV at full precision
+        for q in ("train_seconds", "predict_seconds", "test_nfe"):
+            mean = statistics.fmean(seed[q] for seed in RATIO_SEEDS[method])
+            assert float(by_method[method][f"{q}_mean"]) == pytest.approx(mean), (method, q)
+    # the hand-computed values are what the seeds were chosen to give
+    assert _hand_ratios("error", "accuracy") == pytest.approx(
+        dict(
+            train_seconds=0.75,
+            predict_seconds=0.40,
+            test_nfe=0.45,
+            test_metric=0.80,
+            train_step_bytes=1.25,
+        )
+    )
+    assert _hand_ratios("steer", "accuracy") == pytest.approx(
+        dict(
+            train_seconds=1.50,
+            predict_seconds=1.10,
+            test_nfe=1.30,
+            test_metric=0.90,
+            train_step_bytes=1.75,
+        )
+    )
 
 
 def test_markdown_shows_percent_na_for_one_seed_and_failures_in_footnotes():

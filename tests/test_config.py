@@ -534,6 +534,59 @@ def test_optimizer_is_built_as_configured():
 # --------------------------------------------------------------------------- #
 
 
+#: experiments/results/digits/error/seed0/config.yaml as nderegs 0.1 wrote it (c3aaaf8;
+#: the same YAML data, a few sections in flow style).
+RUN_CONFIG_V01 = """\
+name: digits-compare
+task: classifier
+seed: 0
+output_dir: runs
+method: error
+data: {name: digits, path: null, test_fraction: 0.2, num_samples: null, subset: null}
+model:
+  hidden_size: 32
+  vf_width: 32
+  vf_depth: 1
+  activation: tanh
+  latent_size: 16
+  encoder_hidden: 32
+  decoder_width: 32
+  obs_std: 0.01
+  num_trajectories: 1
+  predict_trajectories: 10
+solver:
+  name: tsit5
+  rtol: 1.0e-08
+  atol: 1.0e-08
+  t0: 0.0
+  t1: 1.0
+  max_steps: 4096
+  adjoint: recursive_checkpoint
+  dt0: null
+  brownian_tol: 0.001
+regularization:
+  error: {kind: constant, start: 3.0, end: null}
+  stiffness: {kind: constant, start: 0.01, end: null}
+  local_sampling: unbiased
+  steer_b: 0.5
+  taynode_order: 2
+  taynode: {kind: constant, start: 0.01, end: null}
+  kinetic: {kind: constant, start: 0.01, end: null}
+  jacobian: {kind: constant, start: 0.01, end: null}
+  kl_anneal_epochs: 0
+optim:
+  name: adam
+  lr: 0.01
+  momentum: 0.9
+  inverse_decay: 0.0
+  weight_decay: 0.0
+  grad_clip: 1.0
+  batch_size: 256
+  epochs: 30
+train: {eval_every: 1, checkpoint_every: 1, eval_batch_size: null, predict_repeats: 5, progress: false}
+"""
+
+
 def test_configs_in_the_old_layout_still_load(tmp_path):
     old = tmp_path / "old.yaml"
     old.write_text(
@@ -559,14 +612,20 @@ def test_configs_in_the_old_layout_still_load(tmp_path):
             "optim.grad_clip=1",
         ],
     )
-    # a run directory written by nderegs 0.1 reads back as the config that made it
-    run = REPO / "experiments" / "results" / "digits" / "error" / "seed0" / "config.yaml"
-    if "task: classifier" in run.read_text():
-        wanted = load_config(
-            REPO / "experiments" / "configs" / "digits.yaml",
-            ["method=error", "train.progress=false"],
-        )
-        assert load_config(run) == wanted
+    # A run directory's config.yaml as nderegs 0.1 wrote it (this is the committed
+    # experiments/results/digits/error/seed0/config.yaml at c3aaaf8, before the results
+    # were re-run in the new layout) reads back as the config that made it, and as the
+    # re-run's config.
+    run = tmp_path / "seed0" / "config.yaml"
+    run.parent.mkdir()
+    run.write_text(RUN_CONFIG_V01)
+    wanted = load_config(
+        REPO / "experiments" / "configs" / "digits.yaml",
+        ["method=error", "train.progress=false"],
+    )
+    assert load_config(run) == wanted
+    committed = REPO / "experiments" / "results" / "digits" / "error" / "seed0" / "config.yaml"
+    assert load_config(committed) == wanted
 
 
 def test_old_layout_keys_on_the_command_line():
