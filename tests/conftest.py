@@ -1,3 +1,5 @@
+import os
+
 from hypothesis import HealthCheck, settings
 import jax
 import pytest
@@ -13,6 +15,22 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
+
+def _import_every_nderegs_module():
+    """Hypothesis mixes constants it finds in the project's loaded modules into its
+    draws: with every nderegs module loaded up front, a derandomized draw does not depend
+    on which modules the tests collected or ran before it."""
+    import importlib
+    import pkgutil
+
+    import nderegs
+
+    for module in pkgutil.walk_packages(nderegs.__path__, "nderegs."):
+        importlib.import_module(module.name)
+
+
+_import_every_nderegs_module()
+
 # As diffrax's own tests do: an implicit dtype promotion anywhere in the code under test
 # (a float32 state meeting float64 times, an int meeting a float) fails the test.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -23,6 +41,17 @@ def x64():
     """Run a test in float64 (JAX's default is float32)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """The suite's shared tiny runs (tests/tiny.py), in a folder every xdist worker of
+    this pytest run sees (the workers' temporary folders share a parent)."""
+    from tiny import TinyRuns
+
+    base = tmp_path_factory.getbasetemp()
+    under_xdist = "PYTEST_XDIST_WORKER" in os.environ
+    return TinyRuns((base.parent if under_xdist else base) / "tiny-runs")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,7 +88,6 @@ def pytest_runtest_protocol(item, nextitem):
         yield
         return
     import json
-    import os
     import resource
     import time
 

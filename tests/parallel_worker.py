@@ -2,8 +2,9 @@
 multi-process test, jax.distributed's environment variables), so the test suite itself
 keeps one device.
 
-    python tests/parallel_worker.py step OUT.json      one training step (float64)
-    python tests/parallel_worker.py train OUT.json     a short run on 1 and on all devices
+    python tests/parallel_worker.py OUT.json RUNS    one training step (float64) and, in a
+                                                     single process, short runs on 1 and on
+                                                     all devices under RUNS
 """
 
 import json
@@ -43,7 +44,7 @@ def _leaves(tree) -> list[float]:
     return [float(v) for x in jax.tree_util.tree_leaves(tree) for v in np.ravel(x)]
 
 
-def one_step(out: str) -> None:
+def one_step(out: str, run_root: str) -> None:
     initialize_distributed(False)  # from the environment, when set
     config = load_config("configs/digits.yaml", STEP)
     task, arrays = config.build()
@@ -128,6 +129,9 @@ def one_step(out: str) -> None:
             "nfe": [int(aux["nfe"]) for (_, aux), _ in shard_results],
             "updated": _leaves(eqx.filter(eqx.apply_updates(model, updates), eqx.is_inexact_array)),
         }
+        # In the same process (its start-up and compilations shared): short runs on one
+        # and on every device.
+        result["short_training"] = short_training(run_root)
     if jax.process_index() == 0:
         with open(out, "w") as f:
             json.dump(result, f)
@@ -137,7 +141,7 @@ def one_step(out: str) -> None:
 TRAIN = [*TINY, "optim.batch_size=64", "optim.epochs=2", "train.predict_repeats=1"]
 
 
-def short_training(out: str, run_root: str) -> None:
+def short_training(run_root: str) -> dict:
     overrides = [
         "task.data.subset=512",
         "optim.batch_size=64",
@@ -165,13 +169,8 @@ def short_training(out: str, run_root: str) -> None:
         "configs/digits.yaml", [*overrides, "optim.epochs=2", "parallel.devices=all"]
     )
     summaries["resumed"] = train(more, run_dir=f"{run_root}/resumed", resume=True)
-    with open(out, "w") as f:
-        json.dump(summaries, f)
+    return summaries
 
 
 if __name__ == "__main__":
-    mode, out = sys.argv[1], sys.argv[2]
-    if mode == "step":
-        one_step(out)
-    else:
-        short_training(out, sys.argv[3])
+    one_step(sys.argv[1], sys.argv[2])

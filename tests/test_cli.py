@@ -2,8 +2,6 @@
 status and nothing overwritten, runs that cannot lie about themselves, `nderegs eval`,
 and discoverability (`--version`, `--help`, `--print-config`, `python -m nderegs`)."""
 
-import contextlib
-import io
 import json
 from pathlib import Path
 import shutil
@@ -27,16 +25,12 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-@pytest.fixture(scope="session")  # session: set up once even when xdist interleaves
-def trained(tmp_path_factory):
-    """`nderegs train` of a one-epoch `error` run: (run directory, stdout, stderr)."""
-    run_dir = tmp_path_factory.mktemp("finished") / "run"
-    out, err = io.StringIO(), io.StringIO()
-    # Overrides may follow --run-dir too.
-    argv = ["train", "method=error", "--run-dir", str(run_dir), *TINY]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        assert main(argv) == 0
-    return run_dir, out.getvalue(), err.getvalue()
+@pytest.fixture(scope="session")
+def trained(tiny_runs):
+    """`nderegs train` of a one-epoch `error` run (the suite's shared tiny run; its
+    overrides follow --run-dir): (run directory, stdout, stderr)."""
+    run_dir = tiny_runs.finished("method=error")
+    return (run_dir, *tiny_runs.output("method=error"))
 
 
 @pytest.fixture
@@ -78,31 +72,26 @@ def test_resume_of_a_finished_run_leaves_it_as_it_is(run_copy, capsys):
     assert _files(run_copy) == before
 
 
-def test_resume_may_extend_the_run_and_records_it(run_copy, capsys):
-    assert main(["train", "--resume", str(run_copy), "optim.epochs=2"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["epochs"] == 2 and summary["resumed_changes"] == [{"optim.epochs": [1, 2]}]
-    rows = RunDirectory(run_copy).read_metrics()
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert main(["train", "--resume", str(run_copy), "optim.epochs=1"]) == 2
-    assert "below the 2 epochs the run has already trained" in capsys.readouterr().err
-
-
-def test_an_interrupted_extension_is_not_taken_for_finished(run_copy):
+def test_resume_may_extend_the_run_and_an_interrupted_extension_is_not_finished(run_copy, capsys):
+    # Extended from 1 to 3 epochs, interrupted after the second: not taken for finished.
     config = load_config(RunDirectory(run_copy).config_file, ["optim.epochs=3"])
     assert train(config, run_dir=run_copy, resume=True, stop_after_epoch=2) is None
     assert not (run_copy / "summary.json").exists()
-    summary = train(config, run_dir=run_copy, resume=True)
-    assert summary["epochs"] == 3
+    # Resumed again from the command line, it finishes the extension and records it.
+    assert main(["train", "--resume", str(run_copy)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 3 and summary["resumed_changes"] == [{"optim.epochs": [1, 3]}]
     assert [r["epoch"] for r in RunDirectory(run_copy).read_metrics()] == [1, 2, 3]
+    assert main(["train", "--resume", str(run_copy), "optim.epochs=1"]) == 2
+    assert "below the 3 epochs the run has already trained" in capsys.readouterr().err
 
 
-def test_an_annealed_run_cannot_change_its_length(tmp_path, capsys):
-    run_dir = tmp_path / "annealed"
+def test_an_annealed_run_cannot_change_its_length(run_copy, capsys):
+    # The finished run, as if trained with an annealed coefficient.
     anneal = "regularization.error={kind: exponential, start: 1.0, end: 0.1}"
-    assert main(["train", *TINY, "method=error", anneal, "--run-dir", str(run_dir)]) == 0
-    capsys.readouterr()
-    assert main(["train", "--resume", str(run_dir), "optim.epochs=2"]) == 2
+    run = RunDirectory(run_copy)
+    run.write_config(load_config(run.config_file, [anneal]))
+    assert main(["train", "--resume", str(run_copy), "optim.epochs=2"]) == 2
     assert "anneals exponentially" in capsys.readouterr().err
 
 

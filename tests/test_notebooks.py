@@ -3,16 +3,24 @@ format, the source of truth) and is committed executed (outputs of the smoke set
 no errors), and each notebook runs top to bottom in its smoke setting
 (`NDEREGS_SMOKE=1`: tiny data, models and epochs), from a working directory elsewhere.
 
-The execution tests are marked `notebook` (deselect with `-m "not notebook"`). They run
-`notebooks/execute.py` (jupytext -> nbclient) on a kernel that is this interpreter.
+The execution tests are marked `notebook` and take minutes, so the default run leaves
+them out (`-m "not notebook"` in pyproject's addopts); `.ci/run` runs them in a second
+step (`python -m pytest -m notebook`). They run `notebooks/execute.py` (jupytext ->
+nbclient) on a kernel that is this interpreter. The default run checks, in
+milliseconds, that every name a notebook takes from nderegs and every config file it
+reads exists.
 """
 
+import ast
+import importlib
 import importlib.util
 import json
 from pathlib import Path
 import sys
 
 import pytest
+
+from nderegs.config import configs_dir
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -45,6 +53,69 @@ def test_ipynb_is_in_sync_with_py_and_committed_executed(name):
     assert counts == list(range(1, len(counts) + 1)), stale
     failed = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not failed, f"{ipynb.name} holds an error output: {failed[0].get('ename')}"
+
+
+def _nderegs_names(tree: ast.Module) -> set[str]:
+    """Dotted names the notebook takes from nderegs: `from nderegs.x import y` gives
+    `nderegs.x.y`; `nderegs.A.b` in the code gives `nderegs.A.b`."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "nderegs":
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "nderegs"}
+        elif isinstance(node, ast.Attribute):
+            parts, inner = [node.attr], node.value
+            while isinstance(inner, ast.Attribute):
+                parts.append(inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name) and inner.id == "nderegs":
+                names.add(".".join(["nderegs", *reversed(parts)]))
+    return names
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether `dotted` is a module of nderegs or an attribute reached from one."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], start=1):
+        missing = object()
+        found = getattr(obj, part, missing)
+        if found is missing:
+            try:
+                found = importlib.import_module(".".join(parts[: i + 1]))
+            except ModuleNotFoundError:
+                return False
+        obj = found
+    return True
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_what_a_notebook_uses_of_nderegs_exists(name):
+    tree = ast.parse((NOTEBOOKS_DIR / f"{name}.py").read_text(encoding="utf-8"))
+    names = _nderegs_names(tree)
+    assert names, f"{name}.py uses nothing of nderegs?"
+    missing = sorted(n for n in names if not _resolves(n))
+    assert not missing, f"{name}.py uses {missing}, which nderegs does not have"
+    yamls = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.endswith(".yaml")
+    }
+    absent = sorted(y for y in yamls if not (configs_dir() / y).is_file())
+    assert not absent, f"{name}.py reads {absent}, which configs/ does not have"
+
+
+def test_the_use_check_catches_a_missing_name():
+    tree = ast.parse("import nderegs\nfrom nderegs.train import train, nope\nnderegs.NoSuch(1)")
+    names = _nderegs_names(tree)
+    assert names == {"nderegs", "nderegs.train.train", "nderegs.train.nope", "nderegs.NoSuch"}
+    assert [n for n in sorted(names) if not _resolves(n)] == [
+        "nderegs.NoSuch",
+        "nderegs.train.nope",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -59,9 +59,9 @@ def _finish(*processes: subprocess.Popen, timeout: float = 600) -> None:
 
 @pytest.fixture(scope="module")
 def four_device_step(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("parallel") / "step.json"
-    _finish(_run_worker(["step", str(out)], _env(4)))
-    return json.loads(out.read_text())
+    root = tmp_path_factory.mktemp("parallel")
+    _finish(_run_worker([str(root / "step.json"), str(root / "runs")], _env(4)))
+    return {**json.loads((root / "step.json").read_text()), "runs": root / "runs"}
 
 
 def test_data_parallel_gradient_is_the_mean_of_the_shards(four_device_step):
@@ -92,7 +92,7 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
     address = f"localhost:{_free_port()}"
     processes = [
         _run_worker(
-            ["step", str(out)],
+            [str(out), str(tmp_path / "runs")],
             _env(
                 2,
                 JAX_COORDINATOR_ADDRESS=address,
@@ -127,10 +127,9 @@ def test_a_batch_that_does_not_split_is_evaluated_whole(four_device_step):
     assert four_device_step["ragged"] == four_device_step["ragged_reference"]
 
 
-def test_short_training_on_four_devices_matches_one(tmp_path):
-    out = tmp_path / "train.json"
-    _finish(_run_worker(["train", str(out), str(tmp_path / "runs")], _env(4)))
-    results = json.loads(out.read_text())
+def test_short_training_on_four_devices_matches_one(four_device_step):
+    results = four_device_step["short_training"]
+    runs = four_device_step["runs"]
     one, four = results["1"], results["all"]
     assert (
         "optim.batch_size=66 does not split evenly over parallel.devices=4"
@@ -143,26 +142,28 @@ def test_short_training_on_four_devices_matches_one(tmp_path):
     # numbers differ from one device's, the accuracy must not by much.
     assert one["test_metric"] > 0.6
     assert abs(four["test_metric"] - one["test_metric"]) < 0.08
-    metrics = (tmp_path / "runs" / "devices-all" / "metrics.jsonl").read_text().splitlines()
+    metrics = (runs / "devices-all" / "metrics.jsonl").read_text().splitlines()
     assert all("train_nfe_max" in json.loads(row) for row in metrics)
     # A run started on one device goes on on four.
     resumed = results["resumed"]
     assert resumed["devices"] == 4 and resumed["epochs"] == 2
     assert resumed["resumed_changes"] == [{"parallel.devices": [1, "all"]}]
-    rows = (tmp_path / "runs" / "resumed" / "metrics.jsonl").read_text().splitlines()
+    rows = (runs / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
-def test_devices_all_on_one_device_is_the_plain_run(tmp_path):
-    common = [*TINY, "optim.epochs=2", "train.predict_repeats=1"]
-    plain = train(load_config(CONFIG, common), run_dir=tmp_path / "plain")
-    every = train(load_config(CONFIG, [*common, "parallel.devices=all"]), run_dir=tmp_path / "all")
-    assert plain is not None and every is not None
+def test_devices_all_on_one_device_is_the_plain_run(tmp_path, tiny_runs):
+    plain_dir = tiny_runs.finished("method=error")  # the suite's shared tiny run
+    plain = json.loads((plain_dir / "summary.json").read_text())
+    every_config = load_config(CONFIG, [*TINY, "method=error", "parallel.devices=all"])
+    every = train(every_config, run_dir=tmp_path / "all")
+    assert every is not None
     assert every["devices"] == 1 and every["processes"] == 1
     for key in ("test_metric", "test_nfe", "test_nfe_max", "train_metric", "train_step_bytes"):
         assert every[key] == plain[key], key
     rows = [
-        (tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1] for run in ("plain", "all")
+        (run / "metrics.jsonl").read_text().splitlines()[-1]
+        for run in (plain_dir, tmp_path / "all")
     ]
     first, second = (json.loads(r) for r in rows)
     first.pop("train_seconds"), second.pop("train_seconds")
@@ -180,13 +181,3 @@ def test_more_devices_than_available_is_a_config_error(tmp_path):
 def test_bad_device_counts_are_rejected(value):
     with pytest.raises(ConfigError, match="parallel.devices.*positive number of devices, or all"):
         load_config(CONFIG, [f"parallel.devices={value}"])
-
-
-def test_resume_accepts_and_records_a_device_count_change(tmp_path):
-    # (A resume from one device to four runs in test_short_training_on_four_devices...)
-    config = load_config(CONFIG, [*TINY, "optim.epochs=2"])
-    assert train(config, run_dir=tmp_path / "run", stop_after_epoch=1) is None
-    resumed = load_config(CONFIG, [*TINY, "optim.epochs=2", "parallel.devices=all"])
-    summary = train(resumed, run_dir=tmp_path / "run", resume=True)
-    assert summary is not None
-    assert summary["resumed_changes"] == [{"parallel.devices": [1, "all"]}]

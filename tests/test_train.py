@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny import TINY
 
 from nderegs.cli import main
 from nderegs.config import (
@@ -22,22 +23,12 @@ from nderegs.config import (
 from nderegs.config.optimizers import inverse_time_decay
 from nderegs.tasks import AbstractClassificationTask, Arrays
 from nderegs.train import load_run, RunDirectory, train, TrainingDiverged
-
-SMALL = [
-    "task.data.subset=256",
-    "optim.batch_size=128",
-    "optim.epochs=2",
-    "task.model.hidden_size=8",
-    "task.model.vf_width=8",
-    "solver.rtol=1e-4",
-    "solver.atol=1e-4",
-    "train.progress=false",
-    "train.predict_repeats=2",
-]
+from nderegs.train.loop import default_run_dir
 
 
 def _config(tmp_path, *overrides):
-    return load_config(None, [*SMALL, f"output_dir={tmp_path}", *overrides])
+    """The suite's tiny digits run (one epoch unless `overrides` say otherwise)."""
+    return load_config(None, [*TINY, f"output_dir={tmp_path}", *overrides])
 
 
 def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
@@ -130,17 +121,17 @@ def test_penalty_adds_each_term_times_its_coefficient():
     assert float(aux["reg_error"]) == 2.0 and float(aux["reg_stiffness"]) == 3.0
 
 
-@pytest.mark.parametrize("method", ["steer+error", "taynode", "rnode+local-error"])
-def test_baselines_train(tmp_path, method):
-    summary = train(
-        _config(tmp_path, f"method={method}", "optim.epochs=1"), run_dir=tmp_path / "run"
-    )
+def test_baselines_train(tmp_path):
+    # Every baseline in one run (one compilation): STEER, TayNODE and RNODE with the
+    # local error regularizer.
+    method = "steer+taynode+rnode+local-error"
+    summary = train(_config(tmp_path, f"method={method}"), run_dir=tmp_path / "run")
     assert summary["method"] == method and summary["test_nfe"] > 0
     assert len(RunDirectory(tmp_path / "run").read_metrics()) == 1
 
 
 def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
-    config = _config(tmp_path, "method=error+stiffness")
+    config = _config(tmp_path, "method=error+stiffness", "optim.epochs=2")
     summary = train(config, run_dir=tmp_path / "run")
     run = tmp_path / "run"
     on_disk = json.loads((run / "summary.json").read_text())
@@ -199,15 +190,14 @@ def _parameters(model):
     return jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
 
 
-def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path):
-    run = tmp_path / "run"
-    config = _config(tmp_path, "optim.epochs=1")
-    train(config, run_dir=run)
+def test_solver_blow_up_stops_clearly_and_keeps_the_last_checkpoint(tmp_path, tiny_runs):
+    run = tiny_runs.copy(tmp_path, "method=error")  # one finished epoch
     before, _, epoch = load_run(run)
     # Extend by another epoch with far too few solver steps allowed (edited into the
     # run's own config.yaml: --resume refuses such a change as an override).
-    RunDirectory(run).write_config(_config(tmp_path, "optim.epochs=1", "solver.max_steps=2"))
-    harder = _config(tmp_path, "optim.epochs=2", "solver.max_steps=2")
+    config = load_config(run / "config.yaml", ["solver.max_steps=2"])
+    RunDirectory(run).write_config(config)
+    harder = load_config(run / "config.yaml", ["optim.epochs=2"])
     with pytest.raises(
         TrainingDiverged, match=r"solver failed.*max_steps=2.*checkpoint \(after epoch 1\)"
     ):
@@ -245,11 +235,16 @@ def test_non_finite_data_stops_clearly(tmp_path, monkeypatch):
         train(_config(tmp_path), run_dir=tmp_path / "run")
 
 
-def test_cli_train_and_errors(tmp_path, capsys):
-    code = main(["train", *SMALL, "optim.epochs=1", f"output_dir={tmp_path}"])
-    assert code == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["method"] == "vanilla"
+def test_default_run_directory_is_named_after_the_run(tmp_path):
+    config = _config(tmp_path, "method=error+stiffness", "seed=3")
+    first = default_run_dir(config)
+    assert first == tmp_path / f"{config.name}-error_stiffness-seed3"
+    first.mkdir()
+    assert default_run_dir(config) == tmp_path / f"{config.name}-error_stiffness-seed3-2"
+
+
+def test_cli_train_errors(tmp_path, capsys):
+    # (A successful `nderegs train`: test_cli.py's shared run.)
     assert main(["train", "task.model.widht=3"]) == 2
     assert "unknown key 'task.model.widht'" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
@@ -271,8 +266,10 @@ SPIRAL = [
 ]
 
 
-@pytest.mark.parametrize("method", ["error", "stiffness+local-error"])
-def test_spiral_sde_trains(tmp_path, method):
+def test_spiral_sde_trains(tmp_path):
+    # The local regularizer and the drift's stiffness (the global error on an SDE task:
+    # test_sde_classifier_trains).
+    method = "stiffness+local-error"
     config = load_config(None, [*SPIRAL, f"method={method}", f"output_dir={tmp_path}"])
     summary = train(config, run_dir=tmp_path / "run")
     assert summary["metric"] == "mse" and summary["test_metric"] > 0 and summary["test_nfe"] > 0
@@ -285,7 +282,7 @@ def test_sde_classifier_trains(tmp_path):
         "solver.name=spark",
         "solver.rtol=0.1",
         "solver.atol=0.1",
-        "method=local-error+stiffness",
+        "method=error+stiffness",
         "task.predict_trajectories=3",
         "optim.epochs=1",
     )
