@@ -144,6 +144,7 @@ TRAIN = [*TINY, "optim.batch_size=64", "optim.epochs=2", "train.predict_repeats=
 def short_training(run_root: str) -> dict:
     overrides = [
         "task.data.subset=512",
+        "task.data.test_fraction=0.1424",  # 256 test digits: evaluation batches of 64 only
         "optim.batch_size=64",
         "optim.epochs=4",
         "task.model.hidden_size=16",

@@ -47,45 +47,22 @@ Y0 = jnp.array([1.0, 0.5])
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))
-def test_same_path_and_steps_as_diffeqsolve(x64, name):
-    solver, _ = SOLVERS[name]
-    saveat = diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 11))
-    ref = diffrax.diffeqsolve(
-        _terms(name, 0.3), solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER, saveat=saveat
-    )
-    sol, h = nderegs.solve(
-        _terms(name, 0.3),
-        solver,
-        0.0,
-        1.0,
-        0.05,
-        Y0,
-        stepsize_controller=CONTROLLER,
-        saveat=saveat,
-        stiffness=True,
-    )
-    np.testing.assert_array_equal(sol.ys, ref.ys)
-    assert int(sol.stats["num_steps"]) == int(ref.stats["num_steps"])
-    assert int(h.num_rejected_steps) > 0
-
-
-@pytest.mark.parametrize("name", list(SOLVERS))
-def test_global_error_equals_retaken_steps_on_the_same_brownian_path(x64, name):
+def test_same_path_as_diffeqsolve_and_global_error_of_the_retaken_steps(x64, name):
+    """nderegs.solve (with the stiffness estimate on) takes diffeqsolve's steps on the
+    same Brownian path, rejections included, and its R_E is the sum of those steps
+    re-taken one at a time."""
     solver, _ = SOLVERS[name]
     terms = _terms(name, 0.3)
-    sol = diffrax.diffeqsolve(
-        terms,
-        solver,
-        0.0,
-        1.0,
-        0.05,
-        Y0,
-        stepsize_controller=CONTROLLER,
-        saveat=diffrax.SaveAt(t0=True, steps=True),
-    )
-    n = int(sol.stats["num_accepted_steps"]) + 1
-    expected = step_terms(terms, solver, np.asarray(sol.ts[:n]), sol.ys[:n], None, RTOL, ATOL)
-    _, h = nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stepsize_controller=CONTROLLER)
+    kwargs = dict(stepsize_controller=CONTROLLER, saveat=diffrax.SaveAt(t0=True, steps=True))
+    ref = diffrax.diffeqsolve(terms, solver, 0.0, 1.0, 0.05, Y0, **kwargs)
+    sol, h = nderegs.solve(terms, solver, 0.0, 1.0, 0.05, Y0, stiffness=True, **kwargs)
+    np.testing.assert_array_equal(sol.ts, ref.ts)
+    np.testing.assert_array_equal(sol.ys, ref.ys)
+    for k in ("num_steps", "num_accepted_steps", "num_rejected_steps"):
+        assert int(sol.stats[k]) == int(ref.stats[k]), k
+    assert int(h.num_rejected_steps) > 0
+    n = int(ref.stats["num_accepted_steps"]) + 1
+    expected = step_terms(terms, solver, np.asarray(ref.ts[:n]), ref.ys[:n], None, RTOL, ATOL)
     np.testing.assert_allclose(float(h.error), expected.sum(), rtol=1e-8)
 
 

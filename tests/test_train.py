@@ -260,7 +260,7 @@ SPIRAL = [
     "task.num_trajectories=16",
     "task.predict_trajectories=32",
     "optim.batch_size=1",
-    "optim.epochs=2",
+    "optim.epochs=1",
     "train.progress=false",
     "train.predict_repeats=2",
 ]
