@@ -43,6 +43,20 @@ def x64():
         yield
 
 
+#: xdist groups whose tests run one after another on one worker for minutes (forced-device
+#: subprocesses, a Ray instance): started first, so that they do not end the run alone.
+LONG_GROUPS = ("parallel", "sweep")
+
+
+def pytest_collection_modifyitems(config, items):
+    def long_group_first(item):
+        marker = item.get_closest_marker("xdist_group")
+        group = marker.args[0] if marker is not None and marker.args else None
+        return LONG_GROUPS.index(group) if group in LONG_GROUPS else len(LONG_GROUPS)
+
+    items.sort(key=long_group_first)  # stable: the same order on every worker
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """The suite's shared tiny runs (tests/tiny.py), in a folder every xdist worker of

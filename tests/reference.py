@@ -2,6 +2,7 @@
 of a plain `diffrax.diffeqsolve` with `solver.step`, one step at a time in Python."""
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,18 +32,18 @@ def _rms(x):
     return float(np.sqrt(np.mean(np.square(x))))
 
 
+@eqx.filter_jit  # compiled once per term, solver and shapes (and per non-array args)
+def _one_step(term, solver, t_a, t_b, y_a, args):
+    return solver.step(term, t_a, t_b, y_a, args, solver.init(term, t_a, t_b, y_a, args), True)
+
+
 def step_terms(term, solver, ts, ys, args, rtol, atol):
     """EEst_j·|dt_j| of each step of the grid, each re-taken from the saved start state,
     with the error norm written out in numpy (RMS over all state components)."""
-    step = jax.jit(
-        lambda t_a, t_b, y_a: solver.step(
-            term, t_a, t_b, y_a, args, solver.init(term, t_a, t_b, y_a, args), True
-        )
-    )
     terms = []
     for j in range(len(ts) - 1):
         y_a = jax.tree_util.tree_map(lambda y, j=j: y[j], ys)
-        y_b, y_err, _, _, _ = step(ts[j], ts[j + 1], y_a)
+        y_b, y_err, _, _, _ = _one_step(term, solver, ts[j], ts[j + 1], y_a, args)
         leaves = [
             np.asarray(e) / (atol + rtol * np.maximum(np.abs(a), np.abs(b)))
             for e, a, b in zip(

@@ -206,13 +206,19 @@ def _finite_sum(tree):
     )
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+#: The families the default run draws: the implicit one's solutions are compared in the
+#: numbers test below (Kvaerno5, ImplicitEuler) and its gradients in test_dropin.py
+#: (Kvaerno5 with DirectAdjoint and ForwardMode); IMEX solvers solve implicitly too.
+DEFAULT_FAMILIES = ("explicit", "imex")
+
+
+@pytest.mark.parametrize("family", list(DEFAULT_FAMILIES if _DEFAULT_PROFILE else FAMILIES))
 @given(st.data())
-# Each example compiles 3 programs (10-20 s on 2 cores). By default one per solver family:
-# hypothesis' first draw, the simplest (the family's first solver on a float32 vector,
-# dense SaveAt, default adjoint), while the numbers test below carries the breadth of
-# states, dtypes, SaveAts, adjoints and events. Other profiles: a third of their examples
-# per family.
+# Each example compiles 3 programs (10-20 s on 2 cores). By default one per family of
+# DEFAULT_FAMILIES: hypothesis' first draw, the simplest (the family's first solver on a
+# float32 vector, dense SaveAt, default adjoint), while the numbers test below carries
+# the breadth of states, dtypes, SaveAts, adjoints and events. Other profiles: a third of
+# their examples per family, every family.
 @settings(max_examples=1 if _DEFAULT_PROFILE else settings().max_examples // 3, **_REPRODUCIBLE)
 def test_solution_equals_diffeqsolve(family, data):
     implicit = family != "explicit"
@@ -320,7 +326,8 @@ class Structure(NamedTuple):
 #: Spans the state kinds, dtypes, time dtypes, SaveAts, controllers, adjoints, events
 #: and max_steps, with explicit and implicit solvers; each compiles once per test
 #: process (two programs of 2-5 s each on a 2-core machine: ten structures keep the
-#: test near a minute). `test_solution_equals_diffeqsolve` draws every solver.
+#: test near a minute). `test_solution_equals_diffeqsolve` draws every adaptive ODE
+#: solver under the thorough profile (the default run: one example per solver family).
 STRUCTURES = [
     Structure(
         diffrax.Tsit5,

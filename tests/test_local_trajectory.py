@@ -45,6 +45,7 @@ def _solve(mu, *, gradient="trajectory", local="unbiased", key=7, adjoint=None, 
 
 def _retaken_step(mu, t, dt):
     """EEst·dt of the step [t, t + dt] from y(t) of an independent, much tighter solve."""
+    mu = jnp.asarray(mu, jnp.float64)  # an array: one compilation for every μ
     y_t = diffrax.diffeqsolve(
         VDP,
         diffrax.Tsit5(),

@@ -22,8 +22,6 @@ import pytest
 
 from nderegs.config import configs_dir
 
-jupytext = pytest.importorskip("jupytext")
-
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 _spec = importlib.util.spec_from_file_location("execute_notebooks", NOTEBOOKS_DIR / "execute.py")
 assert _spec is not None and _spec.loader is not None
@@ -37,6 +35,7 @@ def _cells(notebook):
 
 @pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_ipynb_is_in_sync_with_py_and_committed_executed(name):
+    jupytext = pytest.importorskip("jupytext")
     py, ipynb = NOTEBOOKS_DIR / f"{name}.py", NOTEBOOKS_DIR / f"{name}.ipynb"
     assert py.exists() and ipynb.exists(), f"missing {py.name} or {ipynb.name}"
     from_py, from_ipynb = jupytext.read(py), jupytext.read(ipynb)

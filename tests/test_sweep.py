@@ -22,7 +22,7 @@ from nderegs.report.sweep import (
     within_one_point,
 )
 from nderegs.report.table import Spread
-from nderegs.runners import make_backend, RayBackend
+from nderegs.runners import make_backend, ProcessPool, RayBackend
 from nderegs.runners.run import FAILED, SKIPPED, TRAINED
 from nderegs.train import train
 
@@ -96,14 +96,16 @@ def test_ray_sweep_reinvoked_runs_nothing(ray_sweep):
 
 def test_local_pool_gives_the_same_values(ray_sweep, tmp_path):
     result, _, files = ray_sweep
-    backend = make_backend("local", workers=2)
+    # A pool of one spawned process for the two trials: the second waits for the first
+    # (more trials than workers). (`--workers 1` itself runs in this process.)
+    backend = ProcessPool(1)
     local = run_sweep(CONFIG, output_dir=tmp_path, backend=backend, progress=False, **SWEEP)
     local_files = write_sweep(local, tmp_path, report_header(local, "test"))
     columns = (*DETERMINISTIC, "test_nfe", "train_metric", "regularization.local_error.start")
     expected = [{c: r[c] for c in columns} for r in _rows(files["csv"])]
     assert [{c: r[c] for c in columns} for r in _rows(local_files["csv"])] == expected
     pids = {t.result.summary["worker"]["pid"] for t in local.trials}
-    assert os.getpid() not in pids  # spawned pool processes
+    assert len(pids) == 1 and os.getpid() not in pids  # one spawned pool process
 
 
 def test_failing_trial_is_recorded_and_the_rest_complete(tmp_path):

@@ -22,6 +22,7 @@ from nderegs.config import (
 )
 from nderegs.config.optimizers import inverse_time_decay
 from nderegs.tasks import AbstractClassificationTask, Arrays
+import nderegs.train
 from nderegs.train import load_run, RunDirectory, train, TrainingDiverged
 from nderegs.train.loop import default_run_dir
 
@@ -235,10 +236,22 @@ def test_non_finite_data_stops_clearly(tmp_path, monkeypatch):
         train(_config(tmp_path), run_dir=tmp_path / "run")
 
 
-def test_default_run_directory_is_named_after_the_run(tmp_path):
+def test_default_run_directory_is_named_after_the_run(tmp_path, monkeypatch, capsys):
     config = _config(tmp_path, "method=error+stiffness", "seed=3")
     first = default_run_dir(config)
     assert first == tmp_path / f"{config.name}-error_stiffness-seed3"
+    # `nderegs train` without --run-dir trains there (the training itself: test_cli.py).
+    calls = []
+
+    def fake_train(config, *, run_dir, resume):
+        calls.append((run_dir, resume))
+        return {"method": config.method}
+
+    monkeypatch.setattr(nderegs.train, "train", fake_train)
+    argv = ["train", *TINY, f"output_dir={tmp_path}", "method=error+stiffness", "seed=3"]
+    assert main(argv) == 0
+    assert calls == [(first, False)]
+    assert json.loads(capsys.readouterr().out) == {"method": "error+stiffness"}
     first.mkdir()
     assert default_run_dir(config) == tmp_path / f"{config.name}-error_stiffness-seed3-2"
 
