@@ -27,7 +27,9 @@ CONFIG = ROOT / "configs" / "digits.yaml"
 
 def _env(devices: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # (with the suite's own XLA flags, see conftest.py)
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = flags.strip()
     env["JAX_PLATFORMS"] = "cpu"
     env.update(extra)
     return env
