@@ -52,9 +52,9 @@ def main(argv=None):
         model = task.init_model(jax.random.key(config.seed))
         optimizer = config.optim.build()
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        names = set(task.regularization.coefficient_names().values())
-        coefficients = {name: jnp.asarray(0.1) for name in names}
-        coefficients.update({k: jnp.asarray(v) for k, v in task.loss_coefficients(0).items()})
+        # The config's coefficients at epoch 0 (a step's cost does not depend on λ).
+        own = {k: jnp.asarray(v) for k, v in task.loss_coefficients(0).items()}
+        coefficients = (task.regularization.init_coefficients(), jnp.asarray(0, jnp.int32), own)
         steps[method] = (make_train_step(task, optimizer), model, opt_state, coefficients)
 
     batches = list(
@@ -66,14 +66,14 @@ def main(argv=None):
     compile_seconds = {}
     for m, (step, model, opt_state, coefficients) in steps.items():
         start = time.perf_counter()
-        jax.block_until_ready(step(model, opt_state, batches[0], key, coefficients))
+        jax.block_until_ready(step(model, opt_state, batches[0], key, *coefficients))
         compile_seconds[m] = time.perf_counter() - start
     for r in range(opts.repeats):
         batch = batches[r % len(batches)]
         for m, (step, model, opt_state, coefficients) in steps.items():
             start = time.perf_counter()
             out = jax.block_until_ready(
-                step(model, opt_state, batch, jax.random.fold_in(key, r), coefficients)
+                step(model, opt_state, batch, jax.random.fold_in(key, r), *coefficients)
             )
             times[m].append(time.perf_counter() - start)
             nfes[m].append(float(out[3]["nfe"]))

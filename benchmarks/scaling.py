@@ -74,15 +74,11 @@ def main(argv=None):
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
         model, opt_state = parallel.replicate((model, opt_state))
         step = make_train_step(task, optimizer, parallel)
-        coefficients = {
-            name: schedule(0)
-            for name, schedule in config.regularization.schedules(
-                task.regularization, steps_per_epoch=1, epochs=1
-            ).items()
-        }
-        coefficients.update(task.loss_coefficients(0))  # e.g. the latent ODE's KL weight
-        coefficients = parallel.replicate(
-            {k: np.asarray(v, np.float32) for k, v in coefficients.items()}
+        # The method's coefficient states at epoch 0, and the task's own weights (e.g.
+        # the latent ODE's KL weight).
+        own = {k: np.asarray(v, np.float32) for k, v in task.loss_coefficients(0).items()}
+        inputs = parallel.replicate(
+            (task.regularization.init_coefficients(), np.asarray(0, np.int32), own)
         )
         batches = list(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
         if not batches:
@@ -92,7 +88,7 @@ def main(argv=None):
         def one(i, model, opt_state):
             batch = parallel.shard(batches[i % len(batches)])
             step_key = parallel.replicate(jax.random.fold_in(key, i))
-            return step(model, opt_state, batch, step_key, coefficients)
+            return step(model, opt_state, batch, step_key, *inputs)
 
         jax.block_until_ready(one(0, model, opt_state))  # compile
         nfe_mean, nfe_max = [], []

@@ -65,7 +65,10 @@ def one_step(out: str, run_root: str) -> None:
     optimizer = config.optim.build()
     opt_state = parallel.replicate(optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
     step = make_train_step(task, optimizer, parallel)
-    new_model, _, step_loss, _ = step(placed_model, opt_state, *inputs)
+    step_inputs = parallel.replicate(
+        (task.regularization.init_coefficients(), jnp.asarray(0, jnp.int32), {})
+    )
+    new_model, _, step_loss, _ = step(placed_model, opt_state, inputs[0], inputs[1], *step_inputs)
 
     result = {
         "devices": n,
@@ -137,8 +140,16 @@ def one_step(out: str, run_root: str) -> None:
             json.dump(result, f)
 
 
-#: Two short epochs through `train` (float32, as `nderegs train` runs).
-TRAIN = [*TINY, "optim.batch_size=64", "optim.epochs=2", "train.predict_repeats=1"]
+#: Two short epochs through `train` (float32, as `nderegs train` runs), the error
+#: coefficient set by an NFE budget (its state updated from every device's solves).
+TRAIN = [
+    *TINY,
+    "optim.batch_size=64",
+    "optim.epochs=2",
+    "train.predict_repeats=1",
+    "method=error",
+    "regularization.error={kind: nfe_budget, target: 10}",
+]
 
 
 def short_training(run_root: str) -> dict:

@@ -15,6 +15,7 @@ import yaml
 import nderegs
 from nderegs.cli import main
 from nderegs.config import config_from_dict, load_config
+from nderegs.regularization import Constant
 from nderegs.train import RunDirectory, train
 
 # The tests share one expensive module fixture: keep them on one xdist worker.
@@ -194,10 +195,9 @@ def test_bundled_digits_config_trains_every_baseline_with_a_coefficient():
         config = load_config(
             Path(__file__).parents[1] / "configs" / "digits.yaml", [f"method={method}"]
         )
-        regularization = config.regularization
-        assert all(
-            regularization.schedule(c).start > 0
-            for c in config.regularization.build(method).coefficient_names().values()
+        coefficients = config.method_regularization().coefficients().values()
+        assert coefficients and all(
+            isinstance(c, Constant) and c.coefficient > 0 for c in coefficients
         )
 
 

@@ -388,7 +388,7 @@ def test_conflicting_or_malformed_methods(method, needle):
 def test_local_sampling():
     def local(*overrides):
         cfg = load_config(None, list(overrides))
-        return cfg.regularization.build(cfg.method).setup.local
+        return cfg.method_regularization().setup.local
 
     assert local("method=local-error") == "unbiased"
     assert local("method=local-error-biased") == "biased"
@@ -399,7 +399,7 @@ def test_local_sampling():
 
 def test_local_gradient_and_field_output_activation():
     cfg = load_config(None, ["method=local-error", "regularization.local_gradient=trajectory"])
-    setup = cfg.regularization.build(cfg.method).setup
+    setup = cfg.method_regularization().setup
     assert (setup.local, setup.local_gradient) == ("unbiased", "trajectory")
     assert load_config(None, ["method=local-error"]).regularization.local_gradient == "step"
     # Unbiased sampling saves y(t): any adjoint.
@@ -412,7 +412,9 @@ def test_local_gradient_and_field_output_activation():
         ],
     )
     with pytest.raises(
-        ConfigError, match=r"'regularization.local_gradient': 'trajectory'.*biased sampling"
+        ConfigError,
+        match=r"'solver.adjoint.name': 'backsolve'.*'local-error-biased'.*biased sampling.*"
+        r"local_gradient=trajectory",
     ):
         load_config(
             None,

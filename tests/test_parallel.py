@@ -119,8 +119,18 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
     assert outcomes == {"0": "FileExistsError", "1": "ProcessStopped"}
     # train() itself on two processes: the same epochs as on one with four devices.
     assert len(result["metrics"]) == 2
+    # The NFE budget (target 10, under every solve) raised λ after the first epoch.
+    lambdas = [row["coefficient_error"] for row in result["metrics"]]
+    assert lambdas[1] > lambdas[0] == pytest.approx(0.1)
     for row, expected in zip(result["metrics"], single["metrics"]):
-        for key in ("test_accuracy", "test_nfe", "test_nfe_max", "train_nfe", "train_nfe_max"):
+        for key in (
+            "test_accuracy",
+            "test_nfe",
+            "test_nfe_max",
+            "train_nfe",
+            "train_nfe_max",
+            "coefficient_error",
+        ):
             assert row[key] == expected[key], key
         np.testing.assert_allclose(row["train_loss"], expected["train_loss"], rtol=1e-5)
 

@@ -33,13 +33,12 @@ def _config(tmp_path, *overrides):
 
 
 def test_exponential_schedule_anneals_per_epoch_from_start_to_end():
-    schedule = ExponentialSchedule(start=100.0, end=10.0).build(steps_per_epoch=7, epochs=5)
-    per_epoch = [float(schedule(7 * e + 3)) for e in range(5)]
+    schedule = ExponentialSchedule(start=100.0, end=10.0).build(epochs=5, typical=1.0)
+    per_epoch = [float(schedule.value((), e)) for e in range(5)]
     expected = [100.0 * math.exp(-math.log(10.0) * e / 4) for e in range(5)]
     np.testing.assert_allclose(per_epoch, expected, rtol=1e-5)
-    assert float(schedule(0)) == float(schedule(6))  # constant within an epoch
-    constant = ConstantSchedule(start=0.3).build(steps_per_epoch=7, epochs=5)
-    assert float(constant(123)) == pytest.approx(0.3)
+    constant = ConstantSchedule(start=0.3).build(epochs=5, typical=1.0)
+    assert float(constant.value((), 123)) == pytest.approx(0.3)
     decay = inverse_time_decay(0.1, 1e-2)
     assert decay(100) == pytest.approx(0.05)
 
@@ -72,14 +71,15 @@ def test_regularization_from_method(method, local, stiffness, names):
         "regularization.local_stiffness={kind: constant, start: 2}",
     ]
     config = load_config(None, [f"method={method}", *(own if "_" in str(names) else [])])
-    method = config.regularization.build(config.method)
+    method = config.method_regularization()
     assert method.setup.local == local and method.setup.stiffness == stiffness
-    assert method.coefficient_names() == names
+    _, read = config.regularization.build_reading(config.method, epochs=config.optim.epochs)
+    assert read == names
 
 
 def _method(*overrides, config=None):
     config = load_config(config, list(overrides))
-    return config.regularization.build(config.method)
+    return config.method_regularization()
 
 
 def test_baseline_regularizations():
@@ -90,7 +90,11 @@ def test_baseline_regularizations():
         "KineticEnergy",
         "JacobianFrobenius",
     ]
-    assert method.coefficient_names() == {"rnode-kinetic": "kinetic", "rnode-jacobian": "jacobian"}
+    assert list(method.coefficients()) == ["rnode-jacobian", "rnode-kinetic"]
+    assert method.coefficient_values(method.init_coefficients(), 0) == {
+        "rnode-jacobian": 0.01,
+        "rnode-kinetic": 0.01,
+    }
     method = _method("method=taynode+local-error", "regularization.taynode_order=3")
     assert method.setup.integrals[0].order == 3 and method.setup.local == "unbiased"
     assert method.setup.integral_names == ("taynode",)
@@ -118,6 +122,8 @@ def test_penalty_adds_each_term_times_its_coefficient():
         successful=jnp.asarray(True),
     )
     total, aux = method.penalize(jnp.asarray(1.0), h, 4, {"error": 0.5, "stiffness": 0.25})
+    with pytest.raises(KeyError, match="missing: stiffness"):
+        method.penalize(jnp.asarray(1.0), h, 4, {"error": 0.5})
     assert float(total) == 1.0 + 0.5 * 2.0 + 0.25 * 3.0
     assert float(aux["reg_error"]) == 2.0 and float(aux["reg_stiffness"]) == 3.0
 
@@ -169,22 +175,32 @@ def _comparable(row):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
+    # The local error's coefficient set by a loss budget on the accuracy: a warm-up
+    # epoch at λ = 0 measures its reference, then λ moves. Its state is checkpointed
+    # with the model, so the resumed run repeats the uninterrupted one exactly.
     config = _config(
         tmp_path,
         "optim.epochs=3",
         "method=local-error",
-        "regularization.local_error={kind: constant, start: 5}",
+        "regularization.local_error={kind: loss_budget, tolerance: 0.5, warmup: 1, "
+        "constrain: metric}",
     )
     full = train(config, run_dir=tmp_path / "full")
-    assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=1) is None
+    assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=2) is None
     resumed = train(config, run_dir=tmp_path / "cut", resume=True)
-    for key in ("train_metric", "test_metric", "test_nfe"):
+    assert full is not None and resumed is not None
+    for key in ("train_metric", "test_metric", "test_nfe", "coefficients"):
         assert resumed[key] == full[key]
     rows = lambda d: [
         _comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()
     ]
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
-    assert {r["coefficient_local_error"] for r in rows(tmp_path / "full")} == {5.0}
+    lambdas = [r["coefficient_local-error"] for r in rows(tmp_path / "full")]
+    # 0 in the warm-up, the term's usual scale (0.1), then raised: within the budget.
+    assert lambdas[0] == 0.0 and lambdas[1] == pytest.approx(0.1) and lambdas[2] > lambdas[1]
+    coefficient = full["coefficients"]["local-error"]
+    assert coefficient["by_epoch"] == lambdas and coefficient["final"] == lambdas[-1]
+    assert coefficient["mean"] == pytest.approx(np.mean(lambdas))
 
 
 def _parameters(model):
@@ -319,7 +335,7 @@ def test_sde_task_rejects_ode_only_methods_and_solvers(tmp_path):
     with pytest.raises(ValueError, match="SpiralSDETask cannot train with 'taynode'"):
         dataclasses.replace(
             task,
-            regularization=load_config(None, ["method=taynode"]).regularization.build("taynode"),
+            regularization=load_config(None, ["method=taynode"]).method_regularization(),
         )
     with pytest.raises(
         ConfigError,

@@ -2,8 +2,8 @@
 
 An experiment is one YAML file (see ``configs/``) plus optional dotted command-line
 overrides such as ``solver.rtol=1e-8`` or ``method=error+stiffness``. Each choice (task,
-data set, solver, adjoint, optimizer, coefficient schedule) is a pydantic model that
-builds its object (``build()``), selected by its ``name`` (``kind`` for schedules).
+data set, solver, adjoint, optimizer, coefficient) is a pydantic model that
+builds its object (``build()``), selected by its ``name`` (``kind`` for coefficients).
 Every problem is reported as one `ConfigError` naming the offending dotted keys and
 what they accept.
 
@@ -23,6 +23,13 @@ optim: {name: adam, lr: 1.0e-2, batch_size: 256, epochs: 30}
 """
 
 from .base import ConfigError, Problems
+from .coefficients import (
+    ConstantSchedule,
+    ExponentialSchedule,
+    LossBudgetCoefficient,
+    NFEBudgetCoefficient,
+    SharedCoefficient,
+)
 from .datasets import Digits, Irregular, MNIST, MNIST1D, PhysioNet, Spirals, SpiralSDEData
 from .experiment import ExperimentConfig, TrainConfig
 from .loading import (
@@ -36,7 +43,6 @@ from .loading import (
 from .optimizers import AdaBelief, Adam, Adamax, SGD
 from .parallel import ParallelConfig
 from .regularization import METHOD_COMPONENTS, parse_method, RegularizationConfig
-from .schedules import ConstantSchedule, ExponentialSchedule
 from .solvers import (
     Backsolve,
     Bosh3,
@@ -68,15 +74,18 @@ __all__ = [
     "Heun",
     "Irregular",
     "LatentODE",
+    "LossBudgetCoefficient",
     "METHOD_COMPONENTS",
     "MNIST",
     "MNIST1D",
+    "NFEBudgetCoefficient",
     "PhysioNet",
     "Problems",
     "RecursiveCheckpoint",
     "RegularizationConfig",
     "SDEClassifier",
     "SGD",
+    "SharedCoefficient",
     "SPaRK",
     "SpiralSDE",
     "SpiralSDEData",

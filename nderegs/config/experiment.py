@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from ..regularization import LossBudget
 from ..tasks import AbstractTask, Arrays
 from ..tracking import TRACKERS
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
+from .coefficients import BUDGETS, ConstantSchedule, LossBudgetCoefficient
 from .optimizers import OptimizerConfig
 from .parallel import ParallelConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
-from .schedules import ConstantSchedule
 from .solvers import solver_names, SolverConfig
 from .tasks import Classifier, TaskConfig
 
@@ -80,45 +85,36 @@ class ExperimentConfig(Section):
                 )
             )
         components = self.components
-        if not self.solver.adjoint.differentiates_through_solver and components & {
-            "error",
-            "stiffness",
-        }:
-            problems.append(
-                (
-                    "solver.adjoint.name",
-                    self.solver.adjoint.name,
-                    "the global error/stiffness regularizers differentiate through the "
-                    "solver's steps, which this adjoint cannot do. Use solver.adjoint="
-                    "recursive_checkpoint (or direct), or a local method (local-error, "
-                    "local-stiffness) that works with any adjoint",
-                )
-            )
-        local = components & {"local-error", "local-error-biased", "local-stiffness"}
-        if (
-            local
-            and self.regularization.local_gradient == "trajectory"
-            and self.regularization.sampling(components) == "biased"
-            and not self.solver.adjoint.differentiates_through_solver
-        ):
-            problems.append(
-                (
-                    "regularization.local_gradient",
-                    "trajectory",
-                    "with biased sampling the sampled step's start state is known only "
-                    "after the solve, so its gradient must come through the solver, which "
-                    f"solver.adjoint.name={self.solver.adjoint.name} cannot give. Use "
-                    "regularization.local_sampling=unbiased (method local-error), "
-                    "local_gradient=step, or solver.adjoint=recursive_checkpoint",
-                )
-            )
-        for component, reason in self.task.task_class.rejected_components.items():
-            if component in components:
+        try:  # the structure only: reading a budget's reference waits for training
+            regularization = self.method_regularization(references=False)
+        except Problems as e:
+            raise Problems(*problems, *e.problems) from None
+        if not self.solver.adjoint.differentiates_through_solver:
+            for component in regularization.regularizers:
+                reason = component.solver_gradients()
+                if reason is not None:
+                    problems.append(
+                        (
+                            "solver.adjoint.name",
+                            self.solver.adjoint.name,
+                            f"method component '{component.name}' needs gradients through "
+                            f"the solver's steps ({reason}), which this adjoint cannot give. "
+                            "Use solver.adjoint=recursive_checkpoint (or direct), or a local "
+                            "method (local-error, local-stiffness) with unbiased sampling or "
+                            "regularization.local_gradient=step, which works with any adjoint",
+                        )
+                    )
+        task_class = self.task.task_class
+        for component in regularization.regularizers:
+            reason = task_class.rejected_components.get(component.name)
+            if reason is None and self.task.equation == "sde":
+                reason = component.ode_only
+            if reason is not None:
                 problems.append(
                     (
                         "method",
                         self.method,
-                        f"the {self.task.name} task cannot train with '{component}': it {reason}",
+                        f"the {self.task.name} task cannot train with '{component.name}': it {reason}",
                     )
                 )
         if "steer" in components:
@@ -138,37 +134,159 @@ class ExperimentConfig(Section):
         return self
 
     def check_trains_something(self) -> None:
-        """Raise `ConfigError` when a method component would be a silent no-op: all its
-        coefficients 0, so the run would train exactly like vanilla. Checked when a run
-        starts (not when a config is read, so old run directories still load)."""
+        """Raise `ConfigError` when a method component would be a silent no-op (all its
+        coefficients constant 0, so the run would train exactly like vanilla) or the
+        config's budgets would set nothing (none weighs a term of the method, e.g. with
+        vanilla).
+        Checked when a run starts (not when a config is read, so old run directories
+        still load)."""
         problems = []
-        for component in self.regularization.build(self.method).regularizers:
-            coefficients = sorted(set(component.coefficients().values()))
-            schedules = [self.regularization.schedule(c) for c in coefficients]
-            if coefficients and all(
-                isinstance(s, ConstantSchedule) and s.start == 0 for s in schedules
-            ):
-                keys = " and ".join(f"regularization.{c}.start" for c in coefficients)
+        try:
+            regularization, read = self.regularization.build_reading(
+                self.method, epochs=self.optim.epochs, references=self._reference
+            )
+        except Problems as e:
+            raise config_error_of(
+                [invalid(k or "regularization", v, r) for k, v, r in e.problems]
+            ) from None
+        for component in regularization.regularizers:
+            fields = sorted({read[term] for term in component.coefficients()})
+            sections = [getattr(self.regularization, f) for f in fields]
+            if fields and all(isinstance(s, ConstantSchedule) and s.start == 0 for s in sections):
+                keys = " and ".join(f"regularization.{f}.start" for f in fields)
                 problems.append(
                     invalid(
-                        f"regularization.{coefficients[0]}.start",
+                        f"regularization.{fields[0]}.start",
                         0.0,
                         f"method component '{component.name}' is weighed by {keys}, and with "
                         "0 it would train exactly like vanilla. Set it, e.g. "
-                        f"regularization.{coefficients[0]}.start=0.01",
+                        f"regularization.{fields[0]}.start=0.01",
                     )
                 )
+        used = set(read.values())
+        # Budgets the method does not use are fine next to one it does (one config, e.g.
+        # of a comparison, may set every coefficient by a budget); alone they set nothing.
+        budgeted = any(isinstance(getattr(self.regularization, f), BUDGETS) for f in used)
+        for field in RegularizationConfig.model_fields:
+            section = getattr(self.regularization, field)
+            if isinstance(section, BUDGETS) and field not in used and not budgeted:
+                weighed = ", ".join(f"regularization.{f}" for f in sorted(used)) or "none"
+                problems.append(
+                    invalid(
+                        f"regularization.{field}.kind",
+                        section.kind,
+                        f"a budget sets the coefficient of a term, and method {self.method!r} "
+                        f"has no term weighed by regularization.{field} (its coefficients: "
+                        f"{weighed}); use the budget on one of those, or a method with a "
+                        "regularizer (a budget on vanilla has nothing to set)",
+                    )
+                )
+        for term, coefficient in regularization.coefficients().items():
+            if isinstance(coefficient, LossBudget) and coefficient.delay >= self.optim.epochs:
+                problems.append(
+                    invalid(
+                        f"regularization.{read[term]}.warmup",
+                        coefficient.delay,
+                        f"the warm-up covers all {self.optim.epochs} epochs (optim.epochs), "
+                        "so the loss budget would never set λ; shorten it",
+                    )
+                )
+        measures = {
+            getattr(self.regularization, field).constrain
+            for field in used
+            if isinstance(getattr(self.regularization, field), LossBudgetCoefficient)
+        }
+        if len(measures) > 1:
+            problems.append(
+                invalid(
+                    "regularization",
+                    sorted(measures),
+                    "the loss budgets of one method constrain one quantity: give them the "
+                    "same constrain (task_loss or metric)",
+                )
+            )
         if problems:
             raise config_error_of(problems)
+
+    def loss_budget_measure(self) -> str:
+        """What the method's loss budgets constrain: "task_loss" or "metric"."""
+        _, read = self.regularization.build_reading(self.method, epochs=self.optim.epochs)
+        for field in sorted(set(read.values())):
+            section = getattr(self.regularization, field)
+            if isinstance(section, LossBudgetCoefficient):
+                return section.constrain
+        return "task_loss"
+
+    def method_regularization(self, *, references: bool = True):
+        """The method's `Regularization`, its coefficients built for `optim.epochs`.
+        With `references`, a loss budget's reference run is read (training needs it);
+        without, the structure only (the components, their needs; configs of finished
+        runs load even after their reference run moved)."""
+        try:
+            return self.regularization.build(
+                self.method,
+                epochs=self.optim.epochs,
+                references=self._reference if references else None,
+            )
+        except Problems as e:
+            if not references:
+                raise
+            raise config_error_of(
+                [invalid(k or "regularization", v, r) for k, v, r in e.problems]
+            ) from None
+
+    def _reference(self, field: str, budget: LossBudgetCoefficient) -> float | tuple[float, ...]:
+        """A loss budget's reference as it compares it: a number, or the per-epoch
+        training loss (or metric) of a finished run directory, epochs between evaluated
+        ones interpolated; a metric negated where higher is better (both ways)."""
+        task = self.task.task_class
+        sign = -1.0 if budget.constrain == "metric" and task.metric_higher_is_better else 1.0
+        if not isinstance(budget.reference, str):
+            assert budget.reference is not None
+            return sign * budget.reference
+        key = f"regularization.{field}.reference"
+        try:
+            path = Path(budget.reference.format(seed=self.seed))
+        except (KeyError, IndexError, ValueError) as e:
+            raise Problems(
+                (key, budget.reference, f"only {{seed}} may stand in the path ({e!r})")
+            ) from None
+        if not (path / "summary.json").is_file():
+            raise Problems(
+                (
+                    key,
+                    budget.reference,
+                    f"{path} is not a finished run directory (no summary.json); expected "
+                    "the finished unregularized run of this task and seed, e.g. "
+                    "runs/NAME-vanilla-seed{seed}",
+                )
+            )
+        column = "train_loss" if budget.constrain == "task_loss" else f"train_{task.metric}"
+        lines = (path / "metrics.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        points = [(row["epoch"], row[column]) for row in rows if row.get(column) is not None]
+        if not points:
+            raise Problems(
+                (
+                    key,
+                    budget.reference,
+                    f"{path}/metrics.jsonl has no '{column}' column: is it a run of the "
+                    f"{self.task.name} task?",
+                )
+            )
+        epochs, values = zip(*points)
+        every_epoch = np.interp(np.arange(1, max(epochs) + 1), epochs, values)
+        return tuple(float(sign * v) for v in every_epoch)
 
     @property
     def components(self) -> frozenset[str]:
         """The set of method components, e.g. ``frozenset({"error", "stiffness"})``."""
         return parse_method(self.method)
 
-    def build(self) -> tuple[AbstractTask, Arrays]:
-        """The task, with the method's `Regularization`, and its data."""
-        regularization = self.regularization.build(self.method)
+    def build(self, *, references: bool = True) -> tuple[AbstractTask, Arrays]:
+        """The task, with the method's `Regularization`, and its data (`references`:
+        see `method_regularization`)."""
+        regularization = self.method_regularization(references=references)
         return self.task.build(self.seed, regularization, self.solver)
 
 

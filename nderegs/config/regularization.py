@@ -1,15 +1,15 @@
 """The method and the regularization section: the registry of method components (each
-name written once, in `COMPONENTS`) and their coefficients."""
+name written once, in `COMPONENTS`) and the coefficients they read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Literal, Optional
 
-import optax
 from pydantic import Field
 
 from ..regularization import (
+    AbstractCoefficient,
     AbstractRegularizer,
     GlobalError,
     GlobalStiffness,
@@ -20,25 +20,28 @@ from ..regularization import (
     Steer,
     TayNODE,
 )
-from .base import ConfigError, Float, Int, Section
-from .schedules import constant, Schedule
+from .base import ConfigError, Float, Int, Problems, Section
+from .coefficients import Coefficient, constant, LossBudgetCoefficient, SharedCoefficient
 
 
 class RegularizationConfig(Section):
     """Coefficients and settings of the method components.
 
-    A coefficient is only used when `method` contains its component. Each is a schedule
-    ``{kind: constant, start: λ}`` or ``{kind: exponential, start: λ0, end: λ1}``.
+    A coefficient is only used when `method` contains its component. Each is
+    ``{kind: constant, start: λ}``, ``{kind: exponential, start: λ0, end: λ1}``, a budget
+    that sets λ during training, ``{kind: nfe_budget, target: N}`` or ``{kind:
+    loss_budget, tolerance: t}``, or ``{kind: shared, of: TERM, ratio: r}`` (r × the
+    coefficient of another term of the method).
     """
 
     #: R_E: `error`; also `local-error*` unless `local_error` is set.
-    error: Schedule = Field(default_factory=constant(0.1))
+    error: Coefficient = Field(default_factory=constant(0.1))
     #: R_S: `stiffness`; also `local-stiffness` unless `local_stiffness` is set.
-    stiffness: Schedule = Field(default_factory=constant(0.01))
+    stiffness: Coefficient = Field(default_factory=constant(0.01))
     #: Coefficients of the local terms; None -> the global one (the local terms are
     #: unbiased estimates of R_E and R_S, so a coefficient means the same for both).
-    local_error: Optional[Schedule] = None
-    local_stiffness: Optional[Schedule] = None
+    local_error: Optional[Coefficient] = None
+    local_stiffness: Optional[Coefficient] = None
     #: Sampling of the step of the local terms (`local-error-biased` is always biased).
     local_sampling: Literal["unbiased", "biased"] = "unbiased"
     #: What the local terms are differentiated through: "step" (paper 2: the sampled
@@ -50,85 +53,151 @@ class RegularizationConfig(Section):
     steer_b: Float = Field(default=0.5, ge=0)
     #: TayNODE: order K of the derivative penalized, and its coefficient.
     taynode_order: Int = Field(default=2, ge=1)
-    taynode: Schedule = Field(default_factory=constant(0.01))
+    taynode: Coefficient = Field(default_factory=constant(0.01))
     #: RNODE: kinetic-energy and Jacobian-Frobenius coefficients.
-    kinetic: Schedule = Field(default_factory=constant(0.01))
-    jacobian: Schedule = Field(default_factory=constant(0.01))
+    kinetic: Coefficient = Field(default_factory=constant(0.01))
+    jacobian: Coefficient = Field(default_factory=constant(0.01))
 
     def sampling(self, components: frozenset[str]) -> Literal["unbiased", "biased"]:
         """The local sampling: biased with `local-error-biased`, else `local_sampling`."""
         return "biased" if "local-error-biased" in components else self.local_sampling
 
-    def local_error_coefficient(self) -> str:
+    def local_error_field(self) -> str:
         return "local_error" if self.local_error is not None else "error"
 
-    def local_stiffness_coefficient(self) -> str:
+    def local_stiffness_field(self) -> str:
         return "local_stiffness" if self.local_stiffness is not None else "stiffness"
 
-    def schedule(self, coefficient: str) -> Schedule:
-        return {
-            "error": self.error,
-            "stiffness": self.stiffness,
-            "local_error": self.local_error,
-            "local_stiffness": self.local_stiffness,
-            "taynode": self.taynode,
-            "kinetic": self.kinetic,
-            "jacobian": self.jacobian,
-        }[coefficient]
+    def build(
+        self, method: str, *, epochs: int, references: ReferenceReader | None = None
+    ) -> Regularization:
+        """The `Regularization` of `method`, its coefficients built for a run of
+        `epochs` epochs; `references(key, budget)` gives a loss budget's reference as
+        the budget compares it (a run directory's trajectory read, a metric's sign
+        applied). Without it, a run directory stands as a placeholder: the method's
+        structure is right, the budget's reference is not. Raises `Problems` naming
+        the key of a coefficient that cannot be built."""
+        return self.build_reading(method, epochs=epochs, references=references)[0]
 
-    def build(self, method: str) -> Regularization:
-        """The `Regularization` of `method`."""
+    def build_reading(
+        self, method: str, *, epochs: int, references: ReferenceReader | None = None
+    ) -> tuple[Regularization, dict[str, str]]:
+        """The `Regularization` of `method` and, for each of its terms, the key of this
+        section its coefficient was built from."""
         components = parse_method(method)
-        return Regularization(
-            tuple(make(self, components) for name, make in COMPONENTS.items() if name in components)
-        )
+        read = _CoefficientReader(self, epochs, references)
+        regularizers = []
+        for name, (_, make) in COMPONENTS.items():
+            if name in components:
+                read.fields.clear()
+                regularizer = make(self, components, read)
+                terms = regularizer.coefficients()
+                read.by_term.update(zip(terms, read.fields))
+                regularizers.append(regularizer)
+        owned = sorted(t for t, f in read.by_term.items() if not self._is_shared(f))
+        for term, field in read.by_term.items():
+            coefficient = getattr(self, field)
+            if isinstance(coefficient, SharedCoefficient) and coefficient.of not in owned:
+                raise Problems(
+                    (
+                        f"regularization.{field}.of",
+                        coefficient.of,
+                        f"the coefficient of term '{term}' is shared with a term of method "
+                        f"{method!r} that has a coefficient of its own; accepted: "
+                        f"{', '.join(owned) or 'none'}",
+                    )
+                )
+        return Regularization(tuple(regularizers)), read.by_term
 
-    def schedules(
-        self, regularization: Regularization, *, steps_per_epoch: int, epochs: int
-    ) -> dict[str, optax.Schedule]:
-        """Coefficient name -> λ(optimizer step), for the coefficients `regularization`
-        uses."""
-        names = sorted(set(regularization.coefficient_names().values()))
-        return {
-            name: self.schedule(name).build(steps_per_epoch=steps_per_epoch, epochs=epochs)
-            for name in names
-        }
+    def _is_shared(self, field: str) -> bool:
+        return isinstance(getattr(self, field), SharedCoefficient)
 
 
-#: Method components -> how each is made from the regularization section; the order
-#: fixes the order of the integrals along the solve.
-COMPONENTS: dict[str, Callable[[RegularizationConfig, frozenset[str]], AbstractRegularizer]] = {
-    "error": lambda config, components: GlobalError(),
-    "stiffness": lambda config, components: GlobalStiffness(),
-    "local-error": lambda config, components: LocalError(
-        name="local-error",
-        sampling=config.sampling(components),
-        coefficient=config.local_error_coefficient(),
-        gradient=config.local_gradient,
+class _CoefficientReader:
+    """Builds the coefficient of a key of the regularization section, recording which
+    keys a component read (in the order of its terms)."""
+
+    def __init__(
+        self, config: RegularizationConfig, epochs: int, references: ReferenceReader | None
+    ):
+        self.config, self.epochs, self.references = config, epochs, references
+        self.fields: list[str] = []
+        self.by_term: dict[str, str] = {}
+
+    def __call__(self, field: str) -> AbstractCoefficient:
+        self.fields.append(field)
+        coefficient: Coefficient = getattr(self.config, field)
+        # A budget starts from the term's usual scale: the default of its global key.
+        default = RegularizationConfig.model_fields[field.removeprefix("local_")]
+        typical = default.default_factory().start  # pyright: ignore[reportOptionalCall, reportCallIssue]
+        try:
+            if isinstance(coefficient, LossBudgetCoefficient) and coefficient.reference is not None:
+                if self.references is not None:
+                    reference = self.references(field, coefficient)
+                elif isinstance(coefficient.reference, str):
+                    reference = (0.0,)  # a placeholder: the structure only
+                else:
+                    reference = coefficient.reference
+                return coefficient.build_with_reference(
+                    reference, epochs=self.epochs, typical=typical
+                )
+            return coefficient.build(epochs=self.epochs, typical=typical)
+        except ValueError as e:  # the coefficient's own checks, e.g. maximum < initial
+            if isinstance(e, Problems):
+                raise
+            raise Problems((f"regularization.{field}", coefficient.kind, str(e))) from None
+
+
+ReferenceReader = Callable[[str, LossBudgetCoefficient], float | tuple[float, ...]]
+Make = Callable[[RegularizationConfig, frozenset[str], _CoefficientReader], AbstractRegularizer]
+
+#: Method components -> their class and how each is made from the regularization
+#: section (`read(key)` builds the coefficient of a key); the order fixes the order of
+#: the integrals along the solve. A new component is its class plus one line here.
+COMPONENTS: dict[str, tuple[type[AbstractRegularizer], Make]] = {
+    "error": (GlobalError, lambda c, components, read: GlobalError(coefficient=read("error"))),
+    "stiffness": (
+        GlobalStiffness,
+        lambda c, components, read: GlobalStiffness(coefficient=read("stiffness")),
     ),
-    "local-error-biased": lambda config, components: LocalError(
-        name="local-error-biased",
-        sampling="biased",
-        coefficient=config.local_error_coefficient(),
-        gradient=config.local_gradient,
+    "local-error": (
+        LocalError,
+        lambda c, components, read: LocalError(
+            name="local-error",
+            sampling=c.sampling(components),
+            coefficient=read(c.local_error_field()),
+            gradient=c.local_gradient,
+        ),
     ),
-    "local-stiffness": lambda config, components: LocalStiffness(
-        sampling=config.sampling(components),
-        coefficient=config.local_stiffness_coefficient(),
-        gradient=config.local_gradient,
+    "local-error-biased": (
+        LocalError,
+        lambda c, components, read: LocalError(
+            name="local-error-biased",
+            sampling="biased",
+            coefficient=read(c.local_error_field()),
+            gradient=c.local_gradient,
+        ),
     ),
-    "steer": lambda config, components: Steer(b=config.steer_b),
-    "taynode": lambda config, components: TayNODE(order=config.taynode_order),
-    "rnode": lambda config, components: RNODE(),
+    "local-stiffness": (
+        LocalStiffness,
+        lambda c, components, read: LocalStiffness(
+            sampling=c.sampling(components),
+            coefficient=read(c.local_stiffness_field()),
+            gradient=c.local_gradient,
+        ),
+    ),
+    "steer": (Steer, lambda c, components, read: Steer(b=c.steer_b)),
+    "taynode": (
+        TayNODE,
+        lambda c, components, read: TayNODE(coefficient=read("taynode"), order=c.taynode_order),
+    ),
+    "rnode": (
+        RNODE,
+        lambda c, components, read: RNODE(kinetic=read("kinetic"), jacobian=read("jacobian")),
+    ),
 }
 #: Valid components of `method`.
 METHOD_COMPONENTS: tuple[str, ...] = ("vanilla", *COMPONENTS)
-_CONFLICTS: tuple[tuple[str, str], ...] = (
-    ("error", "local-error"),
-    ("error", "local-error-biased"),
-    ("local-error", "local-error-biased"),
-    ("stiffness", "local-stiffness"),
-)
 
 
 def method_problem(method: object) -> str | None:
@@ -149,9 +218,14 @@ def method_problem(method: object) -> str | None:
         return "duplicate component " + ", ".join(f"'{d}'" for d in duplicates)
     if "vanilla" in parts and len(parts) > 1:
         return "'vanilla' cannot be combined with other components"
-    for a, b in _CONFLICTS:
-        if a in parts and b in parts:
-            return f"components '{a}' and '{b}' cannot be used together"
+    for i, a in enumerate(parts):
+        for b in parts[i + 1 :]:
+            quantity = COMPONENTS[a][0].regularizes if a != "vanilla" else None
+            if quantity is not None and quantity == COMPONENTS[b][0].regularizes:
+                return (
+                    f"components '{a}' and '{b}' cannot be used together (both "
+                    f"regularize the {quantity})"
+                )
     return None
 
 

@@ -1,5 +1,5 @@
 """The components of a method: each says how the solve must be set up for it and which
-terms it adds to the loss, with the name of the coefficient that weighs each term.
+terms it adds to the loss, with the coefficient that weighs each term.
 
 Components (joined with '+' in a method): the solver heuristics `error`, `stiffness`
 (global, Pal et al. 2021), `local-error`, `local-error-biased`, `local-stiffness`
@@ -10,12 +10,13 @@ Components (joined with '+' in a method): the solver heuristics `error`, `stiffn
 import abc
 from collections.abc import Mapping
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 from jaxtyping import Array
 
 from ..core import AbstractIntegral, Heuristics, JacobianFrobenius, KineticEnergy, TaylorDerivative
+from .coefficients import AbstractCoefficient, Constant
 
 
 class SolveSetup(eqx.Module):
@@ -33,16 +34,41 @@ class SolveSetup(eqx.Module):
     steer: float = 0.0
 
 
+def as_coefficient(value: "AbstractCoefficient | float") -> AbstractCoefficient:
+    """A coefficient object, or a number as a `Constant`."""
+    if isinstance(value, AbstractCoefficient):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"A coefficient is a number or an nderegs coefficient (Constant, Scheduled, "
+            f"Shared, NFEBudget, LossBudget); got {value!r}."
+        )
+    return Constant(float(value))
+
+
+def _coefficient_field():
+    return eqx.field(converter=as_coefficient)
+
+
 class AbstractRegularizer(eqx.Module):
     """One component of a method.
 
     `name` is the component in method strings (``"error"``); `configure` adds what the
     component needs to the solve set-up; `terms` reads its loss terms off the solve's
-    heuristics (and the per-sample integrals by name); `coefficients` names the
-    coefficient that weighs each term.
+    heuristics (and the per-sample integrals by name); `coefficients` gives the
+    coefficient that weighs each term. What a component needs is declared, so configs
+    and tasks check it without knowing components by name: `regularizes` (two
+    components that regularize the same quantity conflict), `ode_only` (why an SDE
+    cannot train with it) and `solver_gradients` (why it needs an adjoint that
+    differentiates through the solver).
     """
 
     name: eqx.AbstractVar[str]
+    #: The quantity regularized ("error", "stiffness", ...): a method may hold one
+    #: component per quantity. None: conflicts with nothing.
+    regularizes: eqx.AbstractClassVar[str | None]
+    #: Why an SDE cannot train with it (None: it can).
+    ode_only: eqx.AbstractClassVar[str | None]
 
     @abc.abstractmethod
     def configure(self, setup: SolveSetup) -> SolveSetup:
@@ -53,15 +79,23 @@ class AbstractRegularizer(eqx.Module):
         """Term name -> value for one solve."""
 
     @abc.abstractmethod
-    def coefficients(self) -> dict[str, str]:
-        """Term name -> the name of its coefficient."""
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
+        """Term name -> the coefficient that weighs it."""
+
+    @abc.abstractmethod
+    def solver_gradients(self) -> str | None:
+        """Why this component needs gradients through the solver's steps (None: any
+        adjoint will do)."""
 
 
 class GlobalError(AbstractRegularizer):
-    r"""R_E = Σ_accepted EEst_j·|dt_j| (Pal et al. 2021), through the solver's steps."""
+    r"""R_E = Σ_accepted EEst_j·|dt_j| (Pal et al. 2021), through the solver's steps,
+    weighed by `coefficient` (a number or a coefficient object)."""
 
-    coefficient: str = "error"
+    coefficient: AbstractCoefficient = _coefficient_field()
     name: Literal["error"] = "error"
+    regularizes: ClassVar[str] = "error"
+    ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return setup
@@ -74,15 +108,20 @@ class GlobalError(AbstractRegularizer):
             )
         return {self.name: h.error}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {self.name: self.coefficient}
+
+    def solver_gradients(self) -> str | None:
+        return "R_E sums every step of the solve and is differentiated through them"
 
 
 class GlobalStiffness(AbstractRegularizer):
     r"""R_S = Σ_accepted S_j·|dt_j|, S_j Shampine's stiffness estimate (Pal et al. 2021)."""
 
-    coefficient: str = "stiffness"
+    coefficient: AbstractCoefficient = _coefficient_field()
     name: Literal["stiffness"] = "stiffness"
+    regularizes: ClassVar[str] = "stiffness"
+    ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return dataclasses.replace(setup, stiffness=True)
@@ -91,8 +130,22 @@ class GlobalStiffness(AbstractRegularizer):
         assert h.stiffness is not None  # the solve was set up with stiffness=True
         return {self.name: h.stiffness}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {self.name: self.coefficient}
+
+    def solver_gradients(self) -> str | None:
+        return "R_S sums every step of the solve and is differentiated through them"
+
+
+def _local_solver_gradients(
+    sampling: Literal["unbiased", "biased"], gradient: Literal["step", "trajectory"]
+) -> str | None:
+    if sampling == "biased" and gradient == "trajectory":
+        return (
+            "with biased sampling the sampled step's start state is known only after the "
+            "solve, so its gradient (local_gradient=trajectory) must come through the solver"
+        )
+    return None
 
 
 class LocalError(AbstractRegularizer):
@@ -103,8 +156,10 @@ class LocalError(AbstractRegularizer):
 
     name: str
     sampling: Literal["unbiased", "biased"]
-    coefficient: str
+    coefficient: AbstractCoefficient = _coefficient_field()
     gradient: Literal["step", "trajectory"] = "step"
+    regularizes: ClassVar[str] = "error"
+    ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return dataclasses.replace(setup, local=self.sampling, local_gradient=self.gradient)
@@ -113,17 +168,22 @@ class LocalError(AbstractRegularizer):
         assert h.local_error is not None and h.local_weight is not None  # local=... was set
         return {self.name: h.local_error * h.local_weight}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {self.name: self.coefficient}
+
+    def solver_gradients(self) -> str | None:
+        return _local_solver_gradients(self.sampling, self.gradient)
 
 
 class LocalStiffness(AbstractRegularizer):
     r"""w·S·|dt| of one sampled accepted step, an unbiased estimate of R_S."""
 
     sampling: Literal["unbiased", "biased"]
-    coefficient: str
+    coefficient: AbstractCoefficient = _coefficient_field()
     gradient: Literal["step", "trajectory"] = "step"
     name: Literal["local-stiffness"] = "local-stiffness"
+    regularizes: ClassVar[str] = "stiffness"
+    ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return dataclasses.replace(
@@ -134,8 +194,11 @@ class LocalStiffness(AbstractRegularizer):
         assert h.local_stiffness is not None and h.local_weight is not None
         return {self.name: h.local_stiffness * h.local_weight}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {self.name: self.coefficient}
+
+    def solver_gradients(self) -> str | None:
+        return _local_solver_gradients(self.sampling, self.gradient)
 
 
 class Steer(AbstractRegularizer):
@@ -144,6 +207,8 @@ class Steer(AbstractRegularizer):
 
     b: float
     name: Literal["steer"] = "steer"
+    regularizes: ClassVar[str] = "end-time"
+    ode_only: ClassVar[str] = "changes the end time of an ODE solve (ODE tasks only)"
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return dataclasses.replace(setup, steer=self.b)
@@ -151,16 +216,21 @@ class Steer(AbstractRegularizer):
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
         return {}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {}
+
+    def solver_gradients(self) -> str | None:
+        return None
 
 
 class TayNODE(AbstractRegularizer):
     r"""TayNODE's R_K = ∫ ‖d^K z/dt^K‖² dt (Kelly et al. 2020), by Taylor-mode AD."""
 
+    coefficient: AbstractCoefficient = _coefficient_field()
     order: int = 2
-    coefficient: str = "taynode"
     name: Literal["taynode"] = "taynode"
+    regularizes: ClassVar[str] = "taylor-derivative"
+    ode_only: ClassVar[str] = "integrates along an ODE solve (ODE tasks only)"
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return _with_integrals(setup, (self.name, TaylorDerivative(order=self.order)))
@@ -168,17 +238,22 @@ class TayNODE(AbstractRegularizer):
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
         return {self.name: integrals[self.name]}
 
-    def coefficients(self) -> dict[str, str]:
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
         return {self.name: self.coefficient}
+
+    def solver_gradients(self) -> str | None:
+        return None
 
 
 class RNODE(AbstractRegularizer):
     r"""RNODE (Finlay et al. 2020): kinetic energy ∫ ‖f‖² dt and the Jacobian's
     Frobenius norm ∫ ‖∂f/∂z‖²_F dt (Hutchinson), each with its own coefficient."""
 
-    kinetic_coefficient: str = "kinetic"
-    jacobian_coefficient: str = "jacobian"
+    kinetic: AbstractCoefficient = _coefficient_field()
+    jacobian: AbstractCoefficient = _coefficient_field()
     name: Literal["rnode"] = "rnode"
+    regularizes: ClassVar[str] = "kinetic-energy"
+    ode_only: ClassVar[str] = "integrates along an ODE solve (ODE tasks only)"
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
         return _with_integrals(
@@ -188,11 +263,11 @@ class RNODE(AbstractRegularizer):
     def terms(self, h: Heuristics, integrals: Mapping[str, Array]) -> dict[str, Array]:
         return {name: integrals[name] for name in ("rnode-kinetic", "rnode-jacobian")}
 
-    def coefficients(self) -> dict[str, str]:
-        return {
-            "rnode-kinetic": self.kinetic_coefficient,
-            "rnode-jacobian": self.jacobian_coefficient,
-        }
+    def coefficients(self) -> dict[str, AbstractCoefficient]:
+        return {"rnode-kinetic": self.kinetic, "rnode-jacobian": self.jacobian}
+
+    def solver_gradients(self) -> str | None:
+        return None
 
 
 def _with_integrals(setup: SolveSetup, *named: tuple[str, AbstractIntegral]) -> SolveSetup:

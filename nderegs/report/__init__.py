@@ -17,7 +17,12 @@ import os
 from pathlib import Path
 import platform
 
-from .plots import plot_densities, plot_metric_vs_prediction_time, plot_nfe_over_training
+from .plots import (
+    plot_coefficients_over_training,
+    plot_densities,
+    plot_metric_vs_prediction_time,
+    plot_nfe_over_training,
+)
 from .runs import (
     collect_runs,
     ComparisonResult,
@@ -31,7 +36,16 @@ from .runs import (
     split_entries,
 )
 from .sweep import Grid, run_sweep, SweepResult, write_sweep
-from .table import markdown_table, method_rows, MethodRow, Spread, spread, write_csv, write_markdown
+from .table import (
+    coefficients_table,
+    markdown_table,
+    method_rows,
+    MethodRow,
+    Spread,
+    spread,
+    write_csv,
+    write_markdown,
+)
 
 __all__ = [
     "ComparisonResult",
@@ -64,6 +78,7 @@ CSV = "comparison.csv"
 NFE_PLOT = "nfe_over_training.png"
 METRIC_PLOT = "metric_vs_prediction_time.png"
 DENSITY_PLOT = "densities.png"
+COEFFICIENT_PLOT = "coefficients_over_training.png"
 
 
 def machine_description() -> str:
@@ -103,7 +118,8 @@ def write_report(
     `command` is recorded in the headers (the exact command line that made the runs).
     Returns {"markdown", "csv", "nfe_plot", "metric_plot"} -> path, and
     "density_plot" (densities.png, the learned densities side by side) when the runs
-    drew 2-D densities.
+    drew 2-D densities, and "coefficient_plot" (coefficients_over_training.png, λ over
+    the epochs) when a coefficient moved during training (a budget or an anneal).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -115,10 +131,15 @@ def write_report(
         "nfe_plot": output_dir / NFE_PLOT,
         "metric_plot": output_dir / METRIC_PLOT,
     }
-    write_markdown(files["markdown"], header, markdown_table(rows, result.metric))
+    tables = markdown_table(rows, result.metric)
+    if coefficients := coefficients_table(result):
+        tables += "\n" + coefficients
+    write_markdown(files["markdown"], header, tables)
     write_csv(files["csv"], [h.replace("`", "") for h in header], rows, result.metric)
     plot_nfe_over_training(result, files["nfe_plot"])
     plot_metric_vs_prediction_time(result, files["metric_plot"])
     if plot_densities(result, output_dir / DENSITY_PLOT) is not None:
         files["density_plot"] = output_dir / DENSITY_PLOT
+    if plot_coefficients_over_training(result, output_dir / COEFFICIENT_PLOT) is not None:
+        files["coefficient_plot"] = output_dir / COEFFICIENT_PLOT
     return files

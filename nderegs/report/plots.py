@@ -72,6 +72,64 @@ def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
     return path
 
 
+def coefficient_histories(runs: Sequence[RunResult]) -> dict[str, list[list[float]]]:
+    """term -> λ by epoch of each successful run, for the terms whose λ moved."""
+    histories: dict[str, list[list[float]]] = {}
+    for run in runs:
+        if not run.succeeded:
+            continue
+        for term, coefficient in (run.summary or {}).get("coefficients", {}).items():
+            by_epoch = coefficient.get("by_epoch", [])
+            if len(set(by_epoch)) > 1:
+                histories.setdefault(term, []).append(by_epoch)
+    return histories
+
+
+def plot_coefficients_over_training(result: ComparisonResult, path: Path) -> Path | None:
+    """λ against epoch per method and term (log scale; mean over seeds, shaded min–max)
+    for the coefficients that moved during training; None (no file) when none did."""
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    drawn = False
+    for index, method in enumerate(result.methods):
+        for line, (term, runs) in enumerate(
+            sorted(coefficient_histories(result.runs_of(method)).items())
+        ):
+            length = min(len(r) for r in runs)
+            values = np.array([r[:length] for r in runs])
+            epochs = np.arange(1, length + 1)
+            style = method_style(index)
+            label = method if term == method else f"{method}: {term}"
+            axes.plot(
+                epochs,
+                values.mean(axis=0),
+                label=label,
+                markersize=4,
+                linestyle=("-", "--", ":", "-.")[line % 4],
+                **style,
+            )
+            axes.fill_between(
+                epochs,
+                values.min(axis=0),
+                values.max(axis=0),
+                color=style["color"],
+                alpha=_band_alpha(len(result.methods)),
+                linewidth=0,
+            )
+            drawn = True
+    if not drawn:
+        return None
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("coefficient λ (used during the epoch)")
+    axes.set_title("Coefficients over training (line: mean over seeds, band: min–max)")
+    axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.savefig(path)
+    return path
+
+
 def _band_alpha(methods: int) -> float:
     """Fainter min–max bands when many overlap."""
     return 0.2 if methods <= 3 else 0.1

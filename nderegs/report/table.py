@@ -265,6 +265,40 @@ def _notes(with_ratios: bool, single_seed: bool, metric: str | None) -> list[str
     return notes + [""]
 
 
+def coefficients_table(result: ComparisonResult) -> str:
+    """The coefficients the runs trained with, for the methods whose λ moved during
+    training (a budget or an anneal): each term's final and mean λ, mean ± sd over the
+    successful seeds ("" when no coefficient moved)."""
+    lines = []
+    for method in result.methods:
+        summaries = [r.summary for r in result.runs_of(method) if r.succeeded]
+        terms = sorted({t for s in summaries for t in s.get("coefficients", {})})
+        for term in terms:
+            histories = [
+                s["coefficients"][term] for s in summaries if term in s.get("coefficients", {})
+            ]
+            if all(len(set(h.get("by_epoch", [h["final"]]))) <= 1 for h in histories):
+                continue
+            final = format_spread(spread([h["final"] for h in histories]), "coefficient", None)
+            mean = format_spread(spread([h["mean"] for h in histories]), "coefficient", None)
+            lines.append(f"| `{method}` | {term} | {final} | {mean} |")
+    if not lines:
+        return ""
+    return "\n".join(
+        [
+            "## Coefficients set during training",
+            "",
+            "λ of each term whose coefficient moved (a budget or an anneal): the last "
+            "epoch's and the mean over the epochs, mean ± sd over the seeds.",
+            "",
+            "| Method | Term | Final λ | Mean λ |",
+            "|---|---|--:|--:|",
+            *lines,
+            "",
+        ]
+    )
+
+
 def write_markdown(path: Path, header: Sequence[str], table: str) -> None:
     """`comparison.md`: a short provenance paragraph, then the table."""
     text = "# Method comparison\n\n" + "  \n".join(header) + "\n\n" + table

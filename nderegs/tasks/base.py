@@ -2,7 +2,7 @@
 
 import abc
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import equinox as eqx
 import jax
@@ -58,14 +58,25 @@ class AbstractTask(eqx.Module):
     metric: eqx.AbstractClassVar[str]
     #: The regularization method the task trains with.
     regularization: eqx.AbstractVar[Regularization]
-    #: Method components the task cannot train with -> why.
+    #: Whether a higher metric is better (accuracy) or a lower one (a loss).
+    metric_higher_is_better: eqx.AbstractClassVar[bool]
+    #: The kind of equation the model solves: an SDE rejects the components that
+    #: declare themselves `ode_only`.
+    equation: eqx.AbstractClassVar[Literal["ode", "sde"]]
+    #: Method components the task cannot train with -> why (besides the ODE-only ones
+    #: of an SDE task).
     rejected_components: eqx.AbstractClassVar[dict[str, str]]
 
     def __check_init__(self):
-        used = sorted(self.regularization.components & self.rejected_components.keys())
-        if used:
-            reasons = "; ".join(f"'{c}' {self.rejected_components[c]}" for c in used)
-            raise ValueError(f"{type(self).__name__} cannot train with {reasons}.")
+        reasons = []
+        for component in self.regularization.regularizers:
+            reason = self.rejected_components.get(component.name)
+            if reason is None and self.equation == "sde":
+                reason = component.ode_only
+            if reason is not None:
+                reasons.append(f"'{component.name}' {reason}")
+        if reasons:
+            raise ValueError(f"{type(self).__name__} cannot train with {'; '.join(reasons)}.")
 
     @abc.abstractmethod
     def init_model(self, key: PRNGKeyArray) -> eqx.Module:
@@ -110,11 +121,3 @@ def evaluation_key() -> PRNGKeyArray:
 def count_parameters(model: Any) -> int:
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return int(sum(np.prod(x.shape) for x in leaves))
-
-
-#: Method components an SDE task cannot train with, and why.
-ODE_ONLY_COMPONENTS = {
-    "steer": "changes the end time of an ODE solve (ODE tasks only)",
-    "taynode": "integrates along an ODE solve (ODE tasks only)",
-    "rnode": "integrates along an ODE solve (ODE tasks only)",
-}

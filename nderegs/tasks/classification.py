@@ -3,7 +3,7 @@
 
 import abc
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -18,7 +18,6 @@ from .base import (
     AbstractTask,
     Evaluation,
     evaluation_key,
-    ODE_ONLY_COMPONENTS,
 )
 
 
@@ -27,6 +26,7 @@ class AbstractClassificationTask(AbstractTask):
     how its model gives logits (`logits`, `key=None` at evaluation)."""
 
     metric: ClassVar[str] = "accuracy"
+    metric_higher_is_better: ClassVar[bool] = True
 
     @abc.abstractmethod
     def logits(self, model: Any, x: Array, key: PRNGKeyArray | None) -> tuple[Array, Heuristics]:
@@ -65,6 +65,7 @@ class ClassifierTask(AbstractClassificationTask):
     field_output_activation: Callable = eqx.field(static=True)
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
+    equation: ClassVar[Literal["ode", "sde"]] = "ode"
     rejected_components: ClassVar[dict[str, str]] = {}
 
     def init_model(self, key) -> NODEClassifier:
@@ -98,7 +99,8 @@ class SDEClassifierTask(AbstractClassificationTask):
     predict_trajectories: int = eqx.field(static=True)
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
-    rejected_components: ClassVar[dict[str, str]] = ODE_ONLY_COMPONENTS
+    equation: ClassVar[Literal["ode", "sde"]] = "sde"
+    rejected_components: ClassVar[dict[str, str]] = {}
 
     def init_model(self, key) -> SDEClassifier:
         return SDEClassifier(

@@ -3,7 +3,7 @@ RNODE and TayNODE): maximum likelihood, metric the test negative log-likelihood.
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -31,6 +31,8 @@ class DensityTask(AbstractTask):
     """
 
     metric: ClassVar[str] = "nll"
+    metric_higher_is_better: ClassVar[bool] = False
+    equation: ClassVar[Literal["ode", "sde"]] = "ode"
     dim: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)

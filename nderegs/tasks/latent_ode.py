@@ -2,7 +2,7 @@
 paper 1's PhysioNet task)."""
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -24,6 +24,8 @@ class LatentODETask(AbstractTask):
     """
 
     metric: ClassVar[str] = "mse"
+    metric_higher_is_better: ClassVar[bool] = False
+    equation: ClassVar[Literal["ode", "sde"]] = "ode"
     times: Array
     num_channels: int = eqx.field(static=True)
     latent_size: int = eqx.field(static=True)

@@ -1,6 +1,6 @@
 """Paper 1's spiral SDE: fit the per-time mean and variance of an SDE's paths."""
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ from jaxtyping import Array
 from ..layers import MakeSDE
 from ..models import SpiralSDE
 from ..regularization import Regularization
-from .base import AbstractTask, Evaluation, evaluation_key, ODE_ONLY_COMPONENTS
+from .base import AbstractTask, Evaluation, evaluation_key
 
 
 class SpiralSDETask(AbstractTask):
@@ -19,6 +19,8 @@ class SpiralSDETask(AbstractTask):
     set of true paths, from `predict_trajectories` model paths at evaluation."""
 
     metric: ClassVar[str] = "mse"
+    metric_higher_is_better: ClassVar[bool] = False
+    equation: ClassVar[Literal["ode", "sde"]] = "sde"
     times: Array
     y0: Array
     num_channels: int = eqx.field(static=True)
@@ -28,7 +30,7 @@ class SpiralSDETask(AbstractTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
 
-    rejected_components: ClassVar[dict[str, str]] = ODE_ONLY_COMPONENTS
+    rejected_components: ClassVar[dict[str, str]] = {}
 
     def init_model(self, key) -> SpiralSDE:
         return SpiralSDE(self.num_channels, self.vf_width, make_sde=self.make_sde, key=key)

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 import statistics
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import equinox as eqx
 import jax
@@ -63,9 +63,10 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     parallel: DataParallel | None = None,
 ):
-    """`step(model, opt_state, batch, key, coefficients) -> (model, opt_state, loss,
-    aux)`: task loss + weighted regularizers, gradient, optax update, in one
-    `filter_jit`. A failed solve or a non-finite loss leaves the model and optimizer
+    """`step(model, opt_state, batch, key, coefficient_states, epoch, own_coefficients)
+    -> (model, opt_state, loss, aux)`: the method's coefficients evaluated from their
+    states at `epoch`, task loss + weighted regularizers, gradient, optax update, in one
+    `filter_jit`. `own_coefficients` are the task's own loss weights. A failed solve or a non-finite loss leaves the model and optimizer
     unchanged. With a `parallel` over several devices, the loss and gradient are means
     over the devices' shards and `aux["nfe"]` holds each device's NFE (see
     `DataParallel.mean_over_shards`)."""
@@ -73,8 +74,11 @@ def make_train_step(
     if parallel is not None:
         value_and_grad = parallel.mean_over_shards(value_and_grad)
 
+    method = task.regularization
+
     @eqx.filter_jit
-    def train_step(model, opt_state, batch, key, coefficients):
+    def train_step(model, opt_state, batch, key, coefficient_states, epoch, own_coefficients):
+        coefficients = {**method.coefficient_values(coefficient_states, epoch), **own_coefficients}
         (loss, aux), grads = value_and_grad(model, batch, key, coefficients)
         params = eqx.filter(model, eqx.is_inexact_array)
         # optax's own arithmetic (e.g. Adam's bias correction, int step ** float)
@@ -270,13 +274,14 @@ def _train(
     model = task.init_model(jax.random.key(config.seed))
     optimizer = config.optim.build()
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    schedules = config.regularization.schedules(
-        task.regularization, steps_per_epoch=steps_per_epoch, epochs=epochs
-    )
+    method = task.regularization
+    coefficient_states = method.init_coefficients()
     step_key = jax.random.key(config.seed + 1)
 
     if resume:
-        model, opt_state, start_epoch, progress = run.load_checkpoint(model, opt_state)
+        model, opt_state, start_epoch, progress, coefficient_states = run.load_checkpoint(
+            model, opt_state, coefficient_states
+        )
         if start_epoch > epochs:
             raise ConfigError(
                 f"--resume {run_dir}: optim.epochs={epochs} is below the {start_epoch} "
@@ -287,7 +292,8 @@ def _train(
             history = progress.get("resumed_changes", [])
             progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
     else:
-        start_epoch, progress, rows = 0, {"train_seconds": 0.0}, []
+        start_epoch, rows = 0, []
+        progress: dict[str, Any] = {"train_seconds": 0.0}
     # Process 0 prepares the run directory; if it cannot, every process stops.
     problem = None
     if writes:
@@ -303,7 +309,7 @@ def _train(
                         "another output directory."
                     )
                 run_dir.mkdir(parents=True, exist_ok=True)
-                run.save_checkpoint(model, opt_state, 0, progress)
+                run.save_checkpoint(model, opt_state, 0, progress, coefficient_states)
             run.write_config(config)
             run.write_metrics(rows)
         except Exception as e:  # re-raised below, on every process
@@ -314,13 +320,18 @@ def _train(
     train_step = make_train_step(task, optimizer, parallel)
     evaluate_batch = make_evaluate_step(task, parallel)
 
-    def coefficients_at(step: int, epoch: int) -> dict:
-        own = task.loss_coefficients(epoch)
-        values = {name: schedule(step) for name, schedule in schedules.items()}
-        return {name: jnp.asarray(v, jnp.float32) for name, v in {**values, **own}.items()}
+    def own_coefficients(epoch: int) -> dict:
+        return {k: jnp.asarray(v, jnp.float32) for k, v in task.loss_coefficients(epoch).items()}
 
-    def step_inputs(key, step: int, epoch: int):
-        return parallel.replicate((key, coefficients_at(step, epoch)))
+    def step_inputs(key, epoch: int):
+        epoch_index = jnp.asarray(epoch, jnp.int32)
+        return parallel.replicate((key, coefficient_states, epoch_index, own_coefficients(epoch)))
+
+    update_coefficients = eqx.filter_jit(method.update_coefficients)
+    # The budgets answer the measure their constraint is on: the task loss, or the
+    # metric (as its negative where higher is better, so that lower is better).
+    measure = config.loss_budget_measure()
+    metric_sign = -1.0 if task.metric_higher_is_better else 1.0
 
     last_checkpoint_epoch = start_epoch
     # Mirrors of metrics.jsonl (each row flushed as it is logged; closed by `train`).
@@ -336,7 +347,7 @@ def _train(
     # Compile ahead of time (which gives the step's memory), then run once on the
     # first batch, discarding the result.
     first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
-    first_args = (model, opt_state, parallel.shard(first), *step_inputs(step_key, 0, 0))
+    first_args = (model, opt_state, parallel.shard(first), *step_inputs(step_key, start_epoch))
     start = time.perf_counter()
     compiled_step, train_step_bytes = compile_step(train_step, *first_args)
     compile_seconds = time.perf_counter() - start
@@ -355,7 +366,7 @@ def _train(
             stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
     _, first_seconds = run_step(
-        start_epoch, 0, model, opt_state, first, *step_inputs(step_key, 0, 0)
+        start_epoch, 0, model, opt_state, first, *step_inputs(step_key, start_epoch)
     )
     compile_seconds += first_seconds
     train_seconds = float(progress.get("train_seconds", 0.0))
@@ -372,11 +383,20 @@ def _train(
             leave=False,
         )
         sums = {"loss": 0.0, "metric": 0.0, "nfe": 0.0, "nfe_max": 0.0}
+        # What the coefficients' update reads: every solve's NFE, and the measure.
+        epoch_nfes: list[np.ndarray] = []
+        epoch_measures: list[float] = []
+        epoch_lambdas = {
+            term: float(v)
+            for term, v in method.coefficient_values(
+                coefficient_states, jnp.asarray(epoch, jnp.int32)
+            ).items()
+        }
         for i, batch in enumerate(bar):
             step = epoch * steps_per_epoch + i
             key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
             (model, opt_state, loss, aux), seconds = run_step(
-                epoch, step, model, opt_state, batch, *step_inputs(key, step, epoch)
+                epoch, step, model, opt_state, batch, *step_inputs(key, epoch)
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
@@ -400,6 +420,13 @@ def _train(
             nfe, nfe_max = _nfe_mean_max(aux["nfe"]) or (float("nan"), float("nan"))
             sums["nfe"] += nfe
             sums["nfe_max"] += nfe_max
+            if aux["nfe"] is not None:
+                epoch_nfes.append(np.asarray(aux["nfe"], np.float32).reshape(-1))
+            epoch_measures.append(
+                float(aux["task_loss"])
+                if measure == "task_loss"
+                else metric_sign * float(aux["metric"])
+            )
             bar.set_postfix(
                 loss=f"{sums['loss'] / (i + 1):.4f}",
                 **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
@@ -407,6 +434,14 @@ def _train(
             )
         bar.close()
 
+        coefficient_states = update_coefficients(
+            coefficient_states,
+            nfe=np.concatenate(epoch_nfes) if epoch_nfes else None,
+            loss=np.asarray(epoch_measures, np.float32),
+        )
+        history = progress.setdefault("coefficients", {})
+        for term, value in epoch_lambdas.items():
+            history.setdefault(term, []).append(value)
         done = epoch + 1
         if done % config.train.eval_every == 0 or done == epochs:
             test_metric, test_nfe, test_nfe_max, ok = _evaluate(
@@ -425,7 +460,8 @@ def _train(
                 "test_nfe": test_nfe,
                 "test_nfe_max": test_nfe_max,
                 "train_seconds": train_seconds,
-                **{f"coefficient_{k}": float(v) for k, v in coefficients_at(step, epoch).items()},
+                **{f"coefficient_{k}": v for k, v in epoch_lambdas.items()},
+                **{f"coefficient_{k}": float(v) for k, v in own_coefficients(epoch).items()},
             }
             rows.append(row)
             run.write_metrics(rows)
@@ -438,7 +474,11 @@ def _train(
                 )
         if done % config.train.checkpoint_every == 0 or done == epochs:
             run.save_checkpoint(
-                model, opt_state, done, {**progress, "train_seconds": train_seconds}
+                model,
+                opt_state,
+                done,
+                {**progress, "train_seconds": train_seconds},
+                coefficient_states,
             )
             last_checkpoint_epoch = done
         if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
@@ -473,6 +513,13 @@ def _train(
         "device_kind": parallel.devices[0].device_kind,
         "processes": jax.process_count(),
     }
+    history = progress.get("coefficients", {})
+    if history:
+        # λ of each term: the last epoch's, the mean over the run, and every epoch's.
+        summary["coefficients"] = {
+            term: {"final": values[-1], "mean": float(np.mean(values)), "by_epoch": values}
+            for term, values in history.items()
+        }
     if progress.get("resumed_changes"):
         summary["resumed_changes"] = progress["resumed_changes"]
     if writes and jax.process_count() == 1:  # drawing needs the whole model on this host
@@ -517,17 +564,20 @@ def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
     if "optim.epochs" in changes:
         # An exponential anneal runs from start to end over optim.epochs: another length
         # would change the coefficients of the epochs still to come.
-        method = saved.regularization.build(saved.method)
-        annealed = sorted(
-            name
-            for name in set(method.coefficient_names().values())
-            if saved.regularization.schedule(name).kind == "exponential"
-        )
-        if annealed:
+        # So does a loss budget's warm-up of half the epochs.
+        _, read = saved.regularization.build_reading(saved.method, epochs=saved.optim.epochs)
+        for field in sorted(set(read.values())):
+            section = getattr(saved.regularization, field)
+            if section.kind == "exponential":
+                why = "anneals exponentially over"
+            elif section.kind == "loss_budget" and section.warmup is None:
+                why = "warms up for half of"
+            else:
+                continue
             raise ConfigError(
                 f"--resume {run.path}: optim.epochs cannot change because "
-                f"regularization.{annealed[0]} anneals exponentially over the run's "
-                f"{saved.optim.epochs} epochs; train the longer run as a new run."
+                f"regularization.{field} {why} the run's {saved.optim.epochs} epochs; "
+                "train the longer run as a new run."
             )
     return {k: v for k, v in changes.items() if k in RECORDED_CHANGES}
 
@@ -549,10 +599,11 @@ def restore_run(run_dir: str | Path, overrides=()):
     """`(model, config, epoch, task, arrays)` of a run directory's last checkpoint."""
     run = RunDirectory(run_dir)
     config = run.read_config(overrides)
-    task, arrays = config.build()
+    task, arrays = config.build(references=False)  # no training: no budget reference
     model = task.init_model(jax.random.key(config.seed))
     opt_state = config.optim.build().init(eqx.filter(model, eqx.is_inexact_array))
-    model, _, epoch, _ = run.load_checkpoint(model, opt_state)
+    states = task.regularization.init_coefficients()
+    model, _, epoch, _, _ = run.load_checkpoint(model, opt_state, states)
     return model, config, epoch, task, arrays
 
 

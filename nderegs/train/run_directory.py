@@ -161,24 +161,34 @@ class RunDirectory:
         _replace_atomically(path, lambda p: p.write_text(text))
         return path
 
-    def save_checkpoint(self, model, opt_state, epoch: int, progress: dict[str, Any]) -> None:
-        """Store (model, opt_state) after `epoch` completed epochs, with `progress`
-        (JSON-able bookkeeping such as the accumulated training seconds)."""
+    def save_checkpoint(
+        self, model, opt_state, epoch: int, progress: dict[str, Any], coefficients: Any = ()
+    ) -> None:
+        """Store (model, opt_state, the coefficients' states) after `epoch` completed
+        epochs, with `progress` (JSON-able bookkeeping such as the accumulated training
+        seconds)."""
         if not self.writes:
             return
-        state = (model, opt_state, jnp.asarray(epoch, jnp.int32))
+        # Constant and scheduled coefficients have no leaves: such a checkpoint reads
+        # back like one written before coefficients had states.
+        state = (model, opt_state, jnp.asarray(epoch, jnp.int32), coefficients)
         _replace_atomically(self.checkpoint_file, lambda p: eqx.tree_serialise_leaves(p, state))
         text = json.dumps({**progress, "epoch": epoch}, indent=2)
         _replace_atomically(self.progress_file, lambda p: p.write_text(text))
 
-    def load_checkpoint(self, model_like, opt_state_like) -> tuple[Any, Any, int, dict[str, Any]]:
-        """(model, opt_state, epoch, progress); the templates give the structure (a
-        freshly initialised model and optimizer state)."""
+    def load_checkpoint(
+        self, model_like, opt_state_like, coefficients_like: Any = ()
+    ) -> tuple[Any, Any, int, dict[str, Any], Any]:
+        """(model, opt_state, epoch, progress, coefficient states); the templates give
+        the structure (a freshly initialised model, optimizer state and coefficient
+        states)."""
         if not self.has_checkpoint:
             raise FileNotFoundError(f"No checkpoint in {self.path} (looked for {self.CHECKPOINT}).")
-        like = (model_like, opt_state_like, jnp.asarray(0, jnp.int32))
+        like = (model_like, opt_state_like, jnp.asarray(0, jnp.int32), coefficients_like)
         try:
-            model, opt_state, epoch = eqx.tree_deserialise_leaves(self.checkpoint_file, like)
+            model, opt_state, epoch, coefficients = eqx.tree_deserialise_leaves(
+                self.checkpoint_file, like
+            )
         except Exception as e:  # equinox/numpy raise many kinds for a bad file
             raise CheckpointError(
                 f"{self.checkpoint_file} cannot be read back ({_first_line(e)}): it is "
@@ -198,4 +208,4 @@ class RunDirectory:
                     "run's progress (epoch, accumulated training time). Restore it or "
                     "start the run again in a new directory."
                 ) from None
-        return model, opt_state, int(epoch), progress
+        return model, opt_state, int(epoch), progress, coefficients

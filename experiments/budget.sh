@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The budget tables of experiments/results/budget (#23): each `nderegs compare` runs one
+# budgeted run per method and seed (resumable). NFE targets are 0.5x and 0.7x of the
+# committed vanilla test NFE (digits 86.0, CNF moons 74.6).
+#
+#   bash experiments/budget.sh [digits_nfe|cnf_nfe|digits_loss|digits_loss_high|cnf_loss|cnf_loss_high|
+#                               cnf_sweep|latent_sweep|latent_loss_high ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seeds="${SEEDS:-3}"
+out=experiments/results/budget
+tables=("${@:-digits_nfe cnf_nfe digits_loss digits_loss_high cnf_loss cnf_loss_high cnf_sweep latent_sweep latent_loss_high}")
+fair="error,error+stiffness,local-error,stiffness,rnode,taynode"
+# "Start high": every budget starts at 30x its key's default constant (error 3, the
+# others 0.3), the field takes shape in the warm-up (half the epochs), then the loss decides.
+high=(regularization.error.initial=3 regularization.stiffness.initial=0.3 regularization.taynode.initial=0.3
+      regularization.kinetic.initial=0.3 regularization.jacobian.initial=0.3)
+for table in ${tables[@]}; do
+  case "$table" in
+    digits_nfe)
+      for target in 43 60; do
+        nderegs compare experiments/configs/digits.yaml "regularization.error={kind: nfe_budget, target: $target}" \
+          --seeds "$seeds" --workers 2 --output-dir "$out/digits_nfe_$target" --methods error
+        nderegs compare experiments/configs/digits.yaml "regularization.error={kind: nfe_budget, target: $target, initial: 3}" \
+          --seeds "$seeds" --workers 2 --output-dir "$out/digits_nfe_${target}_initial3" --methods error
+      done ;;
+    cnf_nfe)
+      for target in 37 52; do
+        nderegs compare experiments/configs/cnf_2d.yaml "regularization.error={kind: nfe_budget, target: $target}" \
+          --seeds "$seeds" --workers 2 --output-dir "$out/cnf_moons_nfe_$target" --methods error
+      done ;;
+    digits_loss)
+      nderegs compare experiments/configs/budget_digits.yaml --seeds "$seeds" --workers 2 \
+        --output-dir "$out/digits_loss" --methods "$fair" ;;
+    digits_loss_high)
+      nderegs compare experiments/configs/budget_digits.yaml "${high[@]}" --seeds "$seeds" --workers 2 \
+        --output-dir "$out/digits_loss_high" --methods "$fair" ;;
+    cnf_loss)
+      nderegs compare experiments/configs/budget_cnf_moons.yaml --seeds "$seeds" --workers 2 \
+        --output-dir "$out/cnf_moons_loss" --methods "$fair" ;;
+    cnf_loss_high)
+      nderegs compare experiments/configs/budget_cnf_moons.yaml "${high[@]}" --seeds "$seeds" --workers 2 \
+        --output-dir "$out/cnf_moons_loss_high" --methods "$fair" ;;
+    cnf_sweep)  # the CNF's error coefficient by search, to judge the budgets against
+      nderegs sweep experiments/configs/cnf_2d.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
+        --grid error:regularization.error.start=0.01,0.03,0.1,0.3 --output-dir "$out/cnf_moons_sweep" ;;
+    latent_sweep)
+      nderegs sweep experiments/configs/latent_ode.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
+        --grid error:regularization.error.start=100,300,1000,3000 --output-dir "$out/latent_ode_sweep" ;;
+    latent_loss_high)  # the training loss within 1 % of the committed vanilla runs', from a high start
+      nderegs compare experiments/configs/latent_ode.yaml \
+        "regularization.error={kind: loss_budget, tolerance: 0.01, initial: 3000, reference: 'experiments/results/latent_ode/vanilla/seed{seed}'}" \
+        --seeds "$seeds" --workers 2 --output-dir "$out/latent_ode_loss_high" --methods error ;;
+    *) echo "unknown table $table" >&2; exit 2 ;;
+  esac
+done
