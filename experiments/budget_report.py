@@ -105,6 +105,13 @@ def cost(summaries: list[dict]) -> float:
     return sum(s["train_seconds"] + s["compile_seconds"] for s in summaries)
 
 
+def _best_nfe(best: dict) -> str:
+    """The swept best's NFE; "none in budget" when no setting met the metric."""
+    if "nfe" in best:
+        return f"{best['nfe']:.1f}"
+    return "none in budget" if best else "—"
+
+
 def _sweep_cost(best: dict) -> str:
     return f"{best['seconds']:.0f} ({best['trials']})" if best else "—"
 
@@ -218,7 +225,7 @@ def main() -> None:
             budget_cost = cost(summaries) + cost(digits_vanilla)
             out.append(
                 f"| `{method}` | {fmt(nfe)} | {fmt(acc, 100.0, 2)} | {lambdas(summaries)} | "
-                f"{best.get('setting', '—')} | {best['nfe'] if 'nfe' in best else float('nan'):.1f} | "
+                f"{best.get('setting', '—')} | {_best_nfe(best)} | "
                 f"{verdict(in_budget)} | {verdict(near)} | {budget_cost:.0f} | "
                 f"{_sweep_cost(best)} |"
             )
@@ -253,7 +260,7 @@ def main() -> None:
             out.append(
                 f"| `{method}` | {fmt(nfe)} | {fmt(nll, 1.0, 3)} | {lambdas(summaries)} | "
                 f"{verdict(in_budget)} | {best.get('setting', '—')} | "
-                f"{best['nfe'] if 'nfe' in best else float('nan'):.1f} | {near} | "
+                f"{_best_nfe(best)} | {near} | "
                 f"{cost(summaries) + cost(cnf_vanilla):.0f} | "
                 f"{_sweep_cost(best)} | "
                 f"{fmt([s['test_nfe'] for s in ref]) if ref else '—'} | "
@@ -288,7 +295,7 @@ def main() -> None:
             out.append(
                 f"| `{method}` | {fmt(nfe)} | {fmt(mse, 1.0, 4)} | {lambdas(summaries)} | "
                 f"{verdict(statistics.mean(mse) <= l_mse + 0.01 * abs(l_mse))} | "
-                f"{best.get('setting', '—')} | {best['nfe'] if 'nfe' in best else float('nan'):.1f} | {near} | "
+                f"{best.get('setting', '—')} | {_best_nfe(best)} | {near} | "
                 f"{cost(summaries) + cost(latent_vanilla):.0f} | "
                 f"{_sweep_cost(best)} |"
             )

@@ -137,39 +137,6 @@ def test_baselines_train(tmp_path):
     assert len(RunDirectory(tmp_path / "run").read_metrics()) == 1
 
 
-def test_two_epoch_run_writes_a_valid_run_directory(tmp_path):
-    config = _config(tmp_path, "method=error+stiffness", "optim.epochs=2")
-    summary = train(config, run_dir=tmp_path / "run")
-    run = tmp_path / "run"
-    on_disk = json.loads((run / "summary.json").read_text())
-    assert on_disk == summary
-    for key in (
-        "method",
-        "task",
-        "seed",
-        "metric",
-        "train_metric",
-        "test_metric",
-        "test_nfe",
-        "train_seconds",
-        "compile_seconds",
-        "predict_seconds",
-        "num_params",
-    ):
-        assert key in summary
-    assert summary["method"] == "error+stiffness" and summary["metric"] == "accuracy"
-    assert 0.0 <= summary["test_metric"] <= 1.0 and summary["test_nfe"] > 0
-    assert summary["train_seconds"] > 0 and summary["predict_seconds"] > 0
-    assert load_config(run / "config.yaml") == config
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert all("test_nfe" in r and "coefficient_error" in r for r in rows)
-    model, loaded_config, epoch = load_run(run)
-    assert epoch == 2 and loaded_config == config
-    logits, _ = model(jnp.ones((3, 64)))
-    assert logits.shape == (3, 10)
-
-
 def _comparable(row):
     return {k: v for k, v in row.items() if "seconds" not in k}
 
@@ -186,15 +153,43 @@ def test_resume_equals_uninterrupted(tmp_path):
         "constrain: metric}",
     )
     full = train(config, run_dir=tmp_path / "full")
+    # The finished run directory: its summary (as returned), config, metrics, model.
+    run = tmp_path / "full"
+    assert full is not None and json.loads((run / "summary.json").read_text()) == full
+    for key in (
+        "method",
+        "task",
+        "seed",
+        "metric",
+        "train_metric",
+        "test_metric",
+        "test_nfe",
+        "train_seconds",
+        "compile_seconds",
+        "predict_seconds",
+        "num_params",
+    ):
+        assert key in full
+    assert full["method"] == "local-error" and full["metric"] == "accuracy"
+    assert 0.0 <= full["test_metric"] <= 1.0 and full["test_nfe"] > 0
+    assert full["train_seconds"] > 0 and full["predict_seconds"] > 0
+    assert load_config(run / "config.yaml") == config
+    model, loaded_config, epoch = load_run(run)
+    assert epoch == 3 and loaded_config == config
+    logits, _ = model.for_evaluation()(jnp.ones((3, 64)))
+    assert logits.shape == (3, 10)
+    # Interrupted after epoch 2 and resumed: the same numbers.
     assert train(config, run_dir=tmp_path / "cut", stop_after_epoch=2) is None
     resumed = train(config, run_dir=tmp_path / "cut", resume=True)
-    assert full is not None and resumed is not None
+    assert resumed is not None
     for key in ("train_metric", "test_metric", "test_nfe", "coefficients"):
         assert resumed[key] == full[key]
     rows = lambda d: [
         _comparable(json.loads(line)) for line in (d / "metrics.jsonl").read_text().splitlines()
     ]
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert [r["epoch"] for r in rows(run)] == [1, 2, 3]
+    assert all("test_nfe" in r for r in rows(run))
     lambdas = [r["coefficient_local-error"] for r in rows(tmp_path / "full")]
     # 0 in the warm-up, the term's usual scale (0.1), then raised: within the budget.
     assert lambdas[0] == 0.0 and lambdas[1] == pytest.approx(0.1) and lambdas[2] > lambdas[1]

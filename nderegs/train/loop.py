@@ -327,7 +327,8 @@ def _train(
         epoch_index = jnp.asarray(epoch, jnp.int32)
         return parallel.replicate((key, coefficient_states, epoch_index, own_coefficients(epoch)))
 
-    update_coefficients = eqx.filter_jit(method.update_coefficients)
+    # A few scalar operations once per epoch: run eagerly rather than compiled.
+    update_coefficients = method.update_coefficients
     # The budgets answer the measure their constraint is on: the task loss, or the
     # metric (as its negative where higher is better, so that lower is better).
     measure = config.loss_budget_measure()
