@@ -8,6 +8,7 @@ result (the JSON summary of `train`/`eval`, the table of `compare`).
 
 import argparse
 import json
+import logging
 from pathlib import Path
 import shlex
 import sys
@@ -56,26 +57,63 @@ def _unwritable(error: OSError, command: str) -> str:
     )
 
 
+class _StatusLines(logging.Handler):
+    """The training loop's status lines (`nderegs.train`'s log), on stderr as they
+    happen."""
+
+    def __init__(self, command: str):
+        super().__init__(logging.INFO)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(f"nderegs {self.command}: {record.getMessage()}")
+
+
+def _new_run_dir(config) -> Path:
+    """The default run directory; says so when an earlier run holds the usual name."""
+    from .train import default_run_dir, run_dir_name, RunDirectory
+
+    run_dir, usual = default_run_dir(config), run_dir_name(config)
+    if run_dir != usual:
+        earlier = RunDirectory(usual)
+        how = (
+            "finished"
+            if earlier.is_finished
+            else f"not finished: `nderegs train --resume {usual}` continues it"
+            if earlier.has_checkpoint
+            else "not a finished run"
+        )
+        _say(
+            f"nderegs train: {usual} exists ({how}); this run goes to {run_dir} "
+            "(--run-dir chooses another place)"
+        )
+    return run_dir
+
+
 def _train(opts) -> int:
     import jax
 
     from .parallel import ProcessStopped
-    from .train import default_run_dir, RunDirectory, train, TrainingDiverged
+    from .train import RunDirectory, train, TrainingDiverged
 
     run_dir = None
+    status = _StatusLines("train")
+    logger = logging.getLogger("nderegs.train")
+    logger.addHandler(status)
+    logger.setLevel(logging.INFO)
     try:
         if opts.resume is not None:
             run_dir = Path(opts.resume)
             config = RunDirectory(run_dir).read_config(opts.overrides)
         else:
             config = load_config(opts.config, opts.overrides)
-            run_dir = Path(opts.run_dir) if opts.run_dir else default_run_dir(config)
+            if opts.print_config:
+                run_dir = None
+            else:
+                run_dir = Path(opts.run_dir) if opts.run_dir else _new_run_dir(config)
         if opts.print_config:
             print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
             return 0
-        verb = "resuming" if opts.resume is not None else "training"
-        _say(f"nderegs train: {verb} {config.method} on {config.task.name} in {run_dir}")
-        _say("nderegs train: compiling the training step (the first one takes a while)...")
         summary = train(config, run_dir=run_dir, resume=opts.resume is not None)
     except ConfigError as e:
         _say(f"nderegs train: configuration error: {e}")
@@ -95,6 +133,8 @@ def _train(opts) -> int:
     except (TrainingDiverged, OSError, NotImplementedError, ValueError, ProcessStopped) as e:
         _say(f"nderegs train: {e}")
         return 1
+    finally:
+        logger.removeHandler(status)
     if jax.process_index() == 0:  # one report per multi-host run
         _say(f"nderegs train: done; run directory {run_dir} (summary.json, metrics.jsonl)")
         print(json.dumps(summary, indent=2))
@@ -331,7 +371,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Train from a YAML config (default: the digits classifier) with "
         "dotted overrides, e.g. `nderegs train configs/digits.yaml method=error "
         "regularization.error.start=0.5`. The run directory is printed at the start and "
-        "the end; stdout holds only the JSON summary.",
+        "the end; stdout holds only the JSON summary (progress and status go to stderr). "
+        "Without --run-dir a run goes to output_dir/NAME-METHOD-seedN; if that exists, to "
+        "the first free NAME-METHOD-seedN-2, -3, ... (said on stderr): a repeated command "
+        "never writes into an earlier run; --resume continues one.",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

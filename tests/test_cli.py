@@ -59,6 +59,7 @@ def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
     assert main(["train", "--resume", str(run_copy), "method=stiffness"]) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and "method: 'error' -> 'stiffness'" in err
+    assert "resuming" not in err and "compiling" not in err  # status only of what happens
     assert "new run" in err and _files(run_copy) == before
     # A changed model size is refused the same way, before the checkpoint is read.
     assert main(["train", "--resume", str(run_copy), "task.model.hidden_size=16"]) == 2
@@ -69,8 +70,11 @@ def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
 def test_resume_of_a_finished_run_leaves_it_as_it_is(run_copy, capsys):
     before = _files(run_copy)
     assert main(["train", "--resume", str(run_copy)]) == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(before["summary.json"])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == json.loads(before["summary.json"])
     assert _files(run_copy) == before
+    # It says why nothing happens, and nothing of what did not happen.
+    assert "nothing left to train" in err and "compiling" not in err
 
 
 def test_resume_may_extend_the_run_and_an_interrupted_extension_is_not_finished(run_copy, capsys):
@@ -78,10 +82,17 @@ def test_resume_may_extend_the_run_and_an_interrupted_extension_is_not_finished(
     config = load_config(RunDirectory(run_copy).config_file, ["optim.epochs=3"])
     assert train(config, run_dir=run_copy, resume=True, stop_after_epoch=2) is None
     assert not (run_copy / "summary.json").exists()
-    # Resumed again from the command line, it finishes the extension and records it.
-    assert main(["train", "--resume", str(run_copy)]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    # Resumed again from the command line, it finishes the extension and records it;
+    # with progress on, stdout still parses as the JSON summary, and stderr tells what
+    # happens in the order it happens.
+    assert main(["train", "--resume", str(run_copy), "train.progress=true"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
     assert summary["epochs"] == 3 and summary["resumed_changes"] == [{"optim.epochs": [1, 3]}]
+    lines = [f"resuming error on classifier in {run_copy} after epoch 2 of 3", "compiling"]
+    lines += ["epoch 3/3: loss", f"done; run directory {run_copy}"]
+    positions = [err.find(line) for line in lines]
+    assert -1 not in positions and positions == sorted(positions), err
     assert [r["epoch"] for r in RunDirectory(run_copy).read_metrics()] == [1, 2, 3]
     assert main(["train", "--resume", str(run_copy), "optim.epochs=1"]) == 2
     assert "below the 3 epochs the run has already trained" in capsys.readouterr().err
@@ -138,8 +149,16 @@ def test_model_of_another_size_in_the_checkpoint_is_named(run_copy, capsys):
 def test_unwritable_run_directory(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert main(["train", *TINY, "--run-dir", str(blocker / "run")]) == 1
-    assert "nderegs train:" in capsys.readouterr().err
+    # A file where the run directory, or a folder above it, would go: named, not Errno.
+    assert main(["train", *TINY, "--run-dir", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a directory" in err and "Errno" not in err
+    assert main(["train", *TINY, "--run-dir", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert f"the run directory {blocker} is a file" in err and "Errno" not in err
+    assert main(["train", *TINY, f"output_dir={blocker}"]) == 2
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
+    assert blocker.read_text() == "not a directory"
 
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self.checkpoint_file))
@@ -187,10 +206,40 @@ def test_configuration_errors_exit_2_before_anything_is_written(
     assert main(["train", *overrides, "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert needle in err and not (tmp_path / "r").exists()
+    assert "training" not in err and "compiling" not in err
+
+
+def test_data_errors_come_before_any_status_line(tmp_path, capsys):
+    argv = ["train", "task.data.name=mnist", f"task.data.path={tmp_path / 'none'}"]
+    assert main([*argv, "--run-dir", str(tmp_path / "r")]) != 0
+    err = capsys.readouterr().err
+    assert "mnist" in err.lower() and "compiling" not in err and "training" not in err
+
+
+def test_a_repeated_command_says_where_its_run_goes(finished, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("nderegs.train.train", lambda *args, **kwargs: {})
+    shutil.copytree(finished, tmp_path / "digits-error-seed0")
+    argv = ["train", *TINY, "method=error", f"output_dir={tmp_path}"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'digits-error-seed0'} exists (finished)" in err
+    assert f"this run goes to {tmp_path / 'digits-error-seed0-2'}" in err
+    # An interrupted earlier run: the message names the command that continues it.
+    (tmp_path / "digits-error-seed0" / "summary.json").unlink()
+    assert main(argv) == 0
+    assert f"nderegs train --resume {tmp_path / 'digits-error-seed0'}" in capsys.readouterr().err
+
+
+def test_a_solve_failure_after_one_huge_update_blames_the_learning_rate(tmp_path, capsys):
+    argv = ["train", *TINY, "optim.lr=1e6", "solver.max_steps=5"]
+    assert main([*argv, "--run-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "after only 1 optimizer update" in err and "optim.lr=1e+06" in err
+    assert "stiff" not in err and f"last good checkpoint (after epoch 0) is in {tmp_path}" in err
 
 
 def test_bundled_digits_config_trains_every_baseline_with_a_coefficient():
-    """The README's compare example: TayNODE and RNODE are not silent no-ops."""
+    """docs/training.md's compare example: TayNODE and RNODE are not silent no-ops."""
     for method in ("taynode", "rnode"):
         config = load_config(
             Path(__file__).parents[1] / "configs" / "digits.yaml", [f"method={method}"]
@@ -221,6 +270,19 @@ def test_eval_writes_eval_json_and_takes_data_overrides_only(run_copy, capsys):
     assert "changes only the data" in capsys.readouterr().err
     assert main(["eval", str(run_copy.parent / "nope")]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_a_switched_choice_is_blamed_on_the_override_not_the_file(run_copy, capsys):
+    # The run's config.yaml is fine; the override makes it MNIST without a path.
+    assert main(["eval", str(run_copy), "task.data.name=mnist"]) == 2
+    err = capsys.readouterr().err
+    assert "with the override task.data.name=mnist: missing required key 'task.data.path'" in err
+    assert "config.yaml" not in err and "test_fraction" not in err
+    # Switching a coefficient's kind keeps the keys the new kind takes (start).
+    argv = ["train", "method=error", "regularization.error.kind=exponential", "--print-config"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "missing required key 'regularization.error.end'" in err and ".start'" not in err
 
 
 def test_print_config_is_the_resolved_yaml(capsys):

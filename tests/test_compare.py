@@ -10,6 +10,7 @@ import math
 import re
 import statistics
 
+import matplotlib.image
 import pytest
 from tiny import TINY
 
@@ -25,6 +26,13 @@ from nderegs.report import (
     split_entries,
     spread,
     write_report,
+)
+from nderegs.report.plots import (
+    coefficients_over_training_figure,
+    method_styles,
+    metric_vs_prediction_time_figure,
+    nfe_over_training_figure,
+    plot_nfe_over_training,
 )
 from nderegs.report.runs import run_dir_for
 from nderegs.report.table import format_spread
@@ -292,6 +300,99 @@ def test_no_ratio_columns_without_vanilla_and_mse_is_not_scaled():
 
 
 # --------------------------------------------------------------------------- #
+# Plots of many methods (synthetic runs, no training)
+# --------------------------------------------------------------------------- #
+
+TWELVE = [
+    "vanilla",
+    "error",
+    "stiffness",
+    "local-error",
+    "local-error-biased",
+    "local-stiffness",
+    "steer",
+    "taynode",
+    "rnode",
+    "error+stiffness",
+    "error[regularization.error.start=0.3]",
+    "local-error[regularization.local_gradient=trajectory,solver.adjoint=backsolve]",
+]
+
+
+def test_method_styles_give_twelve_methods_distinct_colours_and_markers():
+    styles = method_styles(TWELVE)
+    assert list(styles) == TWELVE
+    pairs = [(s["color"], s["marker"]) for s in styles.values()]
+    assert len(set(pairs)) == 12
+    assert len({color for color, _ in pairs}) == 12  # not even a colour twice
+    # Stable: the same list gives the same styles (in every plot, in every call).
+    assert method_styles(list(TWELVE)) == styles
+    # Far beyond twelve: no two of 100 methods share both colour and marker.
+    many = method_styles([f"m{i}" for i in range(100)]).values()
+    assert len({(s["color"], s["marker"]) for s in many}) == 100
+
+
+def _no_overlap(a, b) -> bool:
+    return a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0
+
+
+def _assert_legend_outside(figure):
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (axes,) = figure.axes
+    legend = axes.get_legend()
+    assert legend is not None
+    assert _no_overlap(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
+    return legend
+
+
+def test_plots_of_twelve_methods_style_each_and_keep_the_legend_outside(tmp_path):
+    runs = []
+    for index, method in enumerate(TWELVE):
+        for seed in (0, 1):
+            run = _ok(
+                method,
+                seed,
+                test_metric=0.8 + 0.01 * index,
+                predict_seconds=0.01 * (index + 1),
+                coefficients={"error": {"by_epoch": [1.0, 0.5 + index, 0.25]}},
+            )
+            run_dir = tmp_path / f"m{index}" / f"seed{seed}"
+            run_dir.mkdir(parents=True)
+            rows = [{"epoch": e, "test_nfe": 10.0 + index + e + seed} for e in (1, 2, 3)]
+            (run_dir / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)))
+            runs.append(RunResult(method, seed, run_dir, TRAINED, run.summary))
+    result = _result([*runs, _failed("error[a.b=1]", 0)])
+    styles = method_styles(result.methods)
+
+    figure = nfe_over_training_figure(result)
+    (axes,) = figure.axes
+    drawn = {line.get_label(): line for line in axes.lines if line.get_xdata().size}
+    assert len(drawn) == 12
+    for method in TWELVE:
+        line = next(line for label, line in drawn.items() if label.startswith(f"{method} ("))
+        assert (line.get_color(), line.get_marker()) == tuple(styles[method].values())
+    legend = _assert_legend_outside(figure)
+    assert len(legend.get_texts()) == 13  # 12 methods and the one without a successful run
+    assert "no successful run: error[a.b=1]" in legend.get_texts()[-1].get_text()
+
+    figure = metric_vs_prediction_time_figure(result)
+    points = figure.axes[0].collections
+    assert len(points) == 12
+    assert len({tuple(p.get_facecolor()[0]) for p in points}) == 12
+    _assert_legend_outside(figure)
+
+    figure = coefficients_over_training_figure(result)
+    assert figure is not None and len(figure.axes[0].lines) == 12
+    _assert_legend_outside(figure)
+
+    # The file holds the legend too: wider than the 7.5-inch figure without one.
+    path = plot_nfe_over_training(result, tmp_path / "nfe.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert matplotlib.image.imread(path).shape[1] > 7.5 * figure.dpi + 150
+
+
+# --------------------------------------------------------------------------- #
 # A tiny real comparison
 # --------------------------------------------------------------------------- #
 
@@ -476,6 +577,15 @@ def test_api_validates_methods_up_front(tmp_path, fake_train):
     with pytest.raises(ConfigError, match="unknown component 'nope'"):
         run_comparison(None, ["vanilla", "nope"], 1, output_dir=tmp_path, progress=False)
     assert fake_train.calls == []
+
+
+def test_progress_lines_name_a_method_entrys_own_overrides(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("nderegs.runners.run.train", FakeTrain())
+    entry = "local-error[solver.adjoint=backsolve]"
+    run_comparison(None, ["local-error", entry], 1, TINY, tmp_path, progress=True)
+    out = capsys.readouterr().out
+    assert "[1/2] local-error seed 0: test accuracy" in out
+    assert f"[2/2] {entry} seed 0: test accuracy" in out
 
 
 def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):

@@ -332,6 +332,129 @@ def test_several_problems_are_all_reported():
 
 
 # --------------------------------------------------------------------------- #
+# Switching a choice's variant by an override (#24)
+# --------------------------------------------------------------------------- #
+
+MNIST_PATH = (
+    "missing required key 'task.data.path': where the MNIST files are; pass it e.g. as "
+    "task.data.path=/path/to/mnist"
+)
+
+
+def test_switching_the_data_set_of_a_run_drops_the_old_keys_and_blames_the_override(tmp_path):
+    # `nderegs eval RUN task.data.name=mnist` on a digits run: the run's config.yaml
+    # holds digits' test_fraction, which mnist does not take; the missing path is the
+    # override's doing, not the file's.
+    from nderegs.config import MNIST, MNIST1D
+    from nderegs.train import RunDirectory
+
+    run = RunDirectory(tmp_path / "digits-vanilla-seed0")
+    run.write_config(load_config(None))
+    for load in (
+        lambda overrides: run.read_config(overrides),
+        lambda overrides: load_config(CONFIGS / "digits.yaml", overrides),
+        lambda overrides: load_config(None, overrides),
+    ):
+        with pytest.raises(ConfigError) as ei:
+            load(["task.data.name=mnist"])
+        assert str(ei.value) == f"with the override task.data.name=mnist: {MNIST_PATH}"
+        assert ei.value.problems == [MNIST_PATH]
+        config = load(["task.data.name=mnist", "task.data.path=/x"])
+        assert config.task.data == MNIST(path="/x")
+        assert load(["task.data.name=mnist1d"]).task.data == MNIST1D()
+
+
+def test_switching_a_coefficient_kind_keeps_the_keys_the_new_kind_takes(tmp_path):
+    # `nderegs train method=error regularization.error.kind=exponential`: the default
+    # (= configs/digits.yaml) sets regularization.error.start, so only `end` is missing.
+    expected = (
+        "with the override regularization.error.kind=exponential: "
+        "missing required key 'regularization.error.end'"
+    )
+    for path in (None, CONFIGS / "digits.yaml"):
+        with pytest.raises(ConfigError) as ei:
+            load_config(path, ["method=error", "regularization.error.kind=exponential"])
+        assert str(ei.value) == expected
+        config = load_config(
+            path, ["regularization.error.kind=exponential", "regularization.error.end=0.01"]
+        )
+        assert config.regularization.error == ExponentialSchedule(start=0.1, end=0.01)
+        # naming the kind in effect changes nothing (it used to reset start to 0)
+        config = load_config(path, ["regularization.error.kind=constant"])
+        assert config.regularization.error == ConstantSchedule(start=0.1)
+    # and back: the anneal's `end` goes with it, silently
+    p = tmp_path / "c.yaml"
+    p.write_text("regularization:\n  error: {kind: exponential, start: 1.0, end: 0.1}\n")
+    config = load_config(p, ["regularization.error.kind=constant"])
+    assert config.regularization.error == ConstantSchedule(start=1.0)
+    # optimizers alike: SGD keeps the file's learning rate, Adam drops SGD's momentum
+    p.write_text("optim: {name: sgd, lr: 0.5, momentum: 0.9}\n")
+    assert load_config(p, ["optim.name=adam"]).optim.lr == 0.5
+    assert load_config(p, ["optim.name=adam", "optim.name=sgd"]).optim == SGD(lr=0.5)
+
+
+def test_switching_the_task_keeps_what_the_new_task_takes():
+    # the classifier's data set and model keys the latent ODE does not take go
+    assert load_config(CONFIGS / "digits.yaml", ["task.name=latent_ode"]) == load_config(
+        None, ["task.name=latent_ode"]
+    )
+    assert load_config(CONFIGS / "digits.yaml", ["task=latent_ode"]) == load_config(
+        None, ["task.name=latent_ode"]
+    )
+    # what is still wrong is the override's doing: tsit5 (from the file) solves no SDE
+    with pytest.raises(ConfigError) as ei:
+        load_config(CONFIGS / "digits.yaml", ["task.name=sde_classifier"])
+    assert str(ei.value) == (
+        "with the override task.name=sde_classifier: invalid value for 'solver.name': 'tsit5' "
+        "(does not apply to task 'sde_classifier'; accepted: heun, spark)"
+    )
+    config = load_config(CONFIGS / "digits.yaml", ["task.name=sde_classifier", "solver.name=heun"])
+    assert config.task.model.hidden_size == 32 and config.solver.rtol == 1e-6
+
+
+def test_keys_an_override_set_are_kept_when_it_switches_the_variant():
+    # the user's own keys stay, to be reported, with the overrides that clash named
+    with pytest.raises(ConfigError) as ei:
+        load_config(
+            None, ["task.data.test_fraction=0.3", "task.data.name=mnist", "task.data.path=/x"]
+        )
+    assert str(ei.value) == (
+        "with the overrides task.data.test_fraction=0.3 task.data.name=mnist: unknown key "
+        "'task.data.test_fraction'; valid keys under 'task.data': name, subset, path; "
+        "'test_fraction' applies to task.data.name=digits"
+    )
+    with pytest.raises(ConfigError, match=r"overrides task.model.hidden_size=8 task.name=latent"):
+        load_config(None, ["task.model.hidden_size=8", "task.name=latent_ode"])
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.momentum'"):
+        load_config(None, ["optim.name=sgd", "optim.momentum=0.9", "optim.name=adam"])
+
+
+def test_problems_of_the_file_and_of_the_overrides_are_told_apart(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("sed: 3\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, ["task.data.name=mnist"])
+    assert sorted(ei.value.problems) == [
+        f"in config file '{p}': unknown key 'sed'; "
+        + "valid keys at top level: name, seed, output_dir, method, task, solver, "
+        + "regularization, optim, train, parallel, tracking (did you mean 'seed'?)",
+        f"with the override task.data.name=mnist: {MNIST_PATH}",
+    ]
+    assert str(ei.value).startswith("2 problems in config:\n  - ")
+    # a file's own problem is still the file's, overrides or not
+    with pytest.raises(ConfigError, match=rf"^in config file '{p}': unknown key 'sed'"):
+        load_config(p, ["seed=1"])
+    # a bad value given on the command line shows as typed, the file not blamed
+    p.write_text("seed: 1\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, ["solver.rtol=tight"])
+    assert str(ei.value) == "invalid value for 'solver.rtol': 'tight' (expected a number)"
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, ["solver.rtol=1e-3", "solver.rtol.x=1"])
+    assert str(ei.value).startswith("in override 'solver.rtol.x=1': 'solver.rtol' is a value")
+
+
+# --------------------------------------------------------------------------- #
 # Methods
 # --------------------------------------------------------------------------- #
 

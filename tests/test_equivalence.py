@@ -6,7 +6,7 @@ Explicit solvers: bitwise (`ts`, `ys`, the dense interpolant) and the same step 
 Implicit solvers: the wrapper's solver state (which consumes `y_error`) changes the
 compiled program, so `y_error` can round differently in the last bit and move a step by
 round-off: the same result and step counts, and `ts`/`ys` within `_IMPLICIT_RTOL`,
-`_IMPLICIT_ATOL` (the tolerance README.md states; every drawn example so far was bitwise).
+`_IMPLICIT_ATOL` (the tolerance docs/guide.md states; every drawn example so far was bitwise).
 
 Two tests share the comparison:
 
@@ -51,7 +51,7 @@ IMPLICIT = [diffrax.Kvaerno3, diffrax.Kvaerno4, diffrax.Kvaerno5, diffrax.Implic
 IMEX = [diffrax.KenCarp3, diffrax.KenCarp4, diffrax.KenCarp5, diffrax.Sil3]
 #: Adaptive, but outside the NFE cost model (`h.nfe` is None).
 UNCOUNTED = [diffrax.ReversibleHeun]
-#: How closely implicit solves' `ts`/`ys` are compared (README.md states it).
+#: How closely implicit solves' `ts`/`ys` are compared (docs/guide.md states it).
 _IMPLICIT_RTOL, _IMPLICIT_ATOL = 1e-4, 1e-5
 #: The default profile (CI) draws the same examples every run; others draw afresh. A
 #: failure prints a `@reproduce_failure` blob either way.

@@ -1,5 +1,7 @@
 """NeuralODE layer and the task models."""
 
+import warnings
+
 import diffrax
 import equinox as eqx
 import jax
@@ -145,3 +147,30 @@ def test_neural_ode_controller_coefficients_and_checks(x64):
     assert int(h.num_steps) == int(ref.stats["num_steps"])
     with pytest.raises(ValueError, match=r"rtol > 0 and atol > 0.*pcoeff >= 0"):
         NeuralODE(field, rtol=0.0, pcoeff=-1.0)
+
+
+def test_a_field_whose_parameters_a_gradient_cannot_reach_is_warned_about():
+    """`lambda t, y, args: mlp(y)` hides mlp's parameters from eqx.filter_grad: the
+    layer warns (at trace time); a Module field, or the network passed as args, does
+    not. Traced only (eqx.filter_eval_shape): nothing is compiled."""
+    key = jax.random.key(0)
+    mlp = eqx.nn.MLP(2, 2, 8, 1, key=key)
+    y0 = jnp.ones((4, 2))
+    closure = NeuralODE(lambda t, y, args: mlp(y))
+    with pytest.warns(nderegs.ParameterlessFieldWarning, match="vector_field .*closing over"):
+        eqx.filter_eval_shape(closure, y0)
+    # The warning tells the truth: this layer has no gradient leaf at all.
+    with pytest.warns(nderegs.ParameterlessFieldWarning):
+        grads = eqx.filter_eval_shape(eqx.filter_grad(lambda m: jnp.sum(m(y0)[0])), closure)
+    assert jax.tree_util.tree_leaves(grads) == []
+    sde = nderegs.NeuralSDE(lambda t, y, args: -y, lambda t, y, args: jnp.ones_like(y))
+    with pytest.warns(nderegs.ParameterlessFieldWarning, match="drift and diffusion"):
+        eqx.filter_eval_shape(lambda y: sde(y, key=key), y0)
+    cnf = nderegs.CNF(lambda t, z, args: mlp(z), dim=2)
+    with pytest.warns(nderegs.ParameterlessFieldWarning, match="CNF"):
+        eqx.filter_eval_shape(cnf.log_prob, y0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nderegs.ParameterlessFieldWarning)
+        eqx.filter_eval_shape(NeuralODE(TimeMLP(2, 8, 1, key=key)), y0)
+        by_args = NeuralODE(lambda t, y, net: net(y))
+        eqx.filter_eval_shape(lambda y: by_args(y, args=mlp), y0)

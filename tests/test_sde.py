@@ -369,7 +369,7 @@ def test_neural_sde_layer_steps_with_its_pi_controller(x64):
 
 
 def test_pi_controller_rejects_fewer_steps_on_average(x64):
-    """README's NeuralSDE example sets pcoeff=0.1, icoeff=0.3 ("PI: fewer rejected steps
+    """docs/guide.md's NeuralSDE example sets pcoeff=0.1, icoeff=0.3 ("PI: fewer rejected steps
     on average"): against the layer's default I controller (pcoeff=0, icoeff=1), SPaRK at
     rtol = atol = 1e-2 on 32 Brownian paths rejects fewer than 0.75 × as many steps in
     total (about half when written), though not fewer on every path."""

@@ -96,6 +96,21 @@ def test_stiffness_of_linear_decay_is_lambda_times_span(x64, solver, y0):
     np.testing.assert_allclose(float(h.max_stiffness), lam, rtol=1e-6)
 
 
+def test_stiffness_is_a_stretch_of_the_jacobian_not_its_eigenvalue(x64):
+    """Shampine's S = ‖Jv‖/‖v‖ (what the docs say): for y'' = −100 y, J = [[0, 1],
+    [−100, 0]] has eigenvalues ±10i but singular values 1 and 100, and S lies between
+    those, far above |λ| = 10 where the solution turns."""
+    jacobian = jnp.array([[0.0, 1.0], [-100.0, 0.0]])
+    term = diffrax.ODETerm(lambda t, y, args: jacobian @ y)
+    controller = diffrax.PIDController(rtol=1e-6, atol=1e-6)
+    _, h = nderegs.solve(
+        term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.array([1.0, 0.0]), stepsize_controller=controller
+    )
+    mean = float(h.stiffness)  # R_S / (t1 − t0): the time-weighted mean of S
+    assert 1.0 <= mean <= 100.0 and 90.0 < float(h.max_stiffness) <= 100.0
+    np.testing.assert_allclose(float(h.max_stiffness), 96.7, atol=0.1)  # the docs' figure
+
+
 def test_stiffness_float32_and_reverse_time():
     lam = 3.0
     term = diffrax.ODETerm(lambda t, y, args: -lam * y)

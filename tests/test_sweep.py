@@ -14,16 +14,20 @@ from tiny import TINY
 from nderegs.cli import main
 from nderegs.config import ConfigError, load_config
 from nderegs.report import report_header, run_sweep, write_sweep
+from nderegs.report.plots import method_styles
 from nderegs.report.sweep import (
     best_setting,
     Grid,
+    pareto_figure,
     pareto_front,
     SettingStats,
+    SweepResult,
+    Trial,
     within_one_point,
 )
 from nderegs.report.table import Spread
 from nderegs.runners import make_backend, ProcessPool, RayBackend
-from nderegs.runners.run import FAILED, SKIPPED, TRAINED
+from nderegs.runners.run import FAILED, RunResult, SKIPPED, TRAINED
 from nderegs.train import train
 
 pytestmark = pytest.mark.xdist_group("sweep")
@@ -157,6 +161,76 @@ def test_grid_for_a_method_not_swept_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         run_sweep(CONFIG, ["vanilla"], ["solver.nope=1,2"], 1, TINY, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def _fake_train(config, *, run_dir, resume=False):
+    """Stands in for `train`: a made-up summary, written and returned at once."""
+    start = config.regularization.error.start if config.method == "error" else 0.0
+    summary = {
+        "method": config.method,
+        "seed": config.seed,
+        "metric": "accuracy",
+        "train_metric": 0.9,
+        "test_metric": 0.8,
+        "test_nfe": 20.0 - start,
+        "train_seconds": 1.0,
+        "predict_seconds": 0.01,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_progress_lines_name_each_trials_grid_values(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("nderegs.runners.run.train", _fake_train)
+    entry = "local-error[solver.adjoint=backsolve]"
+    result = run_sweep(
+        CONFIG,
+        methods=["vanilla", "error", entry],
+        grids=["error:regularization.error.start=0.3,1", "solver.max_steps=512,4096"],
+        seeds=[0, 2],
+        overrides=TINY,
+        output_dir=tmp_path,
+    )
+    assert [t.result.status for t in result.trials] == [TRAINED] * 16
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    names = [line.split("] ", 1)[1].split(": ", 1)[0] for line in lines]
+    assert names == [
+        *(f"vanilla solver.max_steps={n} seed {s}" for n in (512, 4096) for s in (0, 2)),
+        *(
+            f"error regularization.error.start={v} solver.max_steps={n} seed {s}"
+            for v in ("0.3", "1")
+            for n in (512, 4096)
+            for s in (0, 2)
+        ),
+        *(f"{entry} solver.max_steps={n} seed {s}" for n in (512, 4096) for s in (0, 2)),
+    ]
+    assert lines[4].startswith("[5/16] error regularization.error.start=0.3 solver.max_steps=512")
+    # The rows stay labelled by their method entries (the tuned comparison's rows).
+    assert {t.result.method for t in result.trials} == {"vanilla", "error", entry}
+
+
+def test_pareto_plot_of_twelve_methods_styles_each_and_keeps_the_legend_outside(tmp_path):
+    methods = [f"m{i}" for i in range(11)] + ["vanilla"]
+    trials = []
+    for index, method in enumerate(methods):
+        for value in ("1", "3"):
+            summary = {"metric": "accuracy", "test_metric": 0.8, "test_nfe": index + float(value)}
+            run = RunResult(method, 0, tmp_path / method / value, TRAINED, summary)
+            trials.append(Trial(method, (("k", value),), 0, run))
+    result = SweepResult(tuple(methods), ("k",), (0,), tmp_path, tuple(trials))
+    figure = pareto_figure(result)
+    axes = figure.axes[0]
+    points = [container.lines[0] for container in axes.containers]
+    styles = method_styles(methods)
+    assert [(p.get_color(), p.get_marker()) for p in points] == [
+        (styles[m]["color"], "*" if m == "vanilla" else styles[m]["marker"]) for m in methods
+    ]
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = axes.get_legend().get_window_extent(renderer)
+    box = axes.get_window_extent(renderer)
+    assert legend.x0 >= box.x1 or legend.y1 <= box.y0 or legend.y0 >= box.y1
 
 
 def _stats(method, nfe, metric, setting=("k", "v")) -> SettingStats:

@@ -1,5 +1,6 @@
 """Loading, overriding and saving configs; pydantic's errors become one `ConfigError`
-whose message names each offending dotted key and what it accepts."""
+whose message names each offending dotted key and what it accepts, and whether the
+problem is the config file's or the overrides' (naming those)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 import yaml
 
-from .base import config_error_of, ConfigError, invalid, Problems
+from .base import config_error_of, ConfigError, invalid, Problems, tag_name, Variant
 from .experiment import ExperimentConfig
 from .legacy import prune, relocate
 from .schema import (
     allows_str,
     default_variant,
     literal_choices,
+    members_of,
     pick_section,
     section_of,
     variants_of,
@@ -99,7 +101,8 @@ def _number(x: Any) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
-def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
+def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[str, str]]:
+    """The problems of one pydantic error, as (dotted key, message)."""
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     value = error.get("input")
@@ -107,36 +110,38 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
     key = _join(parts)
     inner = ctx.get("error")
     if kind == "value_error" and isinstance(inner, Problems):
-        return [invalid(_join([*parts, k] if k else parts), v, r) for k, v, r in inner.problems]
+        keys = [_join([*parts, k] if k else parts) for k, _, _ in inner.problems]
+        return [(k, invalid(k, v, r)) for k, (_, v, r) in zip(keys, inner.problems)]
     if kind == "extra_forbidden":
         if owner is None:
-            return [f"unknown key '{key}'"]
-        return [_unknown_key(owner, parts[:-1], parts[-1]) + _other_variants(parts, data)]
+            return [(key, f"unknown key '{key}'")]
+        return [(key, _unknown_key(owner, parts[:-1], parts[-1]) + _other_variants(parts, data))]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         variants = variants_of(annotation) or {}
         field = next(iter(variants.values())).tag_field if variants else "name"
         tag = value.get(field) if isinstance(value, Mapping) else value
-        return [invalid(f"{key}.{field}", tag, "must be one of: " + ", ".join(variants))]
+        tag_key = f"{key}.{field}"
+        return [(tag_key, invalid(tag_key, tag, "must be one of: " + ", ".join(variants)))]
     if kind == "literal_error":
         choices = literal_choices(annotation)
         expected = (
             "must be one of: " + ", ".join(map(str, choices)) if choices else "invalid choice"
         )
-        return [invalid(key, value, expected)]
+        return [(key, invalid(key, value, expected))]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         section = section_of(annotation) or (owner if not parts else None)
         variants = variants_of(annotation)
         if variants:
             section = default_variant(variants)
         hint = f"; {_valid_keys(section, parts)}" if section is not None else ""
-        return [invalid(key, value, "expected a mapping" + hint)]
+        return [(key, invalid(key, value, "expected a mapping" + hint))]
     if kind in _BOUNDS:
         name, op = _BOUNDS[kind]
-        return [invalid(key, value, f"must be {op} {_number(ctx.get(name))}")]
+        return [(key, invalid(key, value, f"must be {op} {_number(ctx.get(name))}"))]
     if kind == "missing":
         field = owner.model_fields.get(parts[-1]) if owner is not None and parts else None
         hint = f": {field.description}" if field is not None and field.description else ""
-        return [f"missing required key '{key}'{hint}"]
+        return [(key, f"missing required key '{key}'{hint}")]
     reasons = {
         "int_": "expected an integer",
         "bool_": "expected true or false",
@@ -146,20 +151,20 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[str]:
     }
     for prefix, reason in reasons.items():
         if kind.startswith(prefix):
-            return [invalid(key, value, reason)]
+            return [(key, invalid(key, value, reason))]
     if kind == "value_error" and inner is not None:
-        return [invalid(key, value, str(inner))]
-    return [invalid(key, value, str(error.get("msg", "invalid")))]
+        return [(key, invalid(key, value, str(inner)))]
+    return [(key, invalid(key, value, str(error.get("msg", "invalid"))))]
 
 
-def config_error(error: ValidationError, data: Any) -> ConfigError:
-    """One `ConfigError` listing every problem of `error` (from validating `data`)."""
-    problems: list[str] = []
+def _problems(error: ValidationError, data: Any) -> list[tuple[str, str]]:
+    """Every problem of `error` (from validating `data`) once, as (dotted key, message)."""
+    problems: list[tuple[str, str]] = []
     for item in error.errors():
-        for message in _messages(item, data):
-            if message not in problems:
-                problems.append(message)
-    return config_error_of(problems)
+        for key, message in _messages(item, data):
+            if all(message != m for _, m in problems):
+                problems.append((key, message))
+    return problems
 
 
 # --------------------------------------------------------------------------- #
@@ -189,9 +194,23 @@ def _annotation_at(parts: Sequence[str], data: Any, item: str) -> Any:
     return annotation
 
 
-def apply_override(data: dict[str, Any], item: str) -> None:  # noqa: C901
+#: Dotted keys (as tuples) that overrides set: what the user chose on the command line.
+Touched = set[tuple[str, ...]]
+
+
+def apply_override(  # noqa: C901
+    data: dict[str, Any], item: str, touched: Touched | None = None
+) -> None:
     """Apply ``"a.b=value"`` to the plain mapping `data` (the value is read as YAML,
-    except that string fields keep the text as typed)."""
+    except that string fields keep the text as typed).
+
+    An override that selects another variant of a choice (``optim.name=sgd``,
+    ``regularization.error.kind=exponential``, ``task=latent_ode``) keeps the keys of
+    the old variant that the new one accepts too (at any depth) and drops the others,
+    except those an earlier override set (recorded in `touched`, which this one is
+    added to): they are the user's, and validation reports them. Without the choice's
+    section in `data`, its default is what the new variant starts from, as if the
+    config file spelled out the defaults."""
     if not isinstance(item, str) or "=" not in item:
         raise ConfigError(
             f"malformed override {item!r}: expected the form key=value with a dotted key, "
@@ -216,6 +235,11 @@ def apply_override(data: dict[str, Any], item: str) -> None:  # noqa: C901
         value = raw
     if allows_str(annotation) and value is not None and not isinstance(value, str):
         value = raw  # e.g. name=2024 stays "2024"
+    switched = _switched_choice(parts, value, data)
+    old: type[BaseModel] | None = None
+    if switched is not None:
+        _seed_default(data, switched)
+        old = _variant_at(switched, data)
     node: dict[str, Any] = data
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -233,10 +257,140 @@ def apply_override(data: dict[str, Any], item: str) -> None:  # noqa: C901
         node = child
     tag_field = _tag_field(parts, data)
     if isinstance(value, str) and isinstance(node.get(parts[-1]), dict) and tag_field is not None:
-        # `task=latent_ode` on a task section: choose the variant, keep its other keys
+        # `task=latent_ode` on a task section: choose the variant (its keys: below)
         node[parts[-1]][tag_field] = value
+        set_key = (*parts, tag_field)
     else:
         node[parts[-1]] = value
+        set_key = tuple(parts)
+    if touched is None:
+        touched = set()
+    touched.add(set_key)
+    if switched is not None and old is not None:
+        new = _variant_at(switched, data)
+        chosen = _node_at(data, switched)
+        if new is not None and new is not old and isinstance(chosen, dict):
+            _drop_foreign_keys(chosen, old, new, switched, touched)
+
+
+def _switched_choice(parts: Sequence[str], value: Any, data: Any) -> tuple[str, ...] | None:
+    """The dotted key of the choice whose variant the override `parts=value` selects
+    (``optim.name=sgd``: optim; ``task=latent_ode``: task), else None."""
+    if len(parts) >= 2 and _tag_field(parts[:-1], data) == parts[-1]:
+        return tuple(parts[:-1])
+    if isinstance(value, str) and _tag_field(parts, data) is not None:
+        return tuple(parts)
+    return None
+
+
+def _node_at(data: Any, parts: Sequence[str]) -> Any:
+    for part in parts:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _variant_at(parts: Sequence[str], data: Any) -> type[BaseModel] | None:
+    """The variant the choice at `parts` holds in `data` (its default without a tag;
+    None for a tag no variant has)."""
+    try:
+        annotation = _annotation_at(parts, data, _join(parts))
+    except ConfigError:
+        return None
+    return _variant_of(annotation, _node_at(data, parts))
+
+
+def _variant_of(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The section class `value` is read as under `annotation`: for a choice, the
+    variant its tag names (the default without one, None for an unknown tag)."""
+    variants = variants_of(annotation)
+    if variants is None:
+        return section_of(annotation)
+    field = next(iter(variants.values())).tag_field
+    tag = value.get(field) if isinstance(value, Mapping) else value
+    if tag is None:
+        return default_variant(variants)
+    return variants.get(tag) if isinstance(tag, str) else None
+
+
+def _seed_default(data: dict[str, Any], parts: Sequence[str]) -> None:
+    """Where a section on the way to the choice `parts` is missing from `data` (its
+    default in effect), write that default out, so that switching the choice's variant
+    starts from the same keys as a config file that spells out the defaults."""
+    node: Any = data
+    cls: type[BaseModel] | None = ExperimentConfig
+    for part in parts:
+        if cls is None or part not in cls.model_fields or not isinstance(node, dict):
+            return
+        field = cls.model_fields[part]
+        if part not in node:
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                node[part] = default.model_dump(mode="json")
+            return
+        node = node[part]
+        cls = pick_section(field.annotation, node)
+
+
+def _set_by_override(key: tuple[str, ...], touched: Touched, *, below: bool = False) -> bool:
+    """Whether an override set `key` or a section above it (`below`: or a key under it)."""
+    return any(key[: len(t)] == t or (below and t[: len(key)] == key) for t in touched)
+
+
+def _drop_foreign_keys(
+    node: dict[str, Any],
+    old: type[BaseModel],
+    new: type[BaseModel],
+    prefix: tuple[str, ...],
+    touched: Touched,
+) -> None:
+    """Drop from `node` (read as `old` until now, as `new` from now on) the keys that
+    `old` accepts and `new` does not: they came with the old variant, not from the
+    user. Sections both accept are pruned alike; a choice's variant that `new` does not
+    offer goes (its default is chosen), and so does a null `new` does not accept (null
+    stood for the old variant's default). Keys an override set stay, and so do keys
+    neither variant accepts: validation reports them."""
+    for key in list(node):
+        where = (*prefix, key)
+        if key not in old.model_fields or _set_by_override(where, touched):
+            continue
+        if key not in new.model_fields:
+            if not _set_by_override(where, touched, below=True):
+                del node[key]
+            continue
+        value = node[key]
+        old_annotation = old.model_fields[key].annotation
+        new_annotation = new.model_fields[key].annotation
+        if value is None and type(None) not in members_of(new_annotation):
+            del node[key]
+            continue
+        before = _variant_of(old_annotation, value)
+        offered = _offered(new_annotation)
+        if offered is not None and before is not None:
+            field = next(iter(offered.values())).tag_field
+            if isinstance(value, str) and value not in offered:
+                del node[key]  # `adjoint: backsolve` where the new variant has no backsolve
+                continue
+            tag = value.get(field) if isinstance(value, dict) else None
+            mine = _set_by_override((*where, field), touched)
+            if isinstance(value, dict) and tag is not None and tag not in offered and not mine:
+                del value[field]  # e.g. digits under a latent ODE: its default data set
+        after = _variant_of(new_annotation, value)
+        if isinstance(value, dict) and before is not None and after is not None:
+            _drop_foreign_keys(value, before, after, where, touched)
+
+
+def _offered(annotation: Any) -> dict[str, type[Variant]] | None:
+    """tag -> variant of a choice, including a choice of one variant (held as the
+    variant itself); None for anything else."""
+    variants = variants_of(annotation)
+    if variants is not None:
+        return variants
+    section = section_of(annotation)
+    if section is not None and issubclass(section, Variant):
+        return {tag_name(section): section}
+    return None
 
 
 def _tag_field(parts: Sequence[str], data: Any) -> str | None:
@@ -260,6 +414,12 @@ def config_from_dict(
     """Validate a plain mapping (as read from YAML) after applying dotted overrides.
     A config in the layout before nderegs 0.2 (top-level `data`/`model`, `task` a name)
     is read as the same experiment in today's layout."""
+    return _validated(data, overrides, None)
+
+
+def _validated(data: Any, overrides: Sequence[str], source: str | None) -> ExperimentConfig:
+    """`config_from_dict`; the `ConfigError` says which problems come from the config
+    file `source` (or the mapping) and which from the overrides, naming those."""
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ConfigError(
@@ -268,14 +428,97 @@ def config_from_dict(
         )
     if isinstance(overrides, str):
         overrides = [overrides]
-    merged = relocate(copy.deepcopy(dict(data)))
+    overrides = list(overrides)
+    base = relocate(copy.deepcopy(dict(data)))
+    config, problems = _validate(_merged(base, overrides))
+    if config is not None:
+        return config
+    raise _attributed(problems, base, overrides, source)
+
+
+def _merged(base: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of `base` (already `relocate`d) with `overrides` applied."""
+    merged = copy.deepcopy(base)
+    touched: Touched = set()
     for item in overrides:
-        apply_override(merged, item)
-    merged = prune(relocate(merged))  # overrides in the old layout, e.g. data.path=...
+        apply_override(merged, item, touched)
+    return prune(relocate(merged))  # overrides in the old layout, e.g. data.path=...
+
+
+def _validate(merged: dict[str, Any]) -> tuple[ExperimentConfig | None, list[tuple[str, str]]]:
     try:
-        return ExperimentConfig.model_validate(merged)
+        return ExperimentConfig.model_validate(merged), []
     except ValidationError as error:
-        raise config_error(error, merged) from None
+        return None, _problems(error, merged)
+
+
+def _states(item: str, key: str) -> bool:
+    """Whether the override `item` states the problem at `key` itself: it sets that
+    key, a mapping holding it, or, as ``solver.adjoint=backsolve``, the choice whose
+    tag it is (the message then shows the key and value the user typed)."""
+    own, raw = (part.strip() for part in item.split("=", 1))
+    if key == own:
+        return True
+    if not key.startswith(own + "."):
+        return False
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        return False
+    return isinstance(value, Mapping) or key[len(own) + 1 :] in ("name", "kind")
+
+
+def _attributed(
+    problems: list[tuple[str, str]],
+    base: dict[str, Any],
+    overrides: list[str],
+    source: str | None,
+) -> ConfigError:
+    """One `ConfigError` for `problems`, each attributed: to the config file `source`
+    where the file alone has it, else to the overrides without which it goes (all of
+    them where no one alone makes a difference). A problem with the very key an
+    override set names that key and value already and is not attributed."""
+    in_file = f"in config file '{source}'" if source is not None else None
+    if not overrides:
+        return _listing([(in_file, message) for _, message in problems])
+    _, alone = _validate(prune(copy.deepcopy(base)))
+    file_messages = {message for _, message in alone}
+    without: list[set[str] | None] = []  # the problems without each override
+    for i in range(len(overrides)):
+        try:
+            _, rest = _validate(_merged(base, overrides[:i] + overrides[i + 1 :]))
+            without.append({message for _, message in rest})
+        except ConfigError:  # e.g. an override that needs an earlier one
+            without.append(None)
+    attributed: list[tuple[str | None, str]] = []
+    for key, message in problems:
+        if message in file_messages:
+            attributed.append((in_file, message))
+            continue
+        causes = [
+            item for item, rest in zip(overrides, without) if rest is None or message not in rest
+        ] or overrides
+        if all(_states(item, key) for item in causes):
+            attributed.append((None, message))
+        else:
+            word = "override" if len(causes) == 1 else "overrides"
+            attributed.append((f"with the {word} {' '.join(causes)}", message))
+    return _listing(attributed)
+
+
+def _listing(problems: list[tuple[str | None, str]]) -> ConfigError:
+    """The `ConfigError` of (where, message) pairs: a `where` all share leads the
+    message; otherwise each problem says its own."""
+    wheres = {where for where, _ in problems}
+    if len(wheres) == 1:
+        (where,) = wheres
+        error = config_error_of([message for _, message in problems])
+        if where is None:
+            return error
+        return ConfigError(f"{where}: {error}", error.problems)
+    return config_error_of(
+        [f"{where}: {message}" if where is not None else message for where, message in problems]
+    )
 
 
 def load_config(
@@ -285,7 +528,8 @@ def load_config(
 
     ``path=None`` gives the defaults (identical to ``configs/digits.yaml``).
     ``overrides`` are strings ``"a.b=value"``; the value is read as YAML (so ``1e-6``,
-    ``true``, ``[1, 2]``, ``null`` work). Raises `ConfigError` for every problem.
+    ``true``, ``[1, 2]``, ``null`` work). Raises `ConfigError` for every problem,
+    saying which come from the file and which from the overrides.
     """
     data: Any = {}
     if path is not None:
@@ -307,12 +551,7 @@ def load_config(
                 f"the top level of config file '{p}' must be a mapping of keys, got "
                 f"{type(data).__name__}; " + _valid_keys(ExperimentConfig, ())
             )
-    try:
-        return config_from_dict(data, overrides)
-    except ConfigError as exc:
-        if path is None:
-            raise
-        raise ConfigError(f"in config file '{path}': {exc}", exc.problems) from None
+    return _validated(data, overrides, None if path is None else str(path))
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:

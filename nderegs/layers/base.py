@@ -4,6 +4,7 @@ checks, the step-size controller, and the batch as one system."""
 import abc
 from collections.abc import Callable
 from typing import Any, TYPE_CHECKING
+import warnings
 
 import diffrax
 import equinox as eqx
@@ -12,6 +13,11 @@ import jax
 if TYPE_CHECKING:
     from .neural_ode import NeuralODE
     from .neural_sde import NeuralSDE
+
+
+class ParameterlessFieldWarning(UserWarning):
+    """A layer's vector field (and the solve's `args`) carries no array a gradient can
+    reach, so training it changes nothing."""
 
 
 class AbstractNeuralDE(eqx.Module):
@@ -75,6 +81,32 @@ class AbstractNeuralDE(eqx.Module):
             local_gradient=self.local_gradient,
             stiffness=self.stiffness,
             throw=self.throw,
+        )
+
+    @abc.abstractmethod
+    def vector_fields(self) -> dict[str, Callable]:
+        """The layer's learnable functions by argument name (e.g. `drift`, `diffusion`)."""
+
+    def check_trainable(self, args: Any = None) -> None:
+        """Warn (`ParameterlessFieldWarning`) when neither the vector fields nor `args`
+        hold an inexact array: then `eqx.filter_grad` of a loss of the layer has no
+        leaf to differentiate and training silently does nothing. The usual cause is a
+        closure, `lambda t, y, args: mlp(y)`, which hides `mlp`'s parameters from the
+        pytree; a Module whose `__call__(t, y, args)` applies the network keeps them.
+        Runs at trace time only (once per compilation)."""
+        fields = self.vector_fields()
+        if jax.tree_util.tree_leaves(eqx.filter((fields, args), eqx.is_inexact_array)):
+            return
+        names = " and ".join(fields)
+        warnings.warn(
+            f"{type(self).__name__}: {names} (and args) carry no array a gradient can "
+            "reach, so training the layer changes nothing (eqx.filter_grad finds no "
+            "leaf). A function closing over a network, `lambda t, y, args: mlp(y)`, hides "
+            "its parameters: pass an equinox Module whose __call__(t, y, args) applies "
+            "the network (e.g. nderegs.models.TimeMLP), or pass the network as args=. "
+            "A field without parameters on purpose can ignore this warning.",
+            ParameterlessFieldWarning,
+            stacklevel=3,
         )
 
     @abc.abstractmethod

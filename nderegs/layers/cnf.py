@@ -105,6 +105,9 @@ class CNF(AbstractNeuralDE):
         if problems:
             raise ValueError("CNF needs " + "; ".join(problems) + ".")
 
+    def vector_fields(self) -> dict[str, Callable]:
+        return {"vector_field": self.vector_field}
+
     def for_evaluation(self) -> "CNF":
         """Exact trace, no local sampling, no integrals, no stiffness estimate."""
         return dataclasses.replace(
@@ -145,6 +148,7 @@ class CNF(AbstractNeuralDE):
         (base → data). Returns the full `(diffrax.Solution, Heuristics)`; `sol.ys` is
         `(z, Δ)` at the end time, with a leading time axis of length 1."""
         self._check_batch(x, "solve")
+        self.check_trainable(args)
         needs_key = [type(i).__name__ for i in self.integrals if i.needs_key]
         if needs_key and key is None:
             raise ValueError(

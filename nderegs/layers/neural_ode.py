@@ -36,10 +36,14 @@ class NeuralODE(AbstractNeuralDE):
 
     Example:
         ```python
-        field = eqx.nn.MLP(2, 2, 64, 2, activation=jnp.tanh, key=key)
-        node = nderegs.NeuralODE(lambda t, y, args: field(y), rtol=1e-6, atol=1e-6)
+        field = nderegs.models.TimeMLP(2, 64, 2, key=key)   # a Module: f(t, y) = MLP([y; t])
+        node = nderegs.NeuralODE(field, rtol=1e-6, atol=1e-6)
         y1, h = node(y0_batch)                    # (batch, 2), Heuristics
         loss = jnp.mean((y1 - target) ** 2) + 0.1 * h.error
+
+    The field must be a pytree that holds its parameters (an equinox Module), so that
+    `eqx.filter_grad` reaches them; a closure such as `lambda t, y, args: mlp(y)`
+    hides them, and the layer warns (`ParameterlessFieldWarning`).
         ```
 
     References: Chen, Rubanova, Bettencourt, Duvenaud, "Neural Ordinary Differential
@@ -74,6 +78,9 @@ class NeuralODE(AbstractNeuralDE):
                 f"got b={self.steer}."
             )
 
+    def vector_fields(self) -> dict[str, Callable]:
+        return {"vector_field": self.vector_field}
+
     def for_evaluation(self) -> "NeuralODE":
         return dataclasses.replace(self, local=None, integrals=(), stiffness=False)
 
@@ -93,6 +100,7 @@ class NeuralODE(AbstractNeuralDE):
     ) -> tuple[diffrax.Solution, Heuristics]:
         """The full `(diffrax.Solution, Heuristics)`: saved at `ts` if given (else at
         the end time), ending at `t1` if given (else the layer's own)."""
+        self.check_trainable(args)
         if self.batched:
             leaves = jax.tree_util.tree_leaves(y0)
             sizes = {x.shape[0] if x.ndim >= 2 else None for x in leaves}

@@ -100,6 +100,9 @@ class NeuralSDE(AbstractNeuralDE):
         if self.noise == "general" and not self.noise_dim:
             raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
 
+    def vector_fields(self) -> dict[str, Callable]:
+        return {"drift": self.drift, "diffusion": self.diffusion}
+
     def for_evaluation(self) -> "NeuralSDE":
         return dataclasses.replace(self, local=None, stiffness=False)
 
@@ -130,6 +133,7 @@ class NeuralSDE(AbstractNeuralDE):
     ) -> tuple[diffrax.Solution, Heuristics]:
         if key is None:
             raise ValueError("NeuralSDE needs key=... to draw its Brownian path.")
+        self.check_trainable(args)
         if self.batched and y0.ndim < 2:
             raise ValueError(
                 f"NeuralSDE(batched=True) expects y0 of shape (batch, d); got {y0.shape}."

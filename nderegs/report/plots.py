@@ -1,31 +1,119 @@
 """Comparison plots (PNG, matplotlib's Agg canvas; pyplot and the global backend are
-left untouched): test NFE over training, and test metric against prediction time."""
+left untouched): test NFE over training, and test metric against prediction time.
+
+Every plot that draws methods styles them with `method_styles` (a colour and marker of
+its own for each method, the same in every plot) and puts the legend beside the axes
+with `place_legend` (it never covers data; the figure widens to hold it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+import re
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 import numpy as np
 
 from ..train import RunDirectory
 from .runs import ComparisonResult, RunResult
 
 DPI = 100
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: Method colours: matplotlib's tab10, then six darker hues unlike those (16 in all),
+#: fixed here rather than taken from the rcParams' colour cycle.
+COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#000000",
+    "#393b79",
+    "#637939",
+    "#843c39",
+    "#7b4173",
+    "#8c6d31",
+)
+#: Method markers (filled ones, so an edge colour shows). Eleven, a number prime to the
+#: 16 colours: the first 16 methods have distinct colours, and the first 176 distinct
+#: (colour, marker) pairs. "*" is left out: pareto.png marks vanilla with it.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "d")
 
 
 def method_style(index: int) -> dict:
-    """Color and marker of the index-th method, the same in every plot."""
-    return {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)]}
+    """Colour and marker of the index-th method, the same in every plot."""
+    return {"color": COLORS[index % len(COLORS)], "marker": MARKERS[index % len(MARKERS)]}
+
+
+def method_styles(labels: Sequence[str]) -> dict[str, dict]:
+    """Label -> {"color", "marker"} of each method in `labels`, by its position: the
+    same list gives the same styles in every plot, and no two of the first 176 labels
+    share both colour and marker (none of the first 16 even a colour)."""
+    return {label: method_style(index) for index, label in enumerate(labels)}
+
+
+#: Characters per legend line; longer labels are wrapped after a comma, bracket or space.
+LEGEND_WIDTH = 44
+#: Legend entries per column before another column starts.
+LEGEND_ROWS = 18
+
+
+def wrap_label(label: str, width: int = LEGEND_WIDTH) -> str:
+    """`label` broken into lines of about `width` characters after a ',', '[' or ': ',
+    or before a ' (': an override list such as `error[a.b=1,c=2]` wraps between its
+    overrides, and a run count `(3 runs)` stays whole."""
+    lines = [""]
+    for piece in re.split(r"(?<=[,\[])|(?<=: )|(?= \()", label):
+        if lines[-1] and len(lines[-1]) + len(piece.rstrip()) > width:
+            lines.append("")
+            piece = piece.lstrip()
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def place_legend(axes: Axes, title: str | None = None) -> Legend | None:
+    """The axes' legend outside them, to the right (top-aligned), with long labels
+    wrapped; the figure widens by the legend's width so the axes keep their size.
+    None (no legend) when nothing is labelled."""
+    handles, labels = axes.get_legend_handles_labels()
+    if not handles:
+        return None
+    legend = axes.legend(
+        handles,
+        [wrap_label(label) for label in labels],
+        title=title,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        fontsize="small",
+        ncols=-(-len(handles) // LEGEND_ROWS),
+    )
+    figure = axes.get_figure()
+    assert isinstance(figure, Figure) and isinstance(figure.canvas, FigureCanvasAgg)
+    width = legend.get_window_extent(figure.canvas.get_renderer()).width
+    figure.set_figwidth(figure.get_figwidth() + width / figure.dpi + 0.2)
+    return legend
 
 
 def _new_figure() -> Figure:
     figure = Figure(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write `figure` as PNG, cropped to what it draws (the legend beside the axes
+    included)."""
+    figure.savefig(path, bbox_inches="tight")
+    return path
 
 
 def nfe_by_epoch(runs: Sequence[RunResult]) -> dict[int, list[float]]:
@@ -40,18 +128,19 @@ def nfe_by_epoch(runs: Sequence[RunResult]) -> dict[int, list[float]]:
     return dict(sorted(by_epoch.items()))
 
 
-def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
+def nfe_over_training_figure(result: ComparisonResult) -> Figure:
     """Test NFE against epoch per method: mean over seeds, shaded min–max."""
     figure = _new_figure()
     axes = figure.add_subplot()
-    for index, method in enumerate(result.methods):
+    styles = method_styles(result.methods)
+    for method in result.methods:
         runs = result.runs_of(method)
         by_epoch = nfe_by_epoch(runs)
         if not by_epoch:
             continue
         epochs = np.array(list(by_epoch))
         values = list(by_epoch.values())
-        style = method_style(index)
+        style = styles[method]
         label = _label(method, sum(r.succeeded for r in runs))
         axes.plot(epochs, [np.mean(v) for v in values], label=label, markersize=5, **style)
         axes.fill_between(
@@ -68,8 +157,12 @@ def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
     axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
     axes.grid(alpha=0.3)
     _legend(axes, _methods_without_success(result))
-    figure.savefig(path)
-    return path
+    return figure
+
+
+def plot_nfe_over_training(result: ComparisonResult, path: Path) -> Path:
+    """nfe_over_training.png: `nfe_over_training_figure`."""
+    return save_figure(nfe_over_training_figure(result), path)
 
 
 def coefficient_histories(runs: Sequence[RunResult]) -> dict[str, list[list[float]]]:
@@ -85,20 +178,21 @@ def coefficient_histories(runs: Sequence[RunResult]) -> dict[str, list[list[floa
     return histories
 
 
-def plot_coefficients_over_training(result: ComparisonResult, path: Path) -> Path | None:
+def coefficients_over_training_figure(result: ComparisonResult) -> Figure | None:
     """λ against epoch per method and term (log scale; mean over seeds, shaded min–max)
-    for the coefficients that moved during training; None (no file) when none did."""
+    for the coefficients that moved during training; None when none did."""
     figure = _new_figure()
     axes = figure.add_subplot()
+    styles = method_styles(result.methods)
     drawn = False
-    for index, method in enumerate(result.methods):
+    for method in result.methods:
         for line, (term, runs) in enumerate(
             sorted(coefficient_histories(result.runs_of(method)).items())
         ):
             length = min(len(r) for r in runs)
             values = np.array([r[:length] for r in runs])
             epochs = np.arange(1, length + 1)
-            style = method_style(index)
+            style = styles[method]
             label = method if term == method else f"{method}: {term}"
             axes.plot(
                 epochs,
@@ -125,9 +219,15 @@ def plot_coefficients_over_training(result: ComparisonResult, path: Path) -> Pat
     axes.set_title("Coefficients over training (line: mean over seeds, band: min–max)")
     axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.savefig(path)
-    return path
+    place_legend(axes)
+    return figure
+
+
+def plot_coefficients_over_training(result: ComparisonResult, path: Path) -> Path | None:
+    """coefficients_over_training.png: `coefficients_over_training_figure`; None (no
+    file) when no coefficient moved."""
+    figure = coefficients_over_training_figure(result)
+    return None if figure is None else save_figure(figure, path)
 
 
 def _band_alpha(methods: int) -> float:
@@ -144,12 +244,13 @@ def metric_axis(metric: str | None) -> tuple[float, str]:
     )
 
 
-def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path:
+def metric_vs_prediction_time_figure(result: ComparisonResult) -> Figure:
     """Test metric against prediction time, one point per successful run."""
     scale, label = metric_axis(result.metric)
     figure = _new_figure()
     axes = figure.add_subplot()
-    for index, method in enumerate(result.methods):
+    styles = method_styles(result.methods)
+    for method in result.methods:
         summaries = [r.summary for r in result.runs_of(method) if r.succeeded]
         if not summaries:
             continue
@@ -161,15 +262,19 @@ def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path
             alpha=0.85,
             edgecolors="black",
             linewidths=0.5,
-            **method_style(index),
+            **styles[method],
         )
     axes.set_xlabel("prediction time per test batch (ms)")
     axes.set_ylabel(label)
     axes.set_title(f"{label[0].upper()}{label[1:]} vs prediction time (one point per run)")
     axes.grid(alpha=0.3)
     _legend(axes, _methods_without_success(result))
-    figure.savefig(path)
-    return path
+    return figure
+
+
+def plot_metric_vs_prediction_time(result: ComparisonResult, path: Path) -> Path:
+    """metric_vs_prediction_time.png: `metric_vs_prediction_time_figure`."""
+    return save_figure(metric_vs_prediction_time_figure(result), path)
 
 
 def _label(method: str, runs: int) -> str:
@@ -188,8 +293,7 @@ def _legend(axes, failed_methods: Sequence[str]) -> None:
         )
     if failed_methods:
         axes.plot([], [], " ", label="no successful run: " + ", ".join(failed_methods))
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(title="method", loc="best")
+    place_legend(axes, title="method")
 
 
 #: The log-density grid a density run writes into its directory (see `DensityTask`).

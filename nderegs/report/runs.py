@@ -159,9 +159,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.3g} s"
 
 
-def progress_line(result: RunResult, index: int, total: int) -> str:
-    """E.g. `[3/30] error seed 1: test accuracy 0.9611, NFE 31.0, train 12.3 s`."""
-    prefix = f"[{index}/{total}] {result.method} seed {result.seed}: "
+def progress_line(result: RunResult, index: int, total: int, name: str | None = None) -> str:
+    """E.g. `[3/30] error seed 1: test accuracy 0.9611, NFE 31.0, train 12.3 s`; `name`
+    (default: the run's row label, e.g. `local-error[solver.adjoint=backsolve]`) stands
+    for the run before its seed, e.g. a sweep trial's `error regularization.error.start=0.3`."""
+    prefix = f"[{index}/{total}] {name or result.method} seed {result.seed}: "
     if not result.succeeded:
         return prefix + f"FAILED: {result.error}"
     s = result.summary
@@ -185,13 +187,22 @@ def check_clashes(jobs: Sequence[Job], output_dir: Path) -> None:
 
 
 def run_jobs(
-    jobs: Sequence[Job], backend: AbstractBackend | None = None, progress: bool = True
+    jobs: Sequence[Job],
+    backend: AbstractBackend | None = None,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
 ) -> list[RunResult]:
     """Execute `jobs` on `backend` (default: one after the other in this process) and
     return their results in the jobs' order. Finished runs (summary.json present) are
     read back, not sent to the backend. With `progress`: one bar over the runs and one
-    line per finished run."""
+    line per finished run (`progress_line`), naming each job by `names` (one per job;
+    default: its label)."""
     backend = backend or InProcess()
+    name_of = {job.run_dir: job.label for job in jobs}
+    if names is not None:
+        if len(names) != len(jobs):
+            raise ValueError(f"{len(names)} names for {len(jobs)} jobs")
+        name_of = {job.run_dir: name for job, name in zip(jobs, names)}
     results: dict[Path, RunResult] = {}
     todo = []
     for job in jobs:
@@ -207,7 +218,8 @@ def run_jobs(
     for result in backend.run(todo):
         results[result.run_dir] = result
         if progress:
-            tqdm.write(progress_line(result, len(results), len(jobs)))
+            name = name_of.get(result.run_dir)
+            tqdm.write(progress_line(result, len(results), len(jobs), name))
         bar.update()
     bar.close()
     return [results[job.run_dir] for job in jobs]

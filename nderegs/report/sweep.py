@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from ..config import ConfigError, ExperimentConfig, load_config
 from ..runners import AbstractBackend, Job, RunResult
-from .plots import method_style, metric_axis
+from .plots import method_styles, metric_axis, place_legend, save_figure
 from .runs import (
     check_clashes,
     ComparisonResult,
@@ -122,6 +122,12 @@ class Trial:
 
 def setting_label(setting: Setting) -> str:
     return ", ".join(f"{k}={v}" for k, v in setting) or "(config)"
+
+
+def trial_name(method: str, setting: Setting) -> str:
+    """How a trial's progress line names it: its method entry and every grid value, e.g.
+    `error regularization.error.start=0.3` (the bare method without a grid)."""
+    return " ".join([method, *(f"{k}={v}" for k, v in setting)])
 
 
 def _setting_slug(setting: Setting) -> str:
@@ -227,7 +233,8 @@ def run_sweep(
         twice = next(d for d in directories if directories.count(d) > 1)
         raise ConfigError(f"two trials would share the run directory {twice}; use distinct values")
     check_clashes(jobs, output_dir)
-    results = run_jobs(jobs, backend, progress)
+    names = [trial_name(method, setting) for method, setting, _, _ in planned]
+    results = run_jobs(jobs, backend, progress, names)
     return SweepResult(
         methods=tuple(methods),
         grid_keys=tuple(dict.fromkeys(g.key for g in parsed)),
@@ -489,7 +496,7 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_pareto(result: SweepResult, path: Path) -> Path:
+def pareto_figure(result: SweepResult) -> Figure:
     """Test NFE against test metric: every setting (mean, error bars: sd over seeds),
     a line along each method's Pareto front, vanilla as a star."""
     metric = result.metric
@@ -498,11 +505,12 @@ def plot_pareto(result: SweepResult, path: Path) -> Path:
     figure = Figure(figsize=(8, 5.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for index, method in enumerate(result.methods):
+    styles = method_styles(result.methods)
+    for method in result.methods:
         own = [s for s in stats if s.method == method and _complete(s)]
         if not own:
             continue
-        style = method_style(index)
+        style = styles[method]
         vanilla = method == BASELINE
         marker = "*" if vanilla else style["marker"]
         axes.errorbar(
@@ -530,10 +538,13 @@ def plot_pareto(result: SweepResult, path: Path) -> Path:
     axes.set_ylabel(label)
     axes.set_title("Pareto fronts: settings × seeds (mean ± sd), lines along each front")
     axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=8)
-    figure.savefig(path)
-    return path
+    place_legend(axes, title="method")
+    return figure
+
+
+def plot_pareto(result: SweepResult, path: Path) -> Path:
+    """pareto.png: `pareto_figure`."""
+    return save_figure(pareto_figure(result), path)
 
 
 def tuned_comparison(result: SweepResult) -> tuple[ComparisonResult, dict[str, str]]:

@@ -8,6 +8,7 @@ from .loop import (
     make_evaluate_step,
     make_train_step,
     restore_run,
+    run_dir_name,
     train,
     TrainingDiverged,
 )

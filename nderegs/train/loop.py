@@ -14,9 +14,11 @@ where an adjoint's memory shows (RecursiveCheckpointAdjoint stores checkpoints,
 BacksolveAdjoint does not).
 """
 
+import logging
 import math
 from pathlib import Path
 import statistics
+import sys
 import time
 from typing import Any, NoReturn
 
@@ -35,16 +37,27 @@ from ..tasks import AbstractTask, count_parameters, Evaluation
 from ..tracking import AbstractTracker, make_trackers
 from .run_directory import RunDirectory
 
+#: Status lines ("training ... in DIR", "compiling ...", "nothing left to train"), each
+#: at the moment it becomes true; `nderegs train` shows them on stderr. Silent unless a
+#: handler is configured (`logging.basicConfig(level=logging.INFO)` shows them).
+logger = logging.getLogger("nderegs.train")
+
 
 class TrainingDiverged(RuntimeError):
     """Training stopped: a non-finite loss or a failed solve. The run directory keeps
     the last good checkpoint."""
 
 
-def default_run_dir(config: ExperimentConfig) -> Path:
-    """`output_dir/name-method-seedN`, with a numeric suffix if that exists."""
+def run_dir_name(config: ExperimentConfig) -> Path:
+    """`output_dir/name-method-seedN`: where a run of `config` goes by default."""
     slug = config.method.replace("+", "_")
-    base = Path(config.output_dir) / f"{config.name}-{slug}-seed{config.seed}"
+    return Path(config.output_dir) / f"{config.name}-{slug}-seed{config.seed}"
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """`run_dir_name(config)`, or, if that exists, the first free one of `…-2`, `…-3`,
+    ...: a repeated command never writes into an earlier run."""
+    base = run_dir_name(config)
     candidate, n = base, 1
     while candidate.exists():
         n += 1
@@ -197,6 +210,53 @@ def evaluate_test_set(
     }
 
 
+def _check_location(run_dir: Path) -> None:
+    """A clear `ConfigError` where a new run directory cannot be made: it, or a folder
+    above it, is a file."""
+    where = "(--run-dir, or output_dir=...)"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(
+            f"the run directory {run_dir} is a file; give a directory that does not exist "
+            f"yet {where}."
+        )
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"cannot make the run directory {run_dir}: {parent} is a file, not a "
+                    f"directory {where}."
+                )
+            return
+
+
+def _solve_failed(config: ExperimentConfig, updates: int) -> str:
+    """Why a training solve failed, as far as it is known: it ran out of steps after
+    `updates` optimizer updates of the model."""
+    solver, optim = config.solver, config.optim
+    limit = (
+        f"The ODE solver failed on a training batch: it needed more than solver.max_steps="
+        f"{solver.max_steps} steps at rtol={solver.rtol:g}, atol={solver.atol:g} (or its "
+        "step size collapsed)"
+    )
+    if updates == 0:
+        return (
+            f"{limit} before any update, with the initial parameters. Raise "
+            "solver.max_steps or loosen solver.rtol/atol"
+        )
+    if updates < 10:
+        return (
+            f"{limit} after only {updates} optimizer update(s), so most likely an update "
+            f"moved the vector field too far at once (optim.lr={optim.lr:g}); lower optim.lr or set "
+            "optim.grad_clip"
+        )
+    return (
+        f"{limit} after {updates} optimizer updates. Either the learned dynamics grew "
+        "stiff (regularize, e.g. method=error), or an update moved the field too far "
+        f"(lower optim.lr={optim.lr:g}, or set optim.grad_clip); raising solver.max_steps "
+        "or loosening the tolerances also lets the solve finish"
+    )
+
+
 def _runtime_error_reason(error: Exception) -> str:
     """The message of an `equinox.EquinoxRuntimeError`, without its debugging advice."""
     marker = "EquinoxRuntimeError: "
@@ -250,7 +310,11 @@ def _train(
     resumed_changes = _resumable_changes(run, config) if resume else {}
     extended = resume and run.is_finished
     if extended and "optim.epochs" not in resumed_changes:
-        return run.read_summary()  # nothing left to train
+        logger.info(
+            f"{run_dir} has trained all its {config.optim.epochs} epochs: nothing left to "
+            "train (optim.epochs=N extends it); its summary follows."
+        )
+        return run.read_summary()
     if not resume:
         config.check_trains_something()
     task, arrays = config.build()
@@ -298,6 +362,8 @@ def _train(
     problem = None
     if writes:
         try:
+            if not resume:
+                _check_location(run_dir)
             if extended:
                 # The summary describes the shorter run; a new one is written at the end
                 # (so an interrupted extension is not mistaken for a finished run).
@@ -315,6 +381,13 @@ def _train(
         except Exception as e:  # re-raised below, on every process
             problem = e
     raise_on_every_process(problem)
+    if resume:
+        logger.info(
+            f"resuming {config.method} on {config.task.name} in {run_dir} after epoch "
+            f"{start_epoch} of {epochs}"
+        )
+    else:
+        logger.info(f"training {config.method} on {config.task.name} in {run_dir}")
     model, opt_state = parallel.replicate((model, opt_state))
 
     train_step = make_train_step(task, optimizer, parallel)
@@ -349,6 +422,7 @@ def _train(
     # first batch, discarding the result.
     first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
     first_args = (model, opt_state, parallel.shard(first), *step_inputs(step_key, start_epoch))
+    logger.info("compiling the training step (the first one takes a while)...")
     start = time.perf_counter()
     compiled_step, train_step_bytes = compile_step(train_step, *first_args)
     compile_seconds = time.perf_counter() - start
@@ -401,14 +475,7 @@ def _train(
             )
             train_seconds += seconds
             if not bool(aux["successful"]):
-                stop(
-                    "The ODE solver failed during training: it hit solver.max_steps="
-                    f"{solver.max_steps} (or its step size collapsed), i.e. the learned "
-                    "dynamics became too stiff for rtol/atol. Raise solver.max_steps, "
-                    "loosen the tolerances, or regularize (e.g. method=error)",
-                    epoch,
-                    step,
-                )
+                stop(_solve_failed(config, step), epoch, step)
             if not math.isfinite(float(loss)):
                 stop(
                     f"The training loss became {float(loss)}: lower optim.lr or set "
@@ -471,7 +538,8 @@ def _train(
             if config.train.progress and writes:
                 tqdm.write(
                     f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
-                    f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}"
+                    f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}",
+                    file=sys.stderr,
                 )
         if done % config.train.checkpoint_every == 0 or done == epochs:
             run.save_checkpoint(

@@ -120,7 +120,9 @@ class RunDirectory:
 
     def read_config(self, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
         """The run's configuration (with `overrides` applied); `ConfigError` if the
-        directory holds none."""
+        directory holds none, or for a problem of its config.yaml or of the overrides
+        (a problem only the overrides make, e.g. ``task.data.name=mnist`` without a
+        path, is told as theirs, not the file's)."""
         if not self.has_config:
             raise ConfigError(f"{self.path}: no {self.CONFIG} there (is it a run directory?)")
         return load_config(self.config_file, list(overrides))
