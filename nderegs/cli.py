@@ -69,52 +69,34 @@ class _StatusLines(logging.Handler):
         _say(f"nderegs {self.command}: {record.getMessage()}")
 
 
-def _new_run_dir(config) -> Path:
-    """The default run directory; says so when an earlier run holds the usual name."""
-    from .train import default_run_dir, run_dir_name, RunDirectory
-
-    run_dir, usual = default_run_dir(config), run_dir_name(config)
-    if run_dir != usual:
-        earlier = RunDirectory(usual)
-        how = (
-            "finished"
-            if earlier.is_finished
-            else f"not finished: `nderegs train --resume {usual}` continues it"
-            if earlier.has_checkpoint
-            else "not a finished run"
-        )
-        _say(
-            f"nderegs train: {usual} exists ({how}); this run goes to {run_dir} "
-            "(--run-dir chooses another place)"
-        )
-    return run_dir
-
-
 def _train(opts) -> int:
     import jax
 
     from .parallel import ProcessStopped
-    from .train import RunDirectory, train, TrainingDiverged
+    from .train import default_run_dir, RunDirectory, train, TrainingDiverged
 
     run_dir = None
-    status = _StatusLines("train")
+    # The loop's status lines, on stderr, for this command only (the logger's level
+    # and propagation are restored after it).
     logger = logging.getLogger("nderegs.train")
+    status, level, propagate = _StatusLines("train"), logger.level, logger.propagate
     logger.addHandler(status)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         if opts.resume is not None:
             run_dir = Path(opts.resume)
             config = RunDirectory(run_dir).read_config(opts.overrides)
         else:
             config = load_config(opts.config, opts.overrides)
-            if opts.print_config:
-                run_dir = None
-            else:
-                run_dir = Path(opts.run_dir) if opts.run_dir else _new_run_dir(config)
         if opts.print_config:
             print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
             return 0
-        summary = train(config, run_dir=run_dir, resume=opts.resume is not None)
+        chosen = run_dir or (Path(opts.run_dir) if opts.run_dir else None)
+        # Without --run-dir the loop picks the default itself (and says so when an earlier
+        # run holds the usual name); this is the same directory, for the messages here.
+        run_dir = chosen or default_run_dir(config)
+        summary = train(config, run_dir=chosen, resume=opts.resume is not None)
     except ConfigError as e:
         _say(f"nderegs train: configuration error: {e}")
         return 2
@@ -135,6 +117,8 @@ def _train(opts) -> int:
         return 1
     finally:
         logger.removeHandler(status)
+        logger.setLevel(level)
+        logger.propagate = propagate
     if jax.process_index() == 0:  # one report per multi-host run
         _say(f"nderegs train: done; run directory {run_dir} (summary.json, metrics.jsonl)")
         print(json.dumps(summary, indent=2))

@@ -213,21 +213,29 @@ def test_data_errors_come_before_any_status_line(tmp_path, capsys):
     argv = ["train", "task.data.name=mnist", f"task.data.path={tmp_path / 'none'}"]
     assert main([*argv, "--run-dir", str(tmp_path / "r")]) != 0
     err = capsys.readouterr().err
-    assert "mnist" in err.lower() and "compiling" not in err and "training" not in err
+    assert err.startswith("nderegs train: ") and str(tmp_path / "none") in err
+    assert len(err.splitlines()) == 1 and "compiling" not in err and "training" not in err
 
 
 def test_a_repeated_command_says_where_its_run_goes(finished, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("nderegs.train.train", lambda *args, **kwargs: {})
+    def interrupted(*args, **kwargs):  # stop where compilation would start
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nderegs.train.loop.compile_step", interrupted)
     shutil.copytree(finished, tmp_path / "digits-error-seed0")
     argv = ["train", *TINY, "method=error", f"output_dir={tmp_path}"]
-    assert main(argv) == 0
+    assert main(argv) == 130
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'digits-error-seed0'} exists (finished)" in err
-    assert f"this run goes to {tmp_path / 'digits-error-seed0-2'}" in err
+    said = f"{tmp_path / 'digits-error-seed0'} exists (finished); this run goes to "
+    assert said + f"{tmp_path / 'digits-error-seed0-2'}" in err
+    assert err.index(said) < err.index("training error") < err.index("compiling")
     # An interrupted earlier run: the message names the command that continues it.
     (tmp_path / "digits-error-seed0" / "summary.json").unlink()
-    assert main(argv) == 0
+    assert main(argv) == 130
     assert f"nderegs train --resume {tmp_path / 'digits-error-seed0'}" in capsys.readouterr().err
+    # Not said before a data error: the data come first.
+    argv += ["task.data.name=mnist", f"task.data.path={tmp_path / 'none'}"]
+    assert main(argv) != 0 and "exists" not in capsys.readouterr().err
 
 
 def test_a_solve_failure_after_one_huge_update_blames_the_learning_rate(tmp_path, capsys):

@@ -441,9 +441,13 @@ def test_problems_of_the_file_and_of_the_overrides_are_told_apart(tmp_path):
         f"with the override task.data.name=mnist: {MNIST_PATH}",
     ]
     assert str(ei.value).startswith("2 problems in config:\n  - ")
-    # a file's own problem is still the file's, overrides or not
+    # a file's own problem is still the file's, overrides or not, also when the
+    # override switches the choice it is under (the message's list of keys changes)
     with pytest.raises(ConfigError, match=rf"^in config file '{p}': unknown key 'sed'"):
         load_config(p, ["seed=1"])
+    p.write_text("optim: {name: adam, b1: 0.8}\n")
+    with pytest.raises(ConfigError, match=rf"^in config file '{p}': unknown key 'optim.b1'"):
+        load_config(p, ["optim.name=sgd"])
     # a bad value given on the command line shows as typed, the file not blamed
     p.write_text("seed: 1\n")
     with pytest.raises(ConfigError) as ei:

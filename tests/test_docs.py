@@ -22,10 +22,13 @@ from pathlib import Path
 import re
 import shlex
 import shutil
+import textwrap
+import warnings
 
 import jax
 import pytest
 
+import nderegs
 from nderegs.cli import _parser, main
 from nderegs.config import ConfigError
 from nderegs.report.runs import normalize_methods, run_config, split_entries
@@ -33,7 +36,8 @@ from nderegs.report.sweep import Grid, method_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+#: A fenced block, also indented (in a list item or an admonition).
+FENCE = re.compile(r"^([ \t]*)```(\w*)[^\n]*\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 #: The run the snippets load ("runs/digits-error-seed0"), as `nderegs train method=error`
 #: writes it.
 RUN = "runs/digits-error-seed0"
@@ -43,9 +47,9 @@ def code_blocks(page: Path, language: str) -> list[tuple[int, str]]:
     """`(line number, code)` of every fenced block of `language` in `page`."""
     text = page.read_text(encoding="utf-8")
     return [
-        (text.count("\n", 0, m.start()) + 1, m.group(2))
+        (text.count("\n", 0, m.start()) + 1, textwrap.dedent(m.group(3)))
         for m in FENCE.finditer(text)
-        if m.group(1) == language
+        if m.group(2) == language
     ]
 
 
@@ -62,7 +66,7 @@ def test_the_pages_hold_code_and_every_block_is_python_bash_or_text():
     assert code_blocks(ROOT / "README.md", "python") and code_blocks(ROOT / "README.md", "bash")
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        languages = {m.group(1) for m in FENCE.finditer(text)}
+        languages = {m.group(2) for m in FENCE.finditer(text)}
         assert languages <= {"python", "bash", "text"}, (_name(page), languages)
 
 
@@ -95,7 +99,13 @@ def test_python_blocks_run(page, docs_cwd):
         try:
             # JAX's default promotion, as a reader has it (the suite runs strict; optax's
             # adam is not strict-clean).
-            with contextlib.redirect_stdout(io.StringIO()), jax.numpy_dtype_promotion("standard"):
+            # A snippet whose field hides its parameters would teach a bug: an error here.
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                jax.numpy_dtype_promotion("standard"),
+                warnings.catch_warnings(),
+            ):
+                warnings.simplefilter("error", nderegs.ParameterlessFieldWarning)
                 exec(compile(code, where, "exec"), namespace)
         except Exception as e:
             raise AssertionError(f"the block at {where} fails: {type(e).__name__}: {e}") from e
@@ -172,8 +182,11 @@ def test_the_shell_check_catches_a_bad_key(docs_cwd):
 
 def test_the_python_check_names_the_failing_block(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
-    page.write_text("text\n\n```python\nx = 1\n```\n\n```python\ny = x + nope\n```\n")
+    # The second block is indented (in a list item): found, dedented and run too.
+    page.write_text(
+        "text\n\n```python\nx = 1\n```\n\n- item\n\n    ```python\n    y = x + nope\n    ```\n"
+    )
     monkeypatch.setattr(f"{__name__}.PAGES", [page])
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
-    with pytest.raises(AssertionError, match=r"page.md:7 fails: NameError"):
+    with pytest.raises(AssertionError, match=r"page.md:9 fails: NameError"):
         test_python_blocks_run(page, tmp_path)

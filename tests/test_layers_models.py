@@ -166,6 +166,10 @@ def test_a_field_whose_parameters_a_gradient_cannot_reach_is_warned_about():
     sde = nderegs.NeuralSDE(lambda t, y, args: -y, lambda t, y, args: jnp.ones_like(y))
     with pytest.warns(nderegs.ParameterlessFieldWarning, match="drift and diffusion"):
         eqx.filter_eval_shape(lambda y: sde(y, key=key), y0)
+    # Each field on its own: a trainable drift does not excuse a closure diffusion.
+    sde = nderegs.NeuralSDE(TimeMLP(2, 8, 1, key=key), lambda t, y, args: mlp(y))
+    with pytest.warns(nderegs.ParameterlessFieldWarning, match="NeuralSDE: diffusion \\("):
+        eqx.filter_eval_shape(lambda y: sde(y, key=key), y0)
     cnf = nderegs.CNF(lambda t, z, args: mlp(z), dim=2)
     with pytest.warns(nderegs.ParameterlessFieldWarning, match="CNF"):
         eqx.filter_eval_shape(cnf.log_prob, y0)

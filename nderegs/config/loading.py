@@ -475,28 +475,30 @@ def _attributed(
     source: str | None,
 ) -> ConfigError:
     """One `ConfigError` for `problems`, each attributed: to the config file `source`
-    where the file alone has it, else to the overrides without which it goes (all of
-    them where no one alone makes a difference). A problem with the very key an
-    override set names that key and value already and is not attributed."""
+    where the file alone has a problem at its key, else to the overrides without which
+    its key has none (all of them where no one alone makes a difference). Problems are
+    told apart by their dotted key, not their text (which may list the keys of another
+    variant). A problem with the very key an override set names that key and value
+    already and is not attributed."""
     in_file = f"in config file '{source}'" if source is not None else None
     if not overrides:
         return _listing([(in_file, message) for _, message in problems])
     _, alone = _validate(prune(copy.deepcopy(base)))
-    file_messages = {message for _, message in alone}
-    without: list[set[str] | None] = []  # the problems without each override
+    file_keys = {key for key, _ in alone}
+    without: list[set[str] | None] = []  # the keys with problems without each override
     for i in range(len(overrides)):
         try:
             _, rest = _validate(_merged(base, overrides[:i] + overrides[i + 1 :]))
-            without.append({message for _, message in rest})
+            without.append({key for key, _ in rest})
         except ConfigError:  # e.g. an override that needs an earlier one
             without.append(None)
     attributed: list[tuple[str | None, str]] = []
     for key, message in problems:
-        if message in file_messages:
+        if key in file_keys:
             attributed.append((in_file, message))
             continue
         causes = [
-            item for item, rest in zip(overrides, without) if rest is None or message not in rest
+            item for item, rest in zip(overrides, without) if rest is None or key not in rest
         ] or overrides
         if all(_states(item, key) for item in causes):
             attributed.append((None, message))

@@ -12,8 +12,10 @@ vector-field evaluations):
 
   S = ‖f(g_b) − f(g_a)‖ / ‖g_b − g_a‖ = ‖k_b − k_a‖ / (|dt|·‖g_b − g_a‖),
 
-  an estimate of the dominant |eigenvalue| of ∂f/∂y along the step (Hairer & Wanner,
-  Solving ODEs II, §IV.2). For y' = −λy it is exactly λ.
+  i.e. ‖Jv‖/‖v‖ for J = ∂f/∂y (exactly, for a linear f) along the direction v of the
+  two stages' difference (Hairer & Wanner, Solving ODEs II, §IV.2): between J's smallest
+  and largest singular values, which for a normal J are its eigenvalues' moduli — for
+  y' = −λy it is exactly λ — and for a non-normal J can be far from them.
 """
 
 from collections.abc import Callable

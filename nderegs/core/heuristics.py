@@ -11,9 +11,12 @@ class Heuristics(eqx.Module):
 
     - `error`: R_E = Σ_j EEst_j·|dt_j|, EEst_j the scaled error the controller
       compared with 1, `norm(y_err / (atol + rtol·max(|y0|, |y1|)))`.
-    - `stiffness`: R_S = Σ_j S_j·|dt_j|, S_j Shampine's estimate of the dominant
-      |eigenvalue| of ∂f/∂y from two stages with equal abscissa. None when the solver
-      has no such stage pair (or stiffness=False was passed).
+    - `stiffness`: R_S = Σ_j S_j·|dt_j|, S_j Shampine's estimate ‖Jv‖/‖v‖ from two
+      stages with equal abscissa (v their difference, J = ∂f/∂y): how strongly J
+      stretches one direction along the step, between J's smallest and largest singular
+      values — not its dominant |eigenvalue| (for y'' = −100y, eigenvalues ±10i, S
+      reaches 96.7). None when the solver has no such stage pair (or stiffness=False
+      was passed).
     - `max_stiffness`: max_j S_j (the variant paper 1 uses for MNIST).
 
     With `adjoint=diffrax.ImplicitAdjoint()` (which saves nothing but y(t1)) the solve

@@ -3,6 +3,8 @@ checks, the step-size controller, and the batch as one system."""
 
 import abc
 from collections.abc import Callable
+from pathlib import Path
+import sys
 from typing import Any, TYPE_CHECKING
 import warnings
 
@@ -13,6 +15,19 @@ import jax
 if TYPE_CHECKING:
     from .neural_ode import NeuralODE
     from .neural_sde import NeuralSDE
+
+
+def _callers_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the first frame outside nderegs and the
+    libraries it calls through (jax, equinox, diffrax): the user's line, also under
+    `jax.jit`."""
+    libraries = tuple(
+        str(Path(module.__file__).parent) for module in (sys.modules["nderegs"], jax, eqx, diffrax)
+    )
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(libraries):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class ParameterlessFieldWarning(UserWarning):
@@ -88,25 +103,32 @@ class AbstractNeuralDE(eqx.Module):
         """The layer's learnable functions by argument name (e.g. `drift`, `diffusion`)."""
 
     def check_trainable(self, args: Any = None) -> None:
-        """Warn (`ParameterlessFieldWarning`) when neither the vector fields nor `args`
-        hold an inexact array: then `eqx.filter_grad` of a loss of the layer has no
-        leaf to differentiate and training silently does nothing. The usual cause is a
-        closure, `lambda t, y, args: mlp(y)`, which hides `mlp`'s parameters from the
-        pytree; a Module whose `__call__(t, y, args)` applies the network keeps them.
-        Runs at trace time only (once per compilation)."""
-        fields = self.vector_fields()
-        if jax.tree_util.tree_leaves(eqx.filter((fields, args), eqx.is_inexact_array)):
+        """Warn (`ParameterlessFieldWarning`) when a vector field holds no inexact array
+        and `args` holds none either: then `eqx.filter_grad` of a loss of the layer has
+        no leaf in that field and training silently leaves it as it is. The usual cause
+        is a closure, `lambda t, y, args: mlp(y)`, which hides `mlp`'s parameters from
+        the pytree; a Module whose `__call__(t, y, args)` applies the network keeps
+        them. Each field is checked on its own (a NeuralSDE's diffusion as well as its
+        drift). Runs at trace time only (once per compilation)."""
+        if jax.tree_util.tree_leaves(eqx.filter(args, eqx.is_inexact_array)):
             return
-        names = " and ".join(fields)
+        empty = [
+            name
+            for name, field in self.vector_fields().items()
+            if not jax.tree_util.tree_leaves(eqx.filter(field, eqx.is_inexact_array))
+        ]
+        if not empty:
+            return
+        names = " and ".join(empty)
         warnings.warn(
             f"{type(self).__name__}: {names} (and args) carry no array a gradient can "
-            "reach, so training the layer changes nothing (eqx.filter_grad finds no "
-            "leaf). A function closing over a network, `lambda t, y, args: mlp(y)`, hides "
+            "reach, so training leaves it as it is (eqx.filter_grad finds no leaf in "
+            "it). A function closing over a network, `lambda t, y, args: mlp(y)`, hides "
             "its parameters: pass an equinox Module whose __call__(t, y, args) applies "
             "the network (e.g. nderegs.models.TimeMLP), or pass the network as args=. "
             "A field without parameters on purpose can ignore this warning.",
             ParameterlessFieldWarning,
-            stacklevel=3,
+            stacklevel=_callers_stacklevel(),
         )
 
     @abc.abstractmethod

@@ -40,11 +40,11 @@ class NeuralODE(AbstractNeuralDE):
         node = nderegs.NeuralODE(field, rtol=1e-6, atol=1e-6)
         y1, h = node(y0_batch)                    # (batch, 2), Heuristics
         loss = jnp.mean((y1 - target) ** 2) + 0.1 * h.error
+        ```
 
     The field must be a pytree that holds its parameters (an equinox Module), so that
     `eqx.filter_grad` reaches them; a closure such as `lambda t, y, args: mlp(y)`
     hides them, and the layer warns (`ParameterlessFieldWarning`).
-        ```
 
     References: Chen, Rubanova, Bettencourt, Duvenaud, "Neural Ordinary Differential
     Equations", NeurIPS 2018; Rackauckas et al., "DiffEqFlux.jl" (the layer's feel);

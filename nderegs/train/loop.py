@@ -229,12 +229,27 @@ def _check_location(run_dir: Path) -> None:
             return
 
 
-def _solve_failed(config: ExperimentConfig, updates: int) -> str:
-    """Why a training solve failed, as far as it is known: it ran out of steps after
+def _taken(usual: RunDirectory, run_dir: Path) -> str:
+    """The status line of a run that goes to `run_dir` because an earlier one holds the
+    usual name."""
+    how = (
+        "finished"
+        if usual.is_finished
+        else f"not finished: `nderegs train --resume {usual.path}` continues it"
+        if usual.has_checkpoint
+        else "not a run that can be resumed"
+    )
+    return (
+        f"{usual.path} exists ({how}); this run goes to {run_dir} (--run-dir chooses another place)"
+    )
+
+
+def _solve_failed(config: ExperimentConfig, updates: int, where: str = "a training batch") -> str:
+    """Why a solve failed, as far as it is known: it ran out of steps on `where` after
     `updates` optimizer updates of the model."""
     solver, optim = config.solver, config.optim
     limit = (
-        f"The ODE solver failed on a training batch: it needed more than solver.max_steps="
+        f"The ODE solver failed on {where}: it needed more than solver.max_steps="
         f"{solver.max_steps} steps at rtol={solver.rtol:g}, atol={solver.atol:g} (or its "
         "step size collapsed)"
     )
@@ -305,13 +320,14 @@ def _train(
         check_same_on_every_process(yaml.safe_dump(config_to_dict(config)), "configs")
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    chosen_by_default = run_dir is None
     run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config), writes=writes)
     run_dir = run.path
     resumed_changes = _resumable_changes(run, config) if resume else {}
     extended = resume and run.is_finished
     if extended and "optim.epochs" not in resumed_changes:
         logger.info(
-            f"{run_dir} has trained all its {config.optim.epochs} epochs: nothing left to "
+            f"{run_dir} is finished (optim.epochs={config.optim.epochs}): nothing left to "
             "train (optim.epochs=N extends it); its summary follows."
         )
         return run.read_summary()
@@ -387,6 +403,8 @@ def _train(
             f"{start_epoch} of {epochs}"
         )
     else:
+        if chosen_by_default and run_dir != run_dir_name(config):
+            logger.info(_taken(RunDirectory(run_dir_name(config)), run_dir))
         logger.info(f"training {config.method} on {config.task.name} in {run_dir}")
     model, opt_state = parallel.replicate((model, opt_state))
 
@@ -516,7 +534,7 @@ def _train(
                 evaluate_batch, task.evaluation_model(model), arrays.test, eval_batch_size
             )
             if not ok:
-                stop("The ODE solver failed on the test set (solver.max_steps)", epoch, step)
+                stop(_solve_failed(config, step + 1, "the test set"), epoch, step)
             row = {
                 "epoch": done,
                 "step": done * steps_per_epoch,
