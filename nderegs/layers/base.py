@@ -21,9 +21,8 @@ def _callers_stacklevel() -> int:
     """The `stacklevel` that points a warning at the first frame outside nderegs and the
     libraries it calls through (jax, equinox, diffrax): the user's line, also under
     `jax.jit`."""
-    libraries = tuple(
-        str(Path(module.__file__).parent) for module in (sys.modules["nderegs"], jax, eqx, diffrax)
-    )
+    modules = (sys.modules["nderegs"], jax, eqx, diffrax)
+    libraries = tuple(str(Path(m.__file__).parent) for m in modules if m.__file__ is not None)
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith(libraries):
         frame, level = frame.f_back, level + 1
