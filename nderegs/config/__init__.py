@@ -12,7 +12,7 @@ name: digits
 seed: 0
 method: error               # '+'-joined components, see METHOD_COMPONENTS
 task:
-  name: classifier          # classifier | sde_classifier | latent_ode | spiral_sde
+  name: classifier          # classifier | sde_classifier | latent_ode | spiral_sde | density
   data: {name: digits, test_fraction: 0.2}
   model: {hidden_size: 32, vf_width: 32, vf_depth: 1, activation: tanh}
 solver: {name: tsit5, rtol: 1.0e-6, atol: 1.0e-6, adjoint: recursive_checkpoint}

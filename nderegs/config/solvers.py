@@ -1,7 +1,8 @@
 """The solver section: which diffrax solver and adjoint, tolerances, step-size control.
 
 Each solver and each adjoint is a variant that builds its diffrax object; adding a
-solver is one class here, listed in `ODESolver` or `SDESolver`.
+solver is one class here, listed in `_SOLVERS` (its `equations` say whether ODE or
+SDE tasks can use it).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class AbstractAdjointConfig(Variant, abc.ABC):
 
 
 class RecursiveCheckpoint(AbstractAdjointConfig):
-    """`diffrax.RecursiveCheckpointAdjoint`: discretise-then-optimise with
-    `checkpoints` (None: diffrax's default for the number of steps)."""
+    """`diffrax.RecursiveCheckpointAdjoint` with diffrax's default number of
+    checkpoints: discretise-then-optimise."""
 
     name: Literal["recursive_checkpoint"] = "recursive_checkpoint"
     differentiates_through_solver = True

@@ -1,4 +1,5 @@
-"""Data sets for training and evaluating regularized neural ODEs (numpy only, no JAX).
+"""Data sets for training and evaluating regularized neural ODEs, as numpy arrays
+(only the spiral SDE's sample paths are generated with diffrax, once, offline).
 
 Classification sets return :class:`ClassificationData`, time-series sets
 :class:`TimeSeriesData`, density sets :class:`DensityData`. Everything is generated or read locally; nothing is
