@@ -16,7 +16,10 @@ The kernel is this interpreter (`sys.executable`), whatever kernels the machine 
 runs in notebooks/ as Jupyter would, with figures inline (`MPLBACKEND` is not passed on)
 and the setting fixed here, whatever the caller's environment says: `NDEREGS_SMOKE` is
 set to "1" or "0", and `NDEREGS_RETRAIN` (retraining rows of the committed tables, several
-minutes per notebook) is not passed on. stderr (library warnings) is not stored.
+minutes per notebook) is not passed on. notebooks/ is on the kernel's `PYTHONPATH`, so a
+notebook imports `committed.py` (the paper notebooks' shared helpers) as in Jupyter, also
+when it runs elsewhere (the tests run it from another folder). stderr (library warnings)
+is not stored.
 """
 
 from __future__ import annotations
@@ -52,10 +55,14 @@ def kernel_spec_manager(directory: Path):
 
 def kernel_environment(smoke: bool) -> dict[str, str]:
     """This process's environment with the setting fixed: `NDEREGS_SMOKE` "1" or "0",
-    no `NDEREGS_RETRAIN`, and no `MPLBACKEND` (so that ipykernel's inline backend draws
-    the figures into the notebook)."""
+    no `NDEREGS_RETRAIN`, no `MPLBACKEND` (so that ipykernel's inline backend draws the
+    figures into the notebook), and notebooks/ first on `PYTHONPATH` (`import committed`
+    from any working directory)."""
     env = {k: v for k, v in os.environ.items() if k not in ("NDEREGS_RETRAIN", "MPLBACKEND")}
     env["NDEREGS_SMOKE"] = "1" if smoke else "0"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(NOTEBOOKS_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     return env
 
 

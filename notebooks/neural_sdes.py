@@ -48,57 +48,37 @@
 #   identical, and other timings: compare those as ratios).
 # - `NDEREGS_SMOKE=1` (the tests) trains tiny versions of those runs (1 epoch on a small
 #   subset) through the same code; their numbers mean nothing.
+#
+# The helpers of `notebooks/committed.py`, shared by the paper notebooks: `committed` reads
+# a committed comparison back with `nderegs.report.read_comparison` (its rows and seeds are
+# those of its `comparison.csv`, its runs those of its folder) and prints where it comes
+# from, `show_table` shows it in the papers' format (`nderegs.report.markdown_table`, the
+# function that wrote `comparison.md`), `settings` prints the settings of a run from its
+# `config.yaml`, and `retrain` trains rows of a table again. The curves over training are
+# `nderegs.report.over_training_figure`: columns of the runs' `metrics.jsonl` over the
+# epochs (mean over seeds, shaded from min to max).
 
 # %%
-import csv
-import os
+# %matplotlib inline
 from pathlib import Path
 import tempfile
 
 import equinox as eqx
-from IPython.display import display, Markdown
+from IPython.display import display
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
-from nderegs.config import configs_dir
 from nderegs.data import make_spiral_sde
-from nderegs.report import (
-    ComparisonResult,
-    markdown_table,
-    method_rows,
-    run_comparison,
-    run_dir_for,
-    RunResult,
-)
+from nderegs.report import over_training_figure
 from nderegs.train import load_run, RunDirectory, train
 
-SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
-RETRAIN = os.environ.get("NDEREGS_RETRAIN") == "1"
+from committed import committed, print_ratios, rel, RETRAIN, retrain, settings, show_table, SMOKE
 
-
-def find_repository():
-    """The repository of this notebook: the parent of notebooks/ (Jupyter runs a notebook
-    in its own folder), else the one nderegs is installed from (`pip install -e .`)."""
-    for candidate in (Path.cwd().parent, configs_dir().parent):
-        if (candidate / "experiments" / "results").is_dir():
-            return candidate.resolve()
-    raise FileNotFoundError("no experiments/results/: run this notebook from notebooks/ of a clone")
-
-
-REPO = find_repository()
-RESULTS = REPO / "experiments" / "results"
 RUNS = Path(tempfile.mkdtemp(prefix="nderegs-sde-"))  # what this notebook trains
-
-
-def rel(path):
-    """A path as the repository names it (no machine-specific prefix)."""
-    return Path(path).resolve().relative_to(REPO).as_posix()
-
-
-print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; committed results read from {rel(RESULTS)}/")
+print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; committed results read from experiments/results/")
 
 # %% [markdown]
 # ## `nderegs.NeuralSDE`: diagonal and general noise
@@ -163,80 +143,6 @@ print(f"extra NFE = {int(h_s.nfe) - int(h.nfe)} = 2 × {int(h.num_steps)} steps;
       "same y(t1):", bool(jnp.allclose(y1, y1_s)))
 
 # %% [markdown]
-# Four helpers: `committed` reads a committed comparison back (its rows and seeds are those
-# of its `comparison.csv`, its runs those of its folder) and prints where it comes from,
-# `show_table` prints a comparison in the papers' format (`nderegs.report.markdown_table`,
-# the function that wrote `comparison.md`), `settings` prints the settings of a run from
-# its `config.yaml`, and `plot_over_training` draws columns of `metrics.jsonl` over the
-# epochs (mean over seeds, shaded from min to max).
-
-# %%
-def committed(table):
-    """The ComparisonResult of experiments/results/<table>, read back, not trained; prints
-    the command, machine and date of its header."""
-    folder = RESULTS / table
-    lines = (folder / "comparison.csv").read_text(encoding="utf-8").splitlines()
-    header = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# ") and ": " in line)
-    methods = [row["method"] for row in csv.DictReader(x for x in lines if not x.startswith("#"))]
-    seeds = [int(s) for s in header["Seeds"].split(";")[0].split(",")]
-    runs = [
-        RunResult(m, s, run_dir_for(folder, m, s), "skipped",
-                  summary=RunDirectory(run_dir_for(folder, m, s)).read_summary())
-        for m in methods for s in seeds
-    ]
-    for key in ("Command", "Machine", "Date (UTC)"):
-        print(f"{key}: {header[key]}")
-    return ComparisonResult(tuple(methods), tuple(seeds), folder, tuple(runs))
-
-
-def show_table(result, caption):
-    """The comparison table (columns without any value left out) under a caption."""
-    lines = markdown_table(method_rows(result), result.metric).splitlines()
-    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
-    cells = [lines[i].strip("|").split("|") for i in rows]
-    keep = [j for j in range(len(cells[0])) if any(c[j].strip() != "—" for c in cells[2:])]
-    for i, c in zip(rows, cells):
-        lines[i] = "|" + "|".join(c[j] for j in keep) + "|"
-    dropped = [c.strip() for j, c in enumerate(cells[0]) if j not in keep]
-    for column in dropped:  # and the note on that column
-        lines = [line.split(f" {column.split(' (')[0]}:")[0] for line in lines]
-    display(Markdown(caption + "\n\n" + "\n".join(lines)))
-
-
-def settings(run_dir):
-    """The settings of a run that matter for the table, from its config.yaml."""
-    c = RunDirectory(run_dir).read_config()
-    print(f"  {c.task.name} on {c.task.data.name}; {c.solver.name}, rtol = atol = {c.solver.rtol:g}, "
-          f"{c.solver.adjoint.name} adjoint; {c.optim.name} lr {c.optim.lr:g}, batch {c.optim.batch_size}, "
-          f"{c.optim.epochs} epochs")
-    print(f"  step-size controller pcoeff {c.solver.pcoeff:g}, icoeff {c.solver.icoeff:g}; "
-          f"learning rate decay {c.optim.inverse_decay:g}")
-    for term in ("error", "stiffness"):
-        coefficient = getattr(c.regularization, term)
-        value = f"{coefficient.start:g}" if coefficient.kind == "constant" else coefficient
-        print(f"  regularization.{term} (λ of the `{term}` term): {value}")
-
-
-def plot_over_training(result, methods, panels, title):
-    """Each panel: one metrics.jsonl column (key, label) against the epoch."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
-        for i, method in enumerate(methods):
-            curves = [{r["epoch"]: r[key] for r in RunDirectory(run.run_dir).read_metrics()}
-                      for run in result.runs_of(method) if run.succeeded]
-            epochs = sorted(set.intersection(*(set(c) for c in curves)))
-            values = np.array([[c[e] for e in epochs] for c in curves])
-            ax.plot(epochs, values.mean(axis=0), "o-", ms=3, color=f"C{i}", label=method)
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
-        ax.set(xlabel="epoch", ylabel=label)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
-
-
-# %% [markdown]
 # ## The spiral SDE (paper 1)
 #
 # Data: per-time mean and variance of paths of
@@ -248,10 +154,12 @@ def plot_over_training(result, methods, panels, title):
 
 # %%
 spiral = committed("spiral_sde")
-settings(spiral.runs_of("error")[0].run_dir)
-show_table(spiral, f"**`{rel(spiral.output_dir)}`** (as in its `comparison.md`; seeds {list(spiral.seeds)})")
-plot_over_training(spiral, spiral.methods, [("test_nfe", "test NFE"), ("test_mse", "test MSE")],
-                   "spiral SDE: mean over 3 seeds, band min–max")
+SDE_SETTINGS = ["solver.pcoeff", "solver.icoeff", "optim.inverse_decay", "regularization.error",
+                "regularization.stiffness"]
+settings(spiral.runs_of("error")[0].run_dir, *SDE_SETTINGS)
+show_table(spiral)
+display(over_training_figure(spiral, [("test_nfe", "test NFE"), ("test_mse", "test MSE")],
+                             title="spiral SDE: mean over 3 seeds, band min–max"))
 
 # %% [markdown]
 # `error` and `local-error` lower the test NFE and the prediction time, at a somewhat
@@ -261,11 +169,7 @@ plot_over_training(spiral, spiral.methods, [("test_nfe", "test NFE"), ("test_mse
 # table's runs:
 
 # %%
-rows = {row.method: row for row in method_rows(spiral)}
-for method, row in rows.items():
-    print(f"{method:>12}: test NFE × {row.ratios['test_nfe']:.2f}, prediction time × "
-          f"{row.ratios['predict_seconds']:.2f}, train time × {row.ratios['train_seconds']:.2f}, "
-          f"test MSE × {row.ratios['test_metric']:.2f}")
+print_ratios(spiral)
 
 # %% [markdown]
 # The step-size controller matters here: SPaRK's embedded estimate has order 1 for the
@@ -339,10 +243,10 @@ plt.show()
 
 # %%
 digits_sde = committed("digits_sde")
-settings(digits_sde.runs_of("error")[0].run_dir)
-show_table(digits_sde, f"**`{rel(digits_sde.output_dir)}`** (as in its `comparison.md`; seeds {list(digits_sde.seeds)})")
-plot_over_training(digits_sde, digits_sde.methods, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
-                   "digits SDE: mean over 3 seeds, band min–max")
+settings(digits_sde.runs_of("error")[0].run_dir, *SDE_SETTINGS)
+show_table(digits_sde)
+display(over_training_figure(digits_sde, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
+                             title="digits SDE: mean over 3 seeds, band min–max"))
 
 # %% [markdown]
 # `error` and `local-error` bring the test NFE down within the first epoch or two and keep
@@ -351,39 +255,26 @@ plot_over_training(digits_sde, digits_sde.methods, [("test_nfe", "test NFE"), ("
 # ERNSDE in its table.)
 
 # %%
-rows = {row.method: row for row in method_rows(digits_sde)}
-vanilla = rows["vanilla"].stats["test_metric"].mean
-for method, row in rows.items():
-    print(f"{method:>12}: test NFE × {row.ratios['test_nfe']:.2f}, prediction time × "
-          f"{row.ratios['predict_seconds']:.2f}, train time × {row.ratios['train_seconds']:.2f}, "
-          f"test accuracy {100 * (row.stats['test_metric'].mean - vanilla):+.2f} points")
+print_ratios(digits_sde)
 
 # %% [markdown]
 # ## Training it yourself
 #
 # `nderegs.report.run_comparison` is what `nderegs compare` runs: every method × seed with
 # the config, one run directory each (re-running skips finished runs). With
-# `NDEREGS_RETRAIN=1` the cell below retrains the `vanilla` and `error` rows of both tables
-# into `runs/notebooks/neural_sdes/` (3 seeds, the committed configs); with
-# `NDEREGS_SMOKE=1` it trains miniatures of the digits SDE into a temporary folder.
-# Otherwise it does nothing.
+# `NDEREGS_RETRAIN=1` the cell below (`retrain`, which calls it) retrains the `vanilla` and
+# `error` rows of both tables into `runs/notebooks/neural_sdes/` (3 seeds, the committed
+# configs); with `NDEREGS_SMOKE=1` it trains miniatures of the digits SDE into a temporary
+# folder. Otherwise it does nothing.
 
 # %%
-SMOKE_DIGITS = [
+SMOKE_DIGITS_SDE = [
     "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
     "task.predict_trajectories=2", "train.predict_repeats=2",
 ]
 if SMOKE or RETRAIN:
-    tables = {"digits_sde": SMOKE_DIGITS} if SMOKE else {"spiral_sde": (), "digits_sde": ()}
-    for table, overrides in tables.items():
-        output = RUNS / table if SMOKE else REPO / "runs" / "notebooks" / "neural_sdes" / table
-        retrained = run_comparison(
-            REPO / "experiments" / "configs" / f"{table}.yaml", ["vanilla", "error"],
-            seeds=1 if SMOKE else 3, overrides=overrides, output_dir=output, progress=False,
-        )
-        show_table(retrained, f"**{table}, retrained here**" + (" (smoke setting: miniatures)" if SMOKE else ""))
-        plot_over_training(retrained, retrained.methods, [("test_nfe", "test NFE"), (f"test_{retrained.metric}", f"test {retrained.metric}")],
-                           f"{table}, retrained here")
+    for table in ["digits_sde"] if SMOKE else ["spiral_sde", "digits_sde"]:
+        retrain(f"{table}.yaml", ["vanilla", "error"], f"neural_sdes/{table}", table, SMOKE_DIGITS_SDE)
 else:
     print("Not retrained: set NDEREGS_RETRAIN=1 to retrain the vanilla and error rows "
           "(roughly 10 minutes on 2 CPU cores).")

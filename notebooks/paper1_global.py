@@ -46,123 +46,26 @@
 #   identical, and other timings: compare those as ratios).
 # - `NDEREGS_SMOKE=1` (the tests) trains tiny versions of those runs (256 examples, 1 epoch)
 #   through the same code; their numbers mean nothing.
-
-# %%
-import csv
-import os
-from pathlib import Path
-import tempfile
-
-from IPython.display import display, Markdown
-import matplotlib.pyplot as plt
-import numpy as np
-
-from nderegs.config import configs_dir
-from nderegs.report import (
-    ComparisonResult,
-    markdown_table,
-    method_rows,
-    run_comparison,
-    run_dir_for,
-    RunResult,
-)
-from nderegs.train import RunDirectory
-
-SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
-RETRAIN = os.environ.get("NDEREGS_RETRAIN") == "1"
-
-
-def find_repository():
-    """The repository of this notebook: the parent of notebooks/ (Jupyter runs a notebook
-    in its own folder), else the one nderegs is installed from (`pip install -e .`)."""
-    for candidate in (Path.cwd().parent, configs_dir().parent):
-        if (candidate / "experiments" / "results").is_dir():
-            return candidate.resolve()
-    raise FileNotFoundError("no experiments/results/: run this notebook from notebooks/ of a clone")
-
-
-REPO = find_repository()
-RESULTS = REPO / "experiments" / "results"
-
-
-def rel(path):
-    """A path as the repository names it (no machine-specific prefix)."""
-    return Path(path).resolve().relative_to(REPO).as_posix()
-
-
-print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; committed results read from {rel(RESULTS)}/")
-
-# %% [markdown]
-# Four helpers: `committed` reads a committed comparison back (its rows and seeds are those
-# of its `comparison.csv`, its runs those of its folder) and prints where it comes from,
-# `show_table` prints a comparison in the papers' format (`nderegs.report.markdown_table`,
-# the function that wrote `comparison.md`), `settings` prints the settings of a run from
-# its `config.yaml`, and `plot_over_training` draws columns of `metrics.jsonl` over the
+#
+# The helpers of `notebooks/committed.py`, shared by the paper notebooks: `committed` reads
+# a committed comparison back with `nderegs.report.read_comparison` (its rows and seeds are
+# those of its `comparison.csv`, its runs those of its folder) and prints where it comes
+# from, `show_table` shows it in the papers' format (`nderegs.report.markdown_table`, the
+# function that wrote `comparison.md`), `settings` prints the settings of a run from its
+# `config.yaml`, and `retrain` trains rows of a table again. The curves over training are
+# `nderegs.report.over_training_figure`: columns of the runs' `metrics.jsonl` over the
 # epochs (mean over seeds, shaded from min to max).
 
 # %%
-def committed(table):
-    """The ComparisonResult of experiments/results/<table>, read back, not trained; prints
-    the command, machine and date of its header."""
-    folder = RESULTS / table
-    lines = (folder / "comparison.csv").read_text(encoding="utf-8").splitlines()
-    header = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# ") and ": " in line)
-    methods = [row["method"] for row in csv.DictReader(x for x in lines if not x.startswith("#"))]
-    seeds = [int(s) for s in header["Seeds"].split(";")[0].split(",")]
-    runs = [
-        RunResult(m, s, run_dir_for(folder, m, s), "skipped",
-                  summary=RunDirectory(run_dir_for(folder, m, s)).read_summary())
-        for m in methods for s in seeds
-    ]
-    for key in ("Command", "Machine", "Date (UTC)"):
-        print(f"{key}: {header[key]}")
-    return ComparisonResult(tuple(methods), tuple(seeds), folder, tuple(runs))
+# %matplotlib inline
+from IPython.display import display
+import matplotlib.pyplot as plt
 
+from nderegs.report import over_training_figure
 
-def show_table(result, caption):
-    """The comparison table (columns without any value left out) under a caption."""
-    lines = markdown_table(method_rows(result), result.metric).splitlines()
-    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
-    cells = [lines[i].strip("|").split("|") for i in rows]
-    keep = [j for j in range(len(cells[0])) if any(c[j].strip() != "—" for c in cells[2:])]
-    for i, c in zip(rows, cells):
-        lines[i] = "|" + "|".join(c[j] for j in keep) + "|"
-    dropped = [c.strip() for j, c in enumerate(cells[0]) if j not in keep]
-    for column in dropped:  # and the note on that column
-        lines = [line.split(f" {column.split(' (')[0]}:")[0] for line in lines]
-    display(Markdown(caption + "\n\n" + "\n".join(lines)))
+from committed import committed, print_ratios, RETRAIN, retrain, settings, show_table, SMOKE
 
-
-def settings(run_dir):
-    """The settings of a run that matter for the table, from its config.yaml."""
-    c = RunDirectory(run_dir).read_config()
-    print(f"  {c.task.name} on {c.task.data.name}; {c.solver.name}, rtol = atol = {c.solver.rtol:g}, "
-          f"{c.solver.adjoint.name} adjoint; {c.optim.name} lr {c.optim.lr:g}, batch {c.optim.batch_size}, "
-          f"{c.optim.epochs} epochs")
-    for term in ("error", "stiffness"):
-        coefficient = getattr(c.regularization, term)
-        value = f"{coefficient.start:g}" if coefficient.kind == "constant" else coefficient
-        print(f"  regularization.{term} (λ of the `{term}` term): {value}")
-
-
-def plot_over_training(result, methods, panels, title):
-    """Each panel: one metrics.jsonl column (key, label) against the epoch."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
-        for i, method in enumerate(methods):
-            curves = [{r["epoch"]: r[key] for r in RunDirectory(run.run_dir).read_metrics()}
-                      for run in result.runs_of(method) if run.succeeded]
-            epochs = sorted(set.intersection(*(set(c) for c in curves)))
-            values = np.array([[c[e] for e in epochs] for c in curves])
-            ax.plot(epochs, values.mean(axis=0), "o-", ms=3, color=f"C{i}", label=method)
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
-        ax.set(xlabel="epoch", ylabel=label)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
-
+print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; committed results read from experiments/results/")
 
 # %% [markdown]
 # ## The digits classifier (paper 1's MNIST table)
@@ -178,13 +81,13 @@ def plot_over_training(result, methods, panels, title):
 
 # %%
 digits = committed("digits")
-settings(digits.runs_of("error")[0].run_dir)
-show_table(digits, f"**`{rel(digits.output_dir)}`** (as in its `comparison.md`; seeds {list(digits.seeds)})")
+settings(digits.runs_of("error")[0].run_dir, "regularization.error", "regularization.stiffness")
+show_table(digits)
 
 # %%
 PAPER1 = ["vanilla", "error", "stiffness", "error+stiffness"]
-plot_over_training(digits, PAPER1, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
-                   "digits, paper-1 methods: mean over 3 seeds, band min–max")
+display(over_training_figure(digits, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")], PAPER1,
+                             "digits, paper-1 methods: mean over 3 seeds, band min–max"))
 
 # %% [markdown]
 # What the table and the curves show: `error` and `error+stiffness` roughly halve the test
@@ -195,13 +98,7 @@ plot_over_training(digits, PAPER1, [("test_nfe", "test NFE"), ("test_accuracy", 
 # table's runs:
 
 # %%
-rows = {row.method: row for row in method_rows(digits)}
-vanilla = rows["vanilla"].stats["test_metric"].mean
-for method in PAPER1[1:]:
-    row = rows[method]
-    print(f"{method:>16}: test NFE × {row.ratios['test_nfe']:.2f}, prediction time × "
-          f"{row.ratios['predict_seconds']:.2f}, train time × {row.ratios['train_seconds']:.2f}, "
-          f"test accuracy {100 * (row.stats['test_metric'].mean - vanilla):+.2f} points")
+print_ratios(digits, PAPER1[1:])
 
 # %% [markdown]
 # Every method, one point per run (3 seeds each): the regularizers that lower the NFE
@@ -229,11 +126,10 @@ plt.show()
 
 # %%
 latent = committed("latent_ode")
-settings(latent.runs_of("error")[0].run_dir)
-show_table(latent, f"**`{rel(latent.output_dir)}`** (as in its `comparison.md`; seeds {list(latent.seeds)})")
-plot_over_training(latent, ["vanilla", "error", "stiffness"],
-                   [("test_nfe", "test NFE"), ("test_mse", "test MSE")],
-                   "latent ODE: mean over 3 seeds, band min–max")
+settings(latent.runs_of("error")[0].run_dir, "regularization.error", "regularization.stiffness")
+show_table(latent)
+display(over_training_figure(latent, [("test_nfe", "test NFE"), ("test_mse", "test MSE")],
+                             ["vanilla", "error", "stiffness"], "latent ODE: mean over 3 seeds, band min–max"))
 
 # %% [markdown]
 # Here `error` keeps the test NFE nearly flat from the first epoch and ends at about half of
@@ -244,24 +140,14 @@ plot_over_training(latent, ["vanilla", "error", "stiffness"],
 #
 # `nderegs.report.run_comparison` is what `nderegs compare` runs: every method × seed
 # with the config, one run directory each (re-running skips finished runs). With
-# `NDEREGS_RETRAIN=1` the cell below retrains the paper-1 rows of the digits table into
-# `runs/notebooks/paper1_global/` (3 seeds, the committed config); with `NDEREGS_SMOKE=1`
-# it trains 1-epoch miniatures into a temporary folder. Otherwise it does nothing.
+# `NDEREGS_RETRAIN=1` the cell below (`retrain`, which calls it) retrains the paper-1 rows
+# of the digits table into `runs/notebooks/paper1_global/` (3 seeds, the committed config);
+# with `NDEREGS_SMOKE=1` it trains 1-epoch miniatures into a temporary folder. Otherwise it
+# does nothing.
 
 # %%
-SMOKE_OVERRIDES = [
-    "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
-    "solver.rtol=1e-4", "solver.atol=1e-4", "train.predict_repeats=2",
-]
 if SMOKE or RETRAIN:
-    output = Path(tempfile.mkdtemp(prefix="nderegs-paper1-")) if SMOKE else REPO / "runs" / "notebooks" / "paper1_global"
-    retrained = run_comparison(
-        REPO / "experiments" / "configs" / "digits.yaml", PAPER1, seeds=1 if SMOKE else 3,
-        overrides=SMOKE_OVERRIDES if SMOKE else (), output_dir=output, progress=False,
-    )
-    show_table(retrained, "**retrained here**" + (" (smoke setting: miniatures)" if SMOKE else ""))
-    plot_over_training(retrained, PAPER1, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
-                       "digits, retrained here")
+    retrain("digits.yaml", PAPER1, "paper1_global", "digits")
 else:
     print("Not retrained: set NDEREGS_RETRAIN=1 to retrain the paper-1 rows (about 5 minutes on 2 CPU cores).")
 

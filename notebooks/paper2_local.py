@@ -52,56 +52,32 @@
 #   other timings: compare those as ratios).
 # - `NDEREGS_SMOKE=1` (the tests) uses fewer keys and trains tiny versions of those runs
 #   (256 examples, 1 epoch) through the same code; their numbers mean nothing.
+#
+# The helpers of `notebooks/committed.py`, shared by the paper notebooks: `committed` reads
+# a committed comparison back with `nderegs.report.read_comparison` (its rows and seeds are
+# those of its `comparison.csv`, its runs those of its folder) and prints where it comes
+# from, `show_table` shows it in the papers' format (`nderegs.report.markdown_table`, the
+# function that wrote `comparison.md`), `settings` prints the settings of a run from its
+# `config.yaml`, and `retrain` trains rows of a table again. The curves over training are
+# `nderegs.report.over_training_figure`: columns of the runs' `metrics.jsonl` over the
+# epochs (mean over seeds, shaded from min to max).
 
 # %%
-import csv
-import os
-from pathlib import Path
-import tempfile
-
+# %matplotlib inline
 import diffrax
-from IPython.display import display, Markdown
+from IPython.display import display
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 import nderegs
-from nderegs.config import configs_dir
-from nderegs.report import (
-    ComparisonResult,
-    markdown_table,
-    method_rows,
-    run_comparison,
-    run_dir_for,
-    RunResult,
-)
-from nderegs.train import RunDirectory
+from nderegs.report import ComparisonResult, method_rows, over_training_figure
 
-SMOKE = os.environ.get("NDEREGS_SMOKE") == "1"
-RETRAIN = os.environ.get("NDEREGS_RETRAIN") == "1"
-
-
-def find_repository():
-    """The repository of this notebook: the parent of notebooks/ (Jupyter runs a notebook
-    in its own folder), else the one nderegs is installed from (`pip install -e .`)."""
-    for candidate in (Path.cwd().parent, configs_dir().parent):
-        if (candidate / "experiments" / "results").is_dir():
-            return candidate.resolve()
-    raise FileNotFoundError("no experiments/results/: run this notebook from notebooks/ of a clone")
-
-
-REPO = find_repository()
-RESULTS = REPO / "experiments" / "results"
-
-
-def rel(path):
-    """A path as the repository names it (no machine-specific prefix)."""
-    return Path(path).resolve().relative_to(REPO).as_posix()
-
+from committed import committed, rel, RETRAIN, retrain, settings, show_table, SMOKE
 
 NUM_KEYS = 200 if SMOKE else 4000
-print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; {NUM_KEYS} keys; committed results read from {rel(RESULTS)}/")
+print(f"SMOKE={SMOKE}, RETRAIN={RETRAIN}; {NUM_KEYS} keys; committed results read from experiments/results/")
 
 # %% [markdown]
 # ## The local estimate averages to $R_E$
@@ -165,78 +141,6 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Four helpers: `committed` reads a committed comparison back (its rows and seeds are those
-# of its `comparison.csv`, its runs those of its folder) and prints where it comes from,
-# `show_table` prints a comparison in the papers' format (`nderegs.report.markdown_table`,
-# the function that wrote `comparison.md`), `settings` prints the settings of a run from
-# its `config.yaml`, and `plot_over_training` draws columns of `metrics.jsonl` over the
-# epochs (mean over seeds, shaded from min to max).
-
-# %%
-def committed(table):
-    """The ComparisonResult of experiments/results/<table>, read back, not trained; prints
-    the command, machine and date of its header."""
-    folder = RESULTS / table
-    lines = (folder / "comparison.csv").read_text(encoding="utf-8").splitlines()
-    header = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# ") and ": " in line)
-    methods = [row["method"] for row in csv.DictReader(x for x in lines if not x.startswith("#"))]
-    seeds = [int(s) for s in header["Seeds"].split(";")[0].split(",")]
-    runs = [
-        RunResult(m, s, run_dir_for(folder, m, s), "skipped",
-                  summary=RunDirectory(run_dir_for(folder, m, s)).read_summary())
-        for m in methods for s in seeds
-    ]
-    for key in ("Command", "Machine", "Date (UTC)"):
-        print(f"{key}: {header[key]}")
-    return ComparisonResult(tuple(methods), tuple(seeds), folder, tuple(runs))
-
-
-def show_table(result, caption):
-    """The comparison table (columns without any value left out) under a caption."""
-    lines = markdown_table(method_rows(result), result.metric).splitlines()
-    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
-    cells = [lines[i].strip("|").split("|") for i in rows]
-    keep = [j for j in range(len(cells[0])) if any(c[j].strip() != "—" for c in cells[2:])]
-    for i, c in zip(rows, cells):
-        lines[i] = "|" + "|".join(c[j] for j in keep) + "|"
-    dropped = [c.strip() for j, c in enumerate(cells[0]) if j not in keep]
-    for column in dropped:  # and the note on that column
-        lines = [line.split(f" {column.split(' (')[0]}:")[0] for line in lines]
-    display(Markdown(caption + "\n\n" + "\n".join(lines)))
-
-
-def settings(run_dir):
-    """The settings of a run that matter for the table, from its config.yaml."""
-    c = RunDirectory(run_dir).read_config()
-    print(f"  {c.task.name} on {c.task.data.name}; {c.solver.name}, rtol = atol = {c.solver.rtol:g}, "
-          f"{c.solver.adjoint.name} adjoint; {c.optim.name} lr {c.optim.lr:g}, batch {c.optim.batch_size}, "
-          f"{c.optim.epochs} epochs")
-    coefficient = c.regularization.error
-    value = f"{coefficient.start:g}" if coefficient.kind == "constant" else coefficient
-    print(f"  vector field ends in {c.task.model.field_output_activation}; regularization.error "
-          f"(λ of the global and the local error terms): {value}")
-
-
-def plot_over_training(result, methods, panels, title):
-    """Each panel: one metrics.jsonl column (key, label) against the epoch."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
-        for i, method in enumerate(methods):
-            curves = [{r["epoch"]: r[key] for r in RunDirectory(run.run_dir).read_metrics()}
-                      for run in result.runs_of(method) if run.succeeded]
-            epochs = sorted(set.intersection(*(set(c) for c in curves)))
-            values = np.array([[c[e] for e in epochs] for c in curves])
-            ax.plot(epochs, values.mean(axis=0), "o-", ms=3, color=f"C{i}", label=method)
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
-        ax.set(xlabel="epoch", ylabel=label)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
-
-
-# %% [markdown]
 # ## Training the digits classifier with local regularization
 #
 # The training loop scales the local term by $w$, so one coefficient $\lambda$
@@ -262,13 +166,13 @@ def plot_over_training(result, methods, panels, title):
 
 # %%
 paper2 = committed("digits_paper2")
-settings(paper2.runs_of("local-error")[0].run_dir)
-show_table(paper2, f"**`{rel(paper2.output_dir)}`** (as in its `comparison.md`; seeds {list(paper2.seeds)})")
+settings(paper2.runs_of("local-error")[0].run_dir, "task.model.field_output_activation", "regularization.error")
+show_table(paper2)
 
 # %%
 SHOWN = ["vanilla", "error", "local-error", "local-error-biased", "local-error[solver.adjoint=backsolve]"]
-plot_over_training(paper2, SHOWN, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
-                   "paper 2's architecture: mean over 3 seeds, band min–max")
+display(over_training_figure(paper2, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")], SHOWN,
+                             "paper 2's architecture: mean over 3 seeds, band min–max"))
 
 fig, ax = plt.subplots(figsize=(11, 4.2))
 for i, row in enumerate(method_rows(paper2)):
@@ -316,32 +220,21 @@ TANH_ROWS = ["vanilla", "error", "local-error", "local-error-biased",
 tanh = ComparisonResult(tuple(TANH_ROWS), digits.seeds, digits.output_dir,
                         tuple(r for r in digits.runs if r.method in TANH_ROWS))
 show_table(tanh, f"**`{rel(digits.output_dir)}`**, the local rows (as in its `comparison.md`; seeds {list(digits.seeds)})")
-plot_over_training(tanh, TANH_ROWS, [("test_nfe", "test NFE")], "tanh-output field: mean over 3 seeds, band min–max")
+display(over_training_figure(tanh, [("test_nfe", "test NFE")], title="tanh-output field: mean over 3 seeds, band min–max"))
 
 # %% [markdown]
 # ## Training it yourself
 #
 # `nderegs.report.run_comparison` is what `nderegs compare` runs: every method × seed with
 # the config, one run directory each (re-running skips finished runs); a method entry may
-# carry its own overrides in brackets. With `NDEREGS_RETRAIN=1` the cell below retrains
-# four rows of the paper-2 table into `runs/notebooks/paper2_local/` (3 seeds, the committed
-# config); with `NDEREGS_SMOKE=1` it trains 1-epoch miniatures into a temporary folder.
-# Otherwise it does nothing.
+# carry its own overrides in brackets. With `NDEREGS_RETRAIN=1` the cell below (`retrain`,
+# which calls it) retrains four rows of the paper-2 table into `runs/notebooks/paper2_local/`
+# (3 seeds, the committed config); with `NDEREGS_SMOKE=1` it trains 1-epoch miniatures into
+# a temporary folder. Otherwise it does nothing.
 
 # %%
 RETRAINED = ["vanilla", "local-error", "local-error-biased", "local-error[solver.adjoint=backsolve]"]
-SMOKE_OVERRIDES = [
-    "task.data.subset=256", "optim.epochs=1", "task.model.hidden_size=8", "task.model.vf_width=8",
-    "solver.rtol=1e-4", "solver.atol=1e-4", "train.predict_repeats=2",
-]
 if SMOKE or RETRAIN:
-    output = Path(tempfile.mkdtemp(prefix="nderegs-paper2-")) if SMOKE else REPO / "runs" / "notebooks" / "paper2_local"
-    retrained = run_comparison(
-        REPO / "experiments" / "configs" / "digits_paper2.yaml", RETRAINED, seeds=1 if SMOKE else 3,
-        overrides=SMOKE_OVERRIDES if SMOKE else (), output_dir=output, progress=False,
-    )
-    show_table(retrained, "**retrained here**" + (" (smoke setting: miniatures)" if SMOKE else ""))
-    plot_over_training(retrained, RETRAINED, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
-                       "paper 2's architecture, retrained here")
+    retrain("digits_paper2.yaml", RETRAINED, "paper2_local", "paper 2's architecture")
 else:
     print("Not retrained: set NDEREGS_RETRAIN=1 to retrain four rows of the paper-2 table (about 5 minutes on 2 CPU cores).")

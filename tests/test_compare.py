@@ -5,8 +5,10 @@ its files; the others replace `train` with a fake to test the bookkeeping quickl
 """
 
 import csv
+from datetime import datetime, timedelta, UTC
 import json
 import math
+from pathlib import Path
 import re
 import statistics
 
@@ -20,7 +22,10 @@ from nderegs.report import (
     ComparisonResult,
     markdown_table,
     method_rows,
+    over_training_figure,
     parse_entry,
+    read_comparison,
+    ReportHeader,
     run_comparison,
     RunResult,
     split_entries,
@@ -35,8 +40,8 @@ from nderegs.report.plots import (
     plot_nfe_over_training,
 )
 from nderegs.report.runs import run_dir_for
-from nderegs.report.table import format_spread
-from nderegs.runners.run import FAILED, RESUMED, SKIPPED, TRAINED
+from nderegs.report.table import coefficients_table, format_spread
+from nderegs.runners.run import FAILED, READ, RESUMED, SKIPPED, TRAINED
 
 # The tests share one expensive module fixture: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("compare")
@@ -299,6 +304,25 @@ def test_no_ratio_columns_without_vanilla_and_mse_is_not_scaled():
     assert format_spread(spread([12.34, 12.36]), "train_seconds", None) == "12.3 ± 0.0"
 
 
+def test_drop_empty_leaves_out_the_columns_without_a_value_and_their_notes():
+    runs = [_ok(m, s, test_metric=0.5 + 0.1 * s) for m in ("vanilla", "error") for s in (0, 1)]
+    rows = method_rows(_result(runs))  # the made-up summaries record no train_step_bytes
+    full, dropped = markdown_table(rows, "accuracy"), markdown_table(rows, "accuracy", True)
+    assert "| — |" in _row_line(full, "error") and "Train-step memory:" in full
+    header = dropped.splitlines()[0]
+    assert "Train-step memory (MiB)" not in header and "Memory ×" not in header
+    assert "—" not in _row_line(dropped, "error") and "Train-step memory:" not in dropped
+    # the other columns and notes are those of the full table
+    kept = {k: v for k, v in _cells(full, "error").items() if "emory" not in k}
+    assert _cells(dropped, "error") == kept
+    notes = [line for line in full.splitlines() if line.startswith("- ")]
+    notes[1] = notes[1].split(" Train-step memory:")[0]
+    assert [line for line in dropped.splitlines() if line.startswith("- ")] == notes
+    # a table with a value in every column is the same either way
+    full_rows = method_rows(_ratio_result("accuracy"))
+    assert markdown_table(full_rows, "accuracy", True) == markdown_table(full_rows, "accuracy")
+
+
 # --------------------------------------------------------------------------- #
 # Plots of many methods (synthetic runs, no training)
 # --------------------------------------------------------------------------- #
@@ -469,6 +493,112 @@ def test_plots_are_non_empty_pngs(real):
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
 
 
+def test_read_comparison_gives_back_the_comparison_write_report_wrote(real):
+    result, files = real
+    before = datetime.now(UTC)
+    again = read_comparison(result.output_dir)
+    assert (again.methods, again.seeds, again.output_dir) == (
+        result.methods,
+        result.seeds,
+        result.output_dir,
+    )
+    assert [(r.method, r.seed, r.run_dir) for r in again.runs] == [
+        (r.method, r.seed, r.run_dir) for r in result.runs
+    ]
+    assert [r.summary for r in again.runs] == [r.summary for r in result.runs]
+    assert {r.status for r in again.runs} == {READ}  # read back, not asked to run
+    header = again.header
+    assert header is not None and result.header is None
+    assert header.command == "nderegs compare --methods vanilla,error"
+    assert (header.seeds, header.runs_in) == (result.seeds, result.output_dir)
+    assert "CPU cores" in header.machine and header.date.tzinfo is not None
+    assert before - timedelta(hours=1) < header.date <= before
+    # the same header lines and table as the files
+    markdown = files["markdown"].read_text()
+    assert "  \n".join(header.lines()) in markdown
+    assert markdown.endswith(markdown_table(method_rows(again), again.metric))
+    comments = [line[2:] for line in files["csv"].read_text().splitlines() if line[:2] == "# "]
+    assert comments[:4] == header.lines(markdown=False) == str(header).splitlines()
+
+
+def test_read_comparison_makes_a_committed_comparison_md_again():
+    """experiments/results/digits: the table of its comparison.md, byte for byte; the
+    digits SDE's, written before the memory columns, without the columns it lacks."""
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    for table, drop_empty in (("digits", False), ("digits_sde", True)):
+        result = read_comparison(results / table)
+        markdown = (results / table / "comparison.md").read_text(encoding="utf-8")
+        tables = markdown_table(method_rows(result), result.metric, drop_empty)
+        tables += "\n" + coefficients_table(result) if coefficients_table(result) else ""
+        assert markdown == "# Method comparison\n\n" + "  \n".join(result.header.lines()) + (
+            "\n\n" + tables
+        )
+        assert result.header.seeds == result.seeds == (0, 1, 2)
+        assert result.header.runs_in == Path("experiments/results") / table
+        assert result.header.command.startswith(f"nderegs compare experiments/configs/{table}.yaml")
+        assert len(result.runs) == 3 * len(result.methods)
+        assert all(r.status == READ and r.run_dir.is_dir() for r in result.runs)
+
+
+def test_read_comparison_of_failed_runs_keeps_their_table(tmp_path, fake_train):
+    result = run_comparison(None, ["error", "vanilla"], 2, TINY, tmp_path, progress=False)
+    files = write_report(result, tmp_path, command="test")
+    again = read_comparison(tmp_path)
+    assert [r.status for r in again.runs] == [FAILED, FAILED, READ, READ]
+    first, second = again.runs_of("error")
+    assert first.error == "NotImplementedError: error is not implemented yet"  # the table's
+    assert second.error == f"no summary.json in {run_dir_for(tmp_path, 'error', 1)}"
+    table = markdown_table(method_rows(again), again.metric)
+    assert files["markdown"].read_text().endswith(table) and "2/2 failed [^1]" in table
+
+
+def test_read_comparison_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no comparison.csv"):
+        read_comparison(tmp_path)
+    (tmp_path / "comparison.csv").write_text("# Command: x\n# Machine: y\nmethod,runs\n")
+    with pytest.raises(ValueError, match="comparison.csv has no Date \\(UTC\\), Seeds line"):
+        read_comparison(tmp_path)
+
+
+def test_report_header_lines_parse_back():
+    header = ReportHeader(
+        command="nderegs compare c.yaml --methods 'a,b[x=1]'",
+        machine="2 CPU cores; JAX 0.10, backend cpu",
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        seeds=(0, 4, 7),
+        runs_in=Path("runs/some; dir"),
+    )
+    assert header.lines() == [
+        "Command: `nderegs compare c.yaml --methods 'a,b[x=1]'`",
+        "Machine: 2 CPU cores; JAX 0.10, backend cpu",
+        "Date (UTC): 2026-01-02T03:04:05+00:00",
+        "Seeds: 0, 4, 7; runs in runs/some; dir",
+    ]
+    assert ReportHeader.parse(header.lines()) == header
+    assert ReportHeader.parse(["other: line", *header.lines(markdown=False)]) == header
+    with pytest.raises(ValueError, match="cannot read its header"):
+        ReportHeader.parse([*header.lines()[:3], "Seeds: zero; runs in x"])
+
+
+def test_over_training_figure_draws_a_panel_per_column_a_line_per_method(real):
+    result, _ = real
+    figure = over_training_figure(
+        result, ["test_nfe", ("test_accuracy", "test accuracy")], ["error"], "title"
+    )
+    nfe, accuracy = figure.axes
+    assert (nfe.get_ylabel(), accuracy.get_ylabel()) == ("test_nfe", "test accuracy")
+    assert [line.get_label() for line in accuracy.lines] == ["error (2 runs)"]
+    # the error method keeps its colour of the whole comparison
+    assert accuracy.lines[0].get_color() == method_styles(result.methods)["error"]["color"]
+    assert figure.get_suptitle() == "title"
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = accuracy.get_legend()  # beside the last panel, over neither
+    assert legend is not None and nfe.get_legend() is None
+    for axes in (nfe, accuracy):
+        assert _no_overlap(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
+
+
 def test_second_invocation_reads_finished_runs_back_without_training(real, monkeypatch):
     result, _ = real
     fake = FakeTrain()
@@ -515,9 +645,10 @@ def test_failing_method_is_reported_and_the_others_run(tmp_path, fake_train, cap
     called = [(m, s) for m, s, _ in fake_train.calls]
     assert called == [("error", 0), ("error", 1), ("vanilla", 0), ("vanilla", 1)]
     assert [r.status for r in result.runs] == [FAILED, FAILED, TRAINED, TRAINED]
-    out = capsys.readouterr().out
-    assert "[1/4] error seed 0: FAILED: NotImplementedError: error is not implemented yet" in out
-    assert "[4/4] vanilla seed 1: test accuracy 0.6000, NFE 20.0, train 10.0 s" in out
+    out, err = capsys.readouterr()
+    assert "[1/4] error seed 0: FAILED: NotImplementedError: error is not implemented yet" in err
+    assert "[4/4] vanilla seed 1: test accuracy 0.6000, NFE 20.0, train 10.0 s" in err
+    assert "[" not in out  # progress is stderr's: stdout holds only what a command prints
     files = write_report(result, tmp_path, command="test")
     markdown = files["markdown"].read_text()
     assert "2/2 failed [^1]" in markdown
@@ -543,6 +674,7 @@ def test_cli_runs_seed_list_prints_table_and_exits_1_on_failures(tmp_path, fake_
     table = f"Table: {tmp_path / 'comparison.md'} and {tmp_path / 'comparison.csv'}"
     assert table in captured.err  # where the files are: stderr; the table itself: stdout
     assert "| `vanilla` |" in captured.out and "3/3 failed" in captured.out
+    assert "[1/6]" in captured.err and "[1/6]" not in captured.out  # progress: stderr
     assert f"Command: `nderegs {' '.join(argv)}`" in (tmp_path / "comparison.md").read_text()
 
 
@@ -583,9 +715,9 @@ def test_progress_lines_name_a_method_entrys_own_overrides(tmp_path, monkeypatch
     monkeypatch.setattr("nderegs.runners.run.train", FakeTrain())
     entry = "local-error[solver.adjoint=backsolve]"
     run_comparison(None, ["local-error", entry], 1, TINY, tmp_path, progress=True)
-    out = capsys.readouterr().out
-    assert "[1/2] local-error seed 0: test accuracy" in out
-    assert f"[2/2] {entry} seed 0: test accuracy" in out
+    err = capsys.readouterr().err
+    assert "[1/2] local-error seed 0: test accuracy" in err
+    assert f"[2/2] {entry} seed 0: test accuracy" in err
 
 
 def test_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ The execution tests are marked `notebook` and take minutes, so the default run l
 them out (`-m "not notebook"` in pyproject's addopts); `.ci/run` runs them in a second
 step (`python -m pytest -m notebook`). They run `notebooks/execute.py` (jupytext ->
 nbclient) on a kernel that is this interpreter. The default run checks, in
-milliseconds, the committed `.ipynb` and that every name a notebook takes from nderegs,
-every config file and every committed table it reads exists.
+milliseconds, the committed `.ipynb` and that every name a notebook (or
+notebooks/committed.py, the paper notebooks' shared helpers) takes from nderegs, every
+config file and every committed table it reads exists.
 """
 
 import ast
@@ -19,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 from pathlib import Path
 import re
 import sys
@@ -225,7 +227,7 @@ def _resolves(dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+@pytest.mark.parametrize("name", [*runner.NOTEBOOKS, "committed"])
 def test_what_a_notebook_uses_of_nderegs_exists(name):
     tree = ast.parse((NOTEBOOKS_DIR / f"{name}.py").read_text(encoding="utf-8"))
     names = _nderegs_names(tree)
@@ -283,6 +285,8 @@ def test_execute_fixes_the_setting_and_never_writes_a_smoke_run(monkeypatch):
         full["NDEREGS_SMOKE"] == "0" and "NDEREGS_RETRAIN" not in full and "MPLBACKEND" not in full
     )
     assert runner.kernel_environment(smoke=True)["NDEREGS_SMOKE"] == "1"
+    # the paper notebooks' shared helpers (notebooks/committed.py) import from any folder
+    assert full["PYTHONPATH"].split(os.pathsep)[0] == str(NOTEBOOKS_DIR)
     with pytest.raises(ValueError, match="smoke run writes nothing"):
         runner.execute("quickstart", smoke=True, write=True)
 

@@ -193,7 +193,7 @@ def test_progress_lines_name_each_trials_grid_values(tmp_path, monkeypatch, caps
         output_dir=tmp_path,
     )
     assert [t.result.status for t in result.trials] == [TRAINED] * 16
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
     names = [line.split("] ", 1)[1].split(": ", 1)[0] for line in lines]
     assert names == [
         *(f"vanilla solver.max_steps={n} seed {s}" for n in (512, 4096) for s in (0, 2)),

@@ -261,8 +261,10 @@ def test_default_run_directory_is_named_after_the_run(tmp_path, monkeypatch, cap
     monkeypatch.setattr(nderegs.train, "train", fake_train)
     argv = ["train", *TINY, f"output_dir={tmp_path}", "method=error+stiffness", "seed=3"]
     assert main(argv) == 0
-    assert calls == [(first, False)]
-    assert json.loads(capsys.readouterr().out) == {"method": "error+stiffness"}
+    assert calls == [(None, False)]  # the loop picks the default run directory itself
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"method": "error+stiffness"}
+    assert f"done; run directory {first} " in err
     first.mkdir()
     assert default_run_dir(config) == tmp_path / f"{config.name}-error_stiffness-seed3-2"
 

@@ -7,7 +7,6 @@ Jupyter serves offline); it is copied into `site/assets/mathjax/` after every bu
 from pathlib import Path
 import shutil
 
-
 #: What docs/javascripts/mathjax.js and mkdocs.yml ask for, relative to the copy.
 NEEDED = (
     "MathJax.js",

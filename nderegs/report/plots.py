@@ -1,5 +1,6 @@
 """Comparison plots (PNG, matplotlib's Agg canvas; pyplot and the global backend are
-left untouched): test NFE over training, and test metric against prediction time.
+left untouched): test NFE (or any column of metrics.jsonl) over training, and test
+metric against prediction time.
 
 Every plot that draws methods styles them with `method_styles` (a colour and marker of
 its own for each method, the same in every plot) and puts the legend beside the axes
@@ -116,47 +117,102 @@ def save_figure(figure: Figure, path: Path) -> Path:
     return path
 
 
-def nfe_by_epoch(runs: Sequence[RunResult]) -> dict[int, list[float]]:
-    """epoch -> the test NFE of each successful run evaluated at that epoch."""
-    by_epoch: dict[int, list[float]] = {}
+def by_epoch(runs: Sequence[RunResult], key: str = "test_nfe") -> dict[int, list[float]]:
+    """epoch -> the `key` column of metrics.jsonl (default: the test NFE) of each successful
+    run that recorded it at that epoch."""
+    values: dict[int, list[float]] = {}
     for run in runs:
         if not run.succeeded:
             continue
         for row in RunDirectory(run.run_dir).read_metrics():
-            if row.get("test_nfe") is not None:
-                by_epoch.setdefault(int(row["epoch"]), []).append(float(row["test_nfe"]))
-    return dict(sorted(by_epoch.items()))
+            if row.get(key) is not None:
+                values.setdefault(int(row["epoch"]), []).append(float(row[key]))
+    return dict(sorted(values.items()))
+
+
+def _draw_over_training(
+    axes: Axes, result: ComparisonResult, methods: Sequence[str], key: str
+) -> None:
+    """One line per method (mean over its seeds, band min–max) of a metrics.jsonl column
+    against the epoch, styled by the method's place in the comparison."""
+    styles = method_styles(result.methods)
+    for method in methods:
+        runs = result.runs_of(method)
+        values = by_epoch(runs, key)
+        if not values:
+            continue
+        style = styles[method]
+        label = _label(method, sum(r.succeeded for r in runs))
+        axes.plot(
+            list(values), [np.mean(v) for v in values.values()], label=label, markersize=5, **style
+        )
+        axes.fill_between(
+            list(values),
+            [min(v) for v in values.values()],
+            [max(v) for v in values.values()],
+            color=style["color"],
+            alpha=_band_alpha(len(methods)),
+            linewidth=0,
+        )
+    axes.set_xlabel("epoch")
+    axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
+    axes.grid(alpha=0.3)
 
 
 def nfe_over_training_figure(result: ComparisonResult) -> Figure:
     """Test NFE against epoch per method: mean over seeds, shaded min–max."""
     figure = _new_figure()
     axes = figure.add_subplot()
-    styles = method_styles(result.methods)
-    for method in result.methods:
-        runs = result.runs_of(method)
-        by_epoch = nfe_by_epoch(runs)
-        if not by_epoch:
-            continue
-        epochs = np.array(list(by_epoch))
-        values = list(by_epoch.values())
-        style = styles[method]
-        label = _label(method, sum(r.succeeded for r in runs))
-        axes.plot(epochs, [np.mean(v) for v in values], label=label, markersize=5, **style)
-        axes.fill_between(
-            epochs,
-            [min(v) for v in values],
-            [max(v) for v in values],
-            color=style["color"],
-            alpha=_band_alpha(len(result.methods)),
-            linewidth=0,
-        )
-    axes.set_xlabel("epoch")
+    _draw_over_training(axes, result, result.methods, "test_nfe")
     axes.set_ylabel("test NFE (mean per test batch)")
     axes.set_title("Test NFE over training (line: mean over seeds, band: min–max)")
-    axes.xaxis.get_major_locator().set_params(integer=True)  # pyright: ignore[reportCallIssue]
-    axes.grid(alpha=0.3)
     _legend(axes, _methods_without_success(result))
+    return figure
+
+
+def over_training_figure(
+    result: ComparisonResult,
+    columns: Sequence[str | tuple[str, str]],
+    methods: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Columns of the runs' `metrics.jsonl` against the epoch, one panel per column.
+
+    Each method is a line, the mean over its successful seeds at each epoch, in a band
+    from their minimum to their maximum; its colour and marker are those of its place
+    in the comparison (`method_styles`), as in the other plots, and the legend is beside
+    the last panel.
+
+    Args:
+        result: a comparison, run (`run_comparison`) or read back (`read_comparison`).
+        columns: the columns, each a key of metrics.jsonl (e.g. `"test_nfe"`) or a pair
+            (key, label of its axis).
+        methods: the methods drawn (default: all of the comparison's).
+        title: the figure's title.
+
+    Example:
+        ```python
+        figure = over_training_figure(
+            result, [("test_nfe", "test NFE"), ("test_accuracy", "test accuracy")],
+            methods=["vanilla", "error"], title="digits",
+        )
+        figure.savefig("over_training.png", bbox_inches="tight")  # or display(figure)
+        ```
+    """
+    methods = list(result.methods if methods is None else methods)
+    panels = [(c, c) if isinstance(c, str) else c for c in columns]
+    figure = Figure(figsize=(5.5 * len(panels), 3.8), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = None
+    for index, (key, label) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        _draw_over_training(axes, result, methods, key)
+        axes.set_ylabel(label)
+    if title:
+        figure.suptitle(title)
+    if axes is not None:
+        failed = [m for m in methods if not any(r.succeeded for r in result.runs_of(m))]
+        _legend(axes, failed)
     return figure
 
 

@@ -13,18 +13,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
+import sys
 
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, ExperimentConfig, load_config, parse_method
 from ..runners import AbstractBackend, InProcess, Job, RunResult, stale_run_problem
-from ..runners.run import FAILED, RESUMED, SKIPPED
+from ..runners.run import FAILED, READ, RESUMED, SKIPPED
 from ..train import RunDirectory
+from .header import ReportHeader
 
 
 @dataclass(frozen=True)
 class ComparisonResult:
-    """All runs of a comparison, in the order they were run (methods outer, seeds inner)."""
+    """All runs of a comparison, in the order they were run (methods outer, seeds inner).
+
+    `header` is the provenance its files record (command, machine, date), for a
+    comparison read back from its folder (`nderegs.report.read_comparison`); None for
+    one run here.
+    """
 
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -32,6 +39,7 @@ class ComparisonResult:
     runs: tuple[RunResult, ...]
     config_path: Path | None = None
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    header: ReportHeader | None = None
 
     def runs_of(self, method: str) -> list[RunResult]:
         """The runs of one method, in seed order."""
@@ -168,7 +176,9 @@ def progress_line(result: RunResult, index: int, total: int, name: str | None = 
         return prefix + f"FAILED: {result.error}"
     s = result.summary
     nfe = "n/a" if s.get("test_nfe") is None else f"{s['test_nfe']:.1f}"
-    note = {SKIPPED: " (already done)", RESUMED: " (resumed)"}.get(result.status, "")
+    note = {SKIPPED: " (already done)", RESUMED: " (resumed)", READ: " (read back)"}.get(
+        result.status, ""
+    )
     return (
         prefix + f"test {s['metric']} {s['test_metric']:.4f}, NFE {nfe}, "
         f"train {_format_seconds(s['train_seconds'])}{note}"
@@ -219,7 +229,8 @@ def run_jobs(
         results[result.run_dir] = result
         if progress:
             name = name_of.get(result.run_dir)
-            tqdm.write(progress_line(result, len(results), len(jobs), name))
+            # stderr: the command's stdout holds only its table
+            tqdm.write(progress_line(result, len(results), len(jobs), name), file=sys.stderr)
         bar.update()
     bar.close()
     return [results[job.run_dir] for job in jobs]
@@ -279,7 +290,7 @@ def collect_runs(run_dirs: Mapping[str, str | os.PathLike]) -> ComparisonResult:
         run = RunDirectory(path)
         summary = run.read_summary()
         seed = summary["seed"] if summary is not None else 0
-        status = SKIPPED if summary is not None else FAILED
+        status = READ if summary is not None else FAILED
         error = None if summary is not None else f"no {run.SUMMARY} in {run.path}"
         runs.append(RunResult(label, seed, run.path, status, summary=summary, error=error))
     output_dir = Path(os.path.commonpath([str(r.run_dir) for r in runs])) if runs else Path(".")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import csv
 from dataclasses import dataclass
 import math
+import os
 from pathlib import Path
 import statistics
 
@@ -203,13 +204,24 @@ def _runs_cell(row: MethodRow, footnote: int | None) -> str:
     return f"{row.failed}/{row.runs} failed [^{footnote}]"
 
 
-def markdown_table(rows: Sequence[MethodRow], metric: str | None) -> str:
-    """The table (GitHub Markdown) followed by its footnotes."""
+def markdown_table(rows: Sequence[MethodRow], metric: str | None, drop_empty: bool = False) -> str:
+    """The table (GitHub Markdown) followed by its notes and footnotes.
+
+    With `drop_empty`, the columns without a value in any row (every cell `—`, e.g. the
+    train-step memory of runs that did not record it) are left out, and so are their notes.
+    """
     labels = _column_labels(metric)
     with_ratios = any(row.ratios for row in rows)
-    header = ["Method", *labels.values()]
-    if with_ratios:
-        header += [_ratio_labels(metric)[q] for q in RATIO_QUANTITIES]
+    quantities = [
+        q for q in QUANTITIES if not drop_empty or any(r.stats[q] is not None for r in rows)
+    ]
+    ratio_quantities = [
+        q
+        for q in (RATIO_QUANTITIES if with_ratios else ())
+        if not drop_empty or any(r.ratios.get(q) is not None for r in rows)
+    ]
+    header = ["Method", *(labels[q] for q in quantities)]
+    header += [_ratio_labels(metric)[q] for q in ratio_quantities]
     header.append("Runs")
     lines = ["| " + " | ".join(header) + " |", "|---" + "|--:" * (len(header) - 1) + "|"]
     failures = []
@@ -217,18 +229,16 @@ def markdown_table(rows: Sequence[MethodRow], metric: str | None) -> str:
         if row.failed:
             failures.append(row.first_error)
         cells = [f"`{row.method}`"]
-        cells += [format_spread(row.stats[q], q, metric) for q in QUANTITIES]
-        if with_ratios:
-            cells += [
-                _format_ratio(
-                    row.ratios.get(q), q == "test_metric" and compares_by_difference(metric)
-                )
-                for q in RATIO_QUANTITIES
-            ]
+        cells += [format_spread(row.stats[q], q, metric) for q in quantities]
+        cells += [
+            _format_ratio(row.ratios.get(q), q == "test_metric" and compares_by_difference(metric))
+            for q in ratio_quantities
+        ]
         cells.append(_runs_cell(row, len(failures) if row.failed else None))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += _notes(with_ratios, any(_has_single_seed(row) for row in rows), metric)
+    single_seed = any(_has_single_seed(row) for row in rows)
+    lines += _notes(quantities, ratio_quantities, single_seed, metric)
     for number, message in enumerate(failures, start=1):
         lines.append(f"[^{number}]: first failure: {_one_line(message)}")
     return "\n".join(lines) + "\n"
@@ -242,22 +252,34 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _notes(with_ratios: bool, single_seed: bool, metric: str | None) -> list[str]:
-    """Bullet points explaining the columns."""
+#: The note on each column that needs one (in `markdown_table`'s second note).
+_COLUMN_NOTES = {
+    "train_seconds": "Train time: gradient + update steps, compilation excluded.",
+    "predict_seconds": "Prediction time: median over repeats of one compiled forward pass "
+    "on a test batch.",
+    "test_nfe": "Test NFE: mean vector-field evaluations per test batch.",
+    "train_step_bytes": "Train-step memory: the buffers of one compiled training step as XLA "
+    "plans them (arguments + outputs + temporaries - aliased), an upper bound of its peak "
+    "memory.",
+}
+
+
+def _notes(
+    quantities: Sequence[str],
+    ratio_quantities: Sequence[str],
+    single_seed: bool,
+    metric: str | None,
+) -> list[str]:
+    """Bullet points explaining the columns shown."""
     sd = "Mean ± sample standard deviation (ddof=1) over the successful seeds"
     if single_seed:
         sd += "; with a single successful seed the sd is undefined and shown as `n/a`"
-    notes = [
-        f"- {sd}.",
-        "- Train time: gradient + update steps, compilation excluded. Prediction time: "
-        "median over repeats of one compiled forward pass on a test batch. Test NFE: "
-        "mean vector-field evaluations per test batch. Train-step memory: the buffers of "
-        "one compiled training step as XLA plans them (arguments + outputs + temporaries "
-        "- aliased), an upper bound of its peak memory.",
-    ]
-    if with_ratios:
+    notes = [f"- {sd}."]
+    if columns := [_COLUMN_NOTES[q] for q in quantities if q in _COLUMN_NOTES]:
+        notes.append("- " + " ".join(columns))
+    if ratio_quantities:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")
-        if compares_by_difference(metric):
+        if compares_by_difference(metric) and "test_metric" in ratio_quantities:
             notes.append(
                 f"- Test {_metric_name(metric)} − vanilla: the method's mean minus vanilla's "
                 "(nats; negative is better)."
@@ -320,6 +342,15 @@ def csv_columns(metric: str | None, with_ratios: bool) -> list[str]:
             for q in RATIO_QUANTITIES
         ]
     return columns + ["first_error"]
+
+
+def read_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """`comparison.csv` read back (`write_csv`'s counterpart): its comment lines without
+    their `# `, and its rows as column -> text."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    comments = [line[2:] for line in lines if line.startswith("# ")]
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    return comments, rows
 
 
 def _csv_number(value: float | None) -> str:

@@ -19,7 +19,7 @@ from ..config import config_changes, ConfigError, ExperimentConfig
 from ..train import RunDirectory, train
 
 #: `RunResult.status` values.
-TRAINED, RESUMED, SKIPPED, FAILED = "trained", "resumed", "skipped", "failed"
+TRAINED, RESUMED, SKIPPED, READ, FAILED = "trained", "resumed", "skipped", "read", "failed"
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,10 @@ class RunResult:
     """The outcome of one run.
 
     `status` is "trained" (from scratch), "resumed" (continued from a checkpoint),
-    "skipped" (its summary.json was already there) or "failed" (then `error` holds the
-    message and `summary` is None). `method` is the run's row label.
+    "skipped" (asked to run, but its summary.json was already there), "read" (not asked to
+    run: a finished run read back, by `nderegs.report.read_comparison` or `collect_runs`)
+    or "failed" (then `error` holds the message and `summary` is None). `method` is the
+    run's row label.
     """
 
     method: str
