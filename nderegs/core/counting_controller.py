@@ -70,6 +70,7 @@ class EvaluationCountingController(diffrax.AbstractAdaptiveStepSizeController):
         state = controller_state
         evaluates_first_stage = jnp.logical_not(state.any_accepted) | state.jump_pending
         if self.augmented:
+            assert y_error is not None  # HeuristicsSolver refuses solvers without a pair
             y0, y1_candidate, y_error = y0[0], y1_candidate[0], y_error[0]
         (keep_step, tprev, tnext, made_jump, inner, result) = self.controller.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, state.inner

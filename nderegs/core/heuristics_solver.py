@@ -192,6 +192,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             )
         out = (y1, y_error, dense_info)
         if self.augmented:
+            assert y_error is not None  # refused above: the augmented state has leaves
             y0, y1, y_error = y0[0], y1[0], y_error[0]
             dense_info = dict(dense_info, k=dense_info["k"][0])
         est = estimate_step(
@@ -212,7 +213,7 @@ class HeuristicsSolver(diffrax.AbstractWrappedSolver):
             error=acc.error + est.error.astype(acc.error.dtype),
             stiffness=None
             if acc.stiffness is None
-            else acc.stiffness + est.stiffness.astype(acc.stiffness.dtype),
+            else acc.stiffness + est.stiffness.astype(acc.stiffness.dtype),  # pyright: ignore[reportOptionalMemberAccess]
             max_stiffness=None
             if acc.max_stiffness is None
             else jnp.maximum(acc.max_stiffness, est.raw_stiffness.astype(acc.max_stiffness.dtype)),  # pyright: ignore[reportOptionalMemberAccess]

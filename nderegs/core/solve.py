@@ -233,6 +233,7 @@ def solve(
     )
     inner_solver_state, acc = sol.solver_state  # pyright: ignore[reportGeneralTypeIssues]
     counting_state = sol.controller_state
+    assert counting_state is not None  # always saved: the NFE count is read from it
     sol = dataclasses.replace(
         sol,
         solver_state=inner_solver_state if saveat.solver_state else None,

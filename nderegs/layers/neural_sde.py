@@ -156,6 +156,7 @@ class NeuralSDE(AbstractNeuralDE):
     def __call__(self, y0: Array, *, key, args=None, ts: Array | None = None):
         """`(y(t1), h)`, or `(y(ts), h)` with a leading time axis when `ts` is given."""
         sol, h = self.solve(y0, key=key, args=args, ts=ts)
+        assert sol.ys is not None  # saved at t1 or at ts
         return (sol.ys[0] if ts is None else sol.ys), h
 
     def sample(self, y0: Array, *, key, num_trajectories: int, args=None, ts=None):
@@ -166,6 +167,7 @@ class NeuralSDE(AbstractNeuralDE):
             raise ValueError("NeuralSDE.sample needs batched=True.")
         stacked = jnp.tile(y0, (num_trajectories,) + (1,) * (y0.ndim - 1))
         out, h = self(stacked, key=key, args=args, ts=ts)
+        assert out is not None
         if ts is None:
             return out.reshape((num_trajectories,) + y0.shape), h
         return out.reshape((out.shape[0], num_trajectories) + y0.shape), h

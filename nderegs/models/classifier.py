@@ -59,5 +59,6 @@ class NODEClassifier(eqx.Module):
     ) -> tuple[Float[Array, "batch classes"], Heuristics]:
         z0 = jnp.tanh(jax.vmap(self.encoder)(time_concat(self.node.t0, x)))
         sol, h = self.node.solve(z0, key=key, t1=t1)
+        assert sol.ys is not None  # saved at the end time
         logits = jax.vmap(self.decoder)(sol.ys[-1])
         return logits, h

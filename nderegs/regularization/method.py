@@ -130,8 +130,10 @@ class Regularization(eqx.Module):
         over the batch solved as one system: divided by `batch_size` they are per-sample
         means."""
         setup = self.setup
+        # h.integrals holds one value per name (None exactly when there are none).
         integrals = {
-            name: h.integrals[i] / batch_size for i, name in enumerate(setup.integral_names)
+            name: value / batch_size
+            for name, value in zip(setup.integral_names, h.integrals or (), strict=True)
         }
         values: dict[str, Array] = {}
         for regularizer in self.regularizers:

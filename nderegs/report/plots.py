@@ -307,7 +307,7 @@ def metric_vs_prediction_time_figure(result: ComparisonResult) -> Figure:
     axes = figure.add_subplot()
     styles = method_styles(result.methods)
     for method in result.methods:
-        summaries = [r.summary for r in result.runs_of(method) if r.succeeded]
+        summaries = [r.summary for r in result.runs_of(method) if r.summary is not None]
         if not summaries:
             continue
         axes.scatter(

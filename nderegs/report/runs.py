@@ -48,7 +48,7 @@ class ComparisonResult:
     @property
     def metric(self) -> str | None:
         """ "accuracy" or "mse", from the first successful run (None if none succeeded)."""
-        return next((r.summary["metric"] for r in self.runs if r.succeeded), None)
+        return next((r.summary["metric"] for r in self.runs if r.summary is not None), None)
 
     @property
     def failures(self) -> list[RunResult]:
@@ -172,9 +172,9 @@ def progress_line(result: RunResult, index: int, total: int, name: str | None = 
     (default: the run's row label, e.g. `local-error[solver.adjoint=backsolve]`) stands
     for the run before its seed, e.g. a sweep trial's `error regularization.error.start=0.3`."""
     prefix = f"[{index}/{total}] {name or result.method} seed {result.seed}: "
-    if not result.succeeded:
-        return prefix + f"FAILED: {result.error}"
     s = result.summary
+    if s is None:
+        return prefix + f"FAILED: {result.error}"
     nfe = "n/a" if s.get("test_nfe") is None else f"{s['test_nfe']:.1f}"
     note = {SKIPPED: " (already done)", RESUMED: " (resumed)", READ: " (read back)"}.get(
         result.status, ""

@@ -160,7 +160,8 @@ class SweepResult:
 
     @property
     def metric(self) -> str | None:
-        return next((t.result.summary["metric"] for t in self.trials if t.result.succeeded), None)
+        summaries = (t.result.summary for t in self.trials)
+        return next((s["metric"] for s in summaries if s is not None), None)
 
     def settings_of(self, method: str) -> list[Setting]:
         return list(dict.fromkeys(t.setting for t in self.trials if t.method == method))

@@ -98,7 +98,7 @@ def _first_error(runs: Sequence[RunResult]) -> str | None:
 
 def method_stats(runs: Sequence[RunResult]) -> dict[str, Spread | None]:
     """Spread of every table quantity over the successful runs."""
-    summaries = [r.summary for r in runs if r.succeeded]
+    summaries = [r.summary for r in runs if r.summary is not None]
     return {q: spread([s.get(q) for s in summaries]) for q in QUANTITIES}
 
 
@@ -293,7 +293,7 @@ def coefficients_table(result: ComparisonResult) -> str:
     successful seeds ("" when no coefficient moved)."""
     lines = []
     for method in result.methods:
-        summaries = [r.summary for r in result.runs_of(method) if r.succeeded]
+        summaries = [r.summary for r in result.runs_of(method) if r.summary is not None]
         terms = sorted({t for s in summaries for t in s.get("coefficients", {})})
         for term in terms:
             histories = [
