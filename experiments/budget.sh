@@ -12,6 +12,7 @@ seeds="${SEEDS:-3}"
 out=experiments/results/budget
 tables=("${@:-digits_nfe cnf_nfe digits_loss digits_loss_high cnf_loss cnf_loss_high cnf_sweep latent_sweep latent_loss_high spiral_sweep spiral_loss}")
 fair="error,error+stiffness,local-error,stiffness,rnode,taynode"
+sde="error,error+stiffness,local-error,stiffness"  # RNODE and TayNODE are ODE-only
 # "Start high": every budget starts at 30x its key's default constant (error 3, the
 # others 0.3), the field takes shape in the warm-up (half the epochs), then the loss decides.
 high=(regularization.error.initial=3 regularization.stiffness.initial=0.3 regularization.taynode.initial=0.3
@@ -46,19 +47,34 @@ for table in ${tables[@]}; do
       nderegs sweep experiments/configs/cnf_2d.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
         --grid error:regularization.error.start=0.01,0.03,0.1,0.3 --output-dir "$out/cnf_moons_sweep" ;;
     latent_sweep)
-      nderegs sweep experiments/configs/latent_ode.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
-        --grid error:regularization.error.start=100,300,1000,3000 --output-dir "$out/latent_ode_sweep" ;;
+      nderegs sweep experiments/configs/latent_ode.yaml --methods "vanilla,$fair" --seeds "$seeds" --workers 2 \
+        --grid error:regularization.error.start=100,300,1000,3000 \
+        --grid error+stiffness:regularization.error.start=100,300,1000,3000 \
+        --grid local-error:regularization.local_error.start=100,300,1000,3000 \
+        --grid stiffness:regularization.stiffness.start=0.1,1,10,100 \
+        --grid rnode:regularization.kinetic.start=0.01,0.1,1,10 \
+        --grid taynode:regularization.taynode.start=0.01,0.1,1,10 --output-dir "$out/latent_ode_sweep" ;;
     latent_loss_high)  # the training loss within 1 % of the committed vanilla runs', from a high start
+      # (3x the config's hand-set values: error 1000, stiffness 0.1, the others 0.01)
+      budget="tolerance: 0.01, reference: 'experiments/results/latent_ode/vanilla/seed{seed}'"
       nderegs compare experiments/configs/latent_ode.yaml \
-        "regularization.error={kind: loss_budget, tolerance: 0.01, initial: 3000, reference: 'experiments/results/latent_ode/vanilla/seed{seed}'}" \
-        --seeds "$seeds" --workers 2 --output-dir "$out/latent_ode_loss_high" --methods error ;;
+        "regularization.error={kind: loss_budget, initial: 3000, $budget}" \
+        "regularization.stiffness={kind: loss_budget, initial: 0.3, $budget}" \
+        "regularization.taynode={kind: loss_budget, initial: 0.03, $budget}" \
+        "regularization.kinetic={kind: loss_budget, initial: 0.03, $budget}" \
+        "regularization.jacobian={kind: loss_budget, initial: 0.03, $budget}" \
+        --seeds "$seeds" --workers 2 --output-dir "$out/latent_ode_loss_high" --methods "$fair" ;;
     spiral_sweep)
-      nderegs sweep experiments/configs/spiral_sde.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
-        --grid error:regularization.error.start=0.01,0.03,0.1,0.3 --output-dir "$out/spiral_sde_sweep" ;;
+      nderegs sweep experiments/configs/spiral_sde.yaml --methods "vanilla,$sde" --seeds "$seeds" --workers 2 \
+        --grid error:regularization.error.start=0.01,0.03,0.1,0.3 \
+        --grid error+stiffness:regularization.error.start=0.01,0.03,0.1,0.3 \
+        --grid local-error:regularization.local_error.start=0.01,0.03,0.1,0.3 \
+        --grid stiffness:regularization.stiffness.start=0.003,0.01,0.03,0.1 --output-dir "$out/spiral_sde_sweep" ;;
     spiral_loss)  # the training moment error within 1 % of the committed vanilla runs', from the usual scale
+      budget="tolerance: 0.01, reference: 'experiments/results/spiral_sde/vanilla/seed{seed}'"
       nderegs compare experiments/configs/spiral_sde.yaml \
-        "regularization.error={kind: loss_budget, tolerance: 0.01, reference: 'experiments/results/spiral_sde/vanilla/seed{seed}'}" \
-        --seeds "$seeds" --workers 2 --output-dir "$out/spiral_sde_loss" --methods error ;;
+        "regularization.error={kind: loss_budget, $budget}" "regularization.stiffness={kind: loss_budget, $budget}" \
+        --seeds "$seeds" --workers 2 --output-dir "$out/spiral_sde_loss" --methods "$sde" ;;
     *) echo "unknown table $table" >&2; exit 2 ;;
   esac
 done

@@ -303,30 +303,48 @@ def main() -> None:
         "latent_ode_loss_high",
         "latent_ode_sweep",
         RESULTS / "latent_ode",
-        "### Latent ODE (MSE: lower is better), `error`, start high",
+        "### Latent ODE (MSE: lower is better), every method, start high",
         "The training loss (ELBO with the KL warm-up) within 1 % of the committed vanilla "
-        "runs', epoch by epoch, from λ = 3000 (3 × the config's hand-set 1000; the "
-        "term's default 0.1 is four orders of magnitude off here). Metric in budget: "
-        "test MSE ≤ vanilla's {vanilla} + 1 %; swept best from `latent_ode_sweep` "
-        "(error 100, 300, 1000, 3000 × 3 seeds).",
+        "runs', epoch by epoch, from 3 × the config's hand-set coefficients (error 3000, "
+        "stiffness 0.3, TayNODE and RNODE's two 0.03; the error term's default 0.1 is four "
+        "orders of magnitude off here). Metric in budget: test MSE ≤ vanilla's {vanilla} "
+        "+ 1 %; swept best from `latent_ode_sweep` (error, error+stiffness and local-error "
+        "at error 100, 300, 1000, 3000; stiffness 0.1, 1, 10, 100; TayNODE and RNODE's "
+        "kinetic 0.01, 0.1, 1, 10; × 3 seeds).",
         digits=4,
     )
     out += mse_table(
         "spiral_sde_loss",
         "spiral_sde_sweep",
         RESULTS / "spiral_sde",
-        "### Spiral SDE (moment MSE: lower is better), `error`, usual scale",
+        "### Spiral SDE (moment MSE: lower is better), every method, usual scale",
         "The training loss within 1 % of the committed vanilla runs' (logged every 50 "
-        "epochs, one sample per step: interpolated), from λ = 0.1 (the key's default; "
-        "the config's hand-set value is 0.03); one update per epoch is one per step here "
-        "(batch 1). Metric in budget: test MSE ≤ vanilla's {vanilla} + 1 %; swept "
-        "best from `spiral_sde_sweep` (error 0.01, 0.03, 0.1, 0.3 × 3 seeds).",
+        "epochs, one sample per step: interpolated), from the keys' defaults (error 0.1, "
+        "stiffness 0.01; the config's hand-set values are 0.03 and 0.01); one update per "
+        "epoch is one per step here (batch 1). TayNODE and RNODE are ODE-only. Metric in "
+        "budget: test MSE ≤ vanilla's {vanilla} + 1 %; swept best from `spiral_sde_sweep` "
+        "(error, error+stiffness and local-error at error 0.01, 0.03, 0.1, 0.3; stiffness "
+        "0.003, 0.01, 0.03, 0.1; × 3 seeds).",
         digits=5,
     )
     out += [
-        "Not run: the loss budget of the latent ODE and the spiral SDE for the methods "
-        "other than `error`, and their sweeps (#23 asks for every method; left for a "
-        "later session).",
+        "What the latent ODE and spiral SDE rows say:",
+        "",
+        "- Latent ODE: no swept setting of `error`, `error+stiffness` or `local-error` keeps "
+        "the test MSE within 1 % of vanilla's (the smallest, error 100, is 2 % above), so "
+        "their NFE is not judged; their budgets land at test NFE 43 (0.48× vanilla's 90) "
+        "at +5 % MSE: a 1 % constraint on the training ELBO lets the test MSE drift by "
+        "5 %. `stiffness` meets both criteria; RNODE and TayNODE match their swept NFE but "
+        "miss the MSE by 1.5 %.",
+        "- Spiral SDE: every method misses the metric. The budget constrains a one-sample "
+        "training loss (batch 1) that is far noisier than 1 %, and the test MSE of one "
+        "seed can run away (stiffness: 0.017, 0.026 and 0.39 over the seeds; the sweep's "
+        "own seeds spread as widely).",
+        "- Cost: the `error` sweeps of these two tasks ran on a quiet machine; their other "
+        "sweeps and all their loss-budget runs ran beside other work on the 2 cores (load "
+        "average 5–15 instead of 2), so those seconds are inflated, by up to about 4× (the "
+        "latent ODE's `error+stiffness` sweep: 960 s against `error`'s 205 s for the same "
+        "amount of work).",
         "",
     ]
     (BUDGET / "README.md").write_text("\n".join(out) + "\n")
