@@ -16,7 +16,7 @@ import diffrax
 import jax
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE
+from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE, SolveOptions
 from ..layers.cnf import NoiseKind, TraceEstimator
 from ..regularization import SolveSetup
 from .base import choice, Float, Int, Problems, tag_name, Variant
@@ -220,11 +220,11 @@ def solver_names(equation: str) -> tuple[str, ...]:
     return tuple(tag_name(v) for v in _SOLVERS if equation in v.equations)
 
 
-def _layer_settings(solver: AbstractSolverConfig, setup: SolveSetup) -> dict[str, Any]:
-    """The keyword arguments every layer takes from the solver section and the method's
-    solve set-up. Failed solves do not raise (`throw=False`): the training loop stops on
-    them with a message."""
-    return dict(
+def solve_options(solver: AbstractSolverConfig, setup: SolveSetup) -> SolveOptions:
+    """The layers' `SolveOptions` from the solver section and the method's solve set-up.
+    Failed solves do not raise (`throw=False`): the training loop stops on them with a
+    message."""
+    return SolveOptions(
         t0=solver.t0,
         t1=solver.t1,
         solver=solver.build(),
@@ -247,7 +247,7 @@ def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
     settings and the method's solve set-up (integrals, STEER)."""
     return functools.partial(
         NeuralODE,
-        **_layer_settings(solver, setup),
+        options=solve_options(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
     )
@@ -260,7 +260,7 @@ def cnf(
     method's solve set-up and the trace estimator."""
     return functools.partial(
         CNF,
-        **_layer_settings(solver, setup),
+        options=solve_options(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
         trace=trace,
@@ -271,4 +271,6 @@ def cnf(
 def neural_sde(solver: AbstractSolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
     """`make_sde(drift, diffusion)` for the models: a `NeuralSDE` with the solver
     section's settings and the method's solve set-up."""
-    return functools.partial(NeuralSDE, **_layer_settings(solver, setup), brownian_tol=brownian_tol)
+    return functools.partial(
+        NeuralSDE, options=solve_options(solver, setup), brownian_tol=brownian_tol
+    )

@@ -55,7 +55,7 @@ class LatentODETask(AbstractTask):
             make_node=self.make_node,
             key=key,
         )
-        t0, t1 = model.node.t0, model.node.t1
+        t0, t1 = model.node.options.t0, model.node.options.t1
         first, last = float(self.times[0]), float(self.times[-1])
         if not (t0 <= first and last <= t1):
             raise ValueError(
