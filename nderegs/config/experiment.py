@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..regularization import LossBudget
+from ..regularization import LossBudget, Steer, VANILLA
 from ..tasks import AbstractTask, Arrays
 from ..tracking import TRACKERS
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
@@ -41,7 +41,7 @@ class ExperimentConfig(Section):
     seed: Int = Field(default=0, ge=0)
     output_dir: Str = "runs"
     #: '+'-joined regularization components, see METHOD_COMPONENTS.
-    method: Str = "vanilla"
+    method: Str = VANILLA
     task: TaskConfig = Field(default_factory=Classifier)
     solver: SolverConfig = Field(default_factory=lambda: _default_solver())
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
@@ -84,7 +84,6 @@ class ExperimentConfig(Section):
                     f"does not apply to task {self.task.name!r}; accepted: {', '.join(solvers)}",
                 )
             )
-        components = self.components
         try:  # the structure only: reading a budget's reference waits for training
             regularization = self.method_regularization(references=False)
         except Problems as e:
@@ -106,7 +105,7 @@ class ExperimentConfig(Section):
                     )
         task_class = self.task.task_class
         for component in regularization.regularizers:
-            reason = task_class.rejected_components.get(component.name)
+            reason = task_class.rejected_components.get(type(component))
             if reason is None and self.task.equation == "sde":
                 reason = component.ode_only
             if reason is not None:
@@ -117,7 +116,7 @@ class ExperimentConfig(Section):
                         f"the {self.task.name} task cannot train with '{component.name}': it {reason}",
                     )
                 )
-        if "steer" in components:
+        if any(isinstance(component, Steer) for component in regularization.regularizers):
             span = abs(self.solver.t1 - self.solver.t0)
             b = self.regularization.steer_b
             if not 0 < b < span:
@@ -125,7 +124,7 @@ class ExperimentConfig(Section):
                     (
                         "regularization.steer_b",
                         b,
-                        f"method 'steer' needs 0 < regularization.steer_b < |solver.t1 - "
+                        f"method '{Steer.name}' needs 0 < regularization.steer_b < |solver.t1 - "
                         f"solver.t0| = {span}",
                     )
                 )

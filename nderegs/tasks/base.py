@@ -11,7 +11,7 @@ from jaxtyping import Array, PRNGKeyArray
 import numpy as np
 
 from ..core import Heuristics
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 
 
 class Arrays(NamedTuple):
@@ -63,14 +63,14 @@ class AbstractTask(eqx.Module):
     #: The kind of equation the model solves: an SDE rejects the components that
     #: declare themselves `ode_only`.
     equation: eqx.AbstractClassVar[Literal["ode", "sde"]]
-    #: Method components the task cannot train with -> why (besides the ODE-only ones
+    #: Method components (their classes) the task cannot train with -> why (besides the ODE-only ones
     #: of an SDE task).
-    rejected_components: eqx.AbstractClassVar[dict[str, str]]
+    rejected_components: eqx.AbstractClassVar[dict[type[AbstractRegularizer], str]]
 
     def __check_init__(self):
         reasons = []
         for component in self.regularization.regularizers:
-            reason = self.rejected_components.get(component.name)
+            reason = self.rejected_components.get(type(component))
             if reason is None and self.equation == "sde":
                 reason = component.ode_only
             if reason is not None:

@@ -13,7 +13,7 @@ import optax
 from ..core import Heuristics
 from ..layers import MakeNode, MakeSDE
 from ..models import NODEClassifier, SDEClassifier
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import (
     AbstractTask,
     Evaluation,
@@ -66,7 +66,7 @@ class ClassifierTask(AbstractClassificationTask):
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> NODEClassifier:
         return NODEClassifier(
@@ -100,7 +100,7 @@ class SDEClassifierTask(AbstractClassificationTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
     equation: ClassVar[Literal["ode", "sde"]] = "sde"
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> SDEClassifier:
         return SDEClassifier(

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..layers import CNF
 from ..models import ConcatSquashMLP
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Arrays, Evaluation
 from .density_figures import density_figure, density_grid, PLOT_BOX
 
@@ -39,7 +39,7 @@ class DensityTask(AbstractTask):
     activation: Callable = eqx.field(static=True)
     make_cnf: MakeCNF = eqx.field(static=True)
     regularization: Regularization
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> CNF:
         field = ConcatSquashMLP(

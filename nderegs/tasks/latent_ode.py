@@ -10,7 +10,7 @@ from jaxtyping import Array
 
 from ..layers import MakeNode
 from ..models import gaussian_kl, LatentODE
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization, Steer
 from .base import AbstractTask, Evaluation
 
 
@@ -39,8 +39,8 @@ class LatentODETask(AbstractTask):
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
 
-    rejected_components: ClassVar[dict[str, str]] = {
-        "steer": "changes the end time of the solve, but the latent ODE must reach its data times"
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {
+        Steer: "changes the end time of the solve, but the latent ODE must reach its data times"
     }
 
     def init_model(self, key) -> LatentODE:

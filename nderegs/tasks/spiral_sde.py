@@ -8,7 +8,7 @@ from jaxtyping import Array
 
 from ..layers import MakeSDE
 from ..models import SpiralSDE
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Evaluation, evaluation_key
 
 
@@ -30,7 +30,7 @@ class SpiralSDETask(AbstractTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
 
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> SpiralSDE:
         return SpiralSDE(self.num_channels, self.vf_width, make_sde=self.make_sde, key=key)
