@@ -27,6 +27,7 @@ from nderegs.config import (
     SGD,
     Tsit5,
 )
+from nderegs.train import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -659,111 +660,41 @@ def test_optimizer_is_built_as_configured():
 
 
 # --------------------------------------------------------------------------- #
-# Configs written before the task sections (nderegs 0.1)
+# The committed run directories
 # --------------------------------------------------------------------------- #
 
-
-#: experiments/results/digits/error/seed0/config.yaml as nderegs 0.1 wrote it (c3aaaf8;
-#: the same YAML data, a few sections in flow style).
-RUN_CONFIG_V01 = """\
-name: digits-compare
-task: classifier
-seed: 0
-output_dir: runs
-method: error
-data: {name: digits, path: null, test_fraction: 0.2, num_samples: null, subset: null}
-model:
-  hidden_size: 32
-  vf_width: 32
-  vf_depth: 1
-  activation: tanh
-  latent_size: 16
-  encoder_hidden: 32
-  decoder_width: 32
-  obs_std: 0.01
-  num_trajectories: 1
-  predict_trajectories: 10
-solver:
-  name: tsit5
-  rtol: 1.0e-08
-  atol: 1.0e-08
-  t0: 0.0
-  t1: 1.0
-  max_steps: 4096
-  adjoint: recursive_checkpoint
-  dt0: null
-  brownian_tol: 0.001
-regularization:
-  error: {kind: constant, start: 3.0, end: null}
-  stiffness: {kind: constant, start: 0.01, end: null}
-  local_sampling: unbiased
-  steer_b: 0.5
-  taynode_order: 2
-  taynode: {kind: constant, start: 0.01, end: null}
-  kinetic: {kind: constant, start: 0.01, end: null}
-  jacobian: {kind: constant, start: 0.01, end: null}
-  kl_anneal_epochs: 0
-optim:
-  name: adam
-  lr: 0.01
-  momentum: 0.9
-  inverse_decay: 0.0
-  weight_decay: 0.0
-  grad_clip: 1.0
-  batch_size: 256
-  epochs: 30
-train: {eval_every: 1, checkpoint_every: 1, eval_batch_size: null, predict_repeats: 5, progress: false}
-"""
+RESULTS = REPO / "experiments" / "results"
+#: libyaml where PyYAML has it: the pure-Python parser takes seconds for ~400 files.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def test_configs_in_the_old_layout_still_load(tmp_path):
-    old = tmp_path / "old.yaml"
-    old.write_text(
-        "name: digits-compare\ntask: classifier\nmethod: error\n"
-        "data: {name: digits, path: null, test_fraction: 0.2, num_samples: null, subset: null}\n"
-        "model: {hidden_size: 32, vf_width: 32, vf_depth: 1, activation: tanh, latent_size: 16,"
-        " encoder_hidden: 32, decoder_width: 32, obs_std: 0.01, num_trajectories: 1,"
-        " predict_trajectories: 10}\n"
-        "solver: {name: tsit5, rtol: 1.0e-08, atol: 1.0e-08, adjoint: recursive_checkpoint,"
-        " brownian_tol: 0.001}\n"
-        "regularization: {error: {kind: constant, start: 3.0, end: null}, kl_anneal_epochs: 0}\n"
-        "optim: {name: adam, lr: 0.01, momentum: 0.9, grad_clip: 1.0}\n"
-    )
-    cfg = load_config(old)
-    assert cfg == load_config(
-        None,
-        [
-            "name=digits-compare",
-            "method=error",
-            "solver.rtol=1e-8",
-            "solver.atol=1e-8",
-            "regularization.error.start=3",
-            "optim.grad_clip=1",
-        ],
-    )
-    # A run directory's config.yaml as nderegs 0.1 wrote it (this is the committed
-    # experiments/results/digits/error/seed0/config.yaml at c3aaaf8, before the results
-    # were re-run in the new layout) reads back as the config that made it, and as the
-    # re-run's config.
-    run = tmp_path / "seed0" / "config.yaml"
-    run.parent.mkdir()
-    run.write_text(RUN_CONFIG_V01)
-    wanted = load_config(
-        REPO / "experiments" / "configs" / "digits.yaml",
-        ["method=error", "train.progress=false"],
-    )
-    assert load_config(run) == wanted
-    committed = REPO / "experiments" / "results" / "digits" / "error" / "seed0" / "config.yaml"
-    assert load_config(committed) == wanted
-
-
-def test_old_layout_keys_on_the_command_line():
-    cfg = load_config(CONFIGS / "mnist.yaml", ["data.path=/data/mnist", "model.hidden_size=8"])
-    assert cfg.task.data.path == "/data/mnist" and cfg.task.model.hidden_size == 8
-    cfg = load_config(CONFIGS / "latent_ode_irregular.yaml", ["regularization.kl_anneal_epochs=2"])
-    assert cfg.task.kl_anneal_epochs == 2
-    with pytest.raises(ConfigError, match=r"unknown key 'task.model.widht'"):
-        load_config(None, ["model.widht=3"])
+def test_every_committed_run_directory_reads_with_todays_code():
+    """Each run directory under experiments/results: its config.yaml validates and
+    describes the run its summary.json records (task, data set, method, seed, epochs,
+    batch size, solver), and its metrics.jsonl names the coefficients' columns as the
+    trainer does. The files only: nothing is trained or compiled."""
+    runs = [RunDirectory(path.parent) for path in sorted(RESULTS.rglob(RunDirectory.CONFIG))]
+    assert runs, f"no run directories under {RESULTS}"
+    for run in runs:
+        try:
+            data = yaml.load(run.config_file.read_text(), Loader=_YAML_LOADER)
+            config = config_from_dict(data)
+        except ConfigError as error:
+            pytest.fail(f"{run.config_file}: {error}")
+        summary = run.read_summary()
+        assert summary is not None, f"{run.path} has no summary.json"
+        keys = ("task", "data", "method", "seed", "epochs", "batch_size")
+        recorded = (
+            *(summary[k] for k in keys),
+            summary["solver"]["name"],
+            summary["solver"]["rtol"],
+        )
+        optim, solver = config.optim, config.solver
+        described = (config.task.name, config.task.data.name, config.method, config.seed)
+        described += (optim.epochs, optim.batch_size, solver.name, solver.rtol)
+        assert recorded == described, run.path
+        columns = {key for row in run.read_metrics() for key in row}
+        assert not {c for c in columns if c.startswith("coef_")}, run.path
 
 
 # --------------------------------------------------------------------------- #

@@ -17,7 +17,6 @@ import yaml
 
 from .base import config_error_of, ConfigError, invalid, Problems, tag_name, Variant
 from .experiment import ExperimentConfig
-from .legacy import prune, relocate
 from .schema import (
     allows_str,
     default_variant,
@@ -411,9 +410,7 @@ def _tag_field(parts: Sequence[str], data: Any) -> str | None:
 def config_from_dict(
     data: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
-    """Validate a plain mapping (as read from YAML) after applying dotted overrides.
-    A config in the layout before nderegs 0.2 (top-level `data`/`model`, `task` a name)
-    is read as the same experiment in today's layout."""
+    """Validate a plain mapping (as read from YAML) after applying dotted overrides."""
     return _validated(data, overrides, None)
 
 
@@ -429,7 +426,7 @@ def _validated(data: Any, overrides: Sequence[str], source: str | None) -> Exper
     if isinstance(overrides, str):
         overrides = [overrides]
     overrides = list(overrides)
-    base = relocate(copy.deepcopy(dict(data)))
+    base = dict(data)
     config, problems = _validate(_merged(base, overrides))
     if config is not None:
         return config
@@ -437,12 +434,12 @@ def _validated(data: Any, overrides: Sequence[str], source: str | None) -> Exper
 
 
 def _merged(base: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of `base` (already `relocate`d) with `overrides` applied."""
+    """A copy of `base` with `overrides` applied."""
     merged = copy.deepcopy(base)
     touched: Touched = set()
     for item in overrides:
         apply_override(merged, item, touched)
-    return prune(relocate(merged))  # overrides in the old layout, e.g. data.path=...
+    return merged
 
 
 def _validate(merged: dict[str, Any]) -> tuple[ExperimentConfig | None, list[tuple[str, str]]]:
@@ -483,7 +480,7 @@ def _attributed(
     in_file = f"in config file '{source}'" if source is not None else None
     if not overrides:
         return _listing([(in_file, message) for _, message in problems])
-    _, alone = _validate(prune(copy.deepcopy(base)))
+    _, alone = _validate(base)
     file_keys = {key for key, _ in alone}
     without: list[set[str] | None] = []  # the keys with problems without each override
     for i in range(len(overrides)):
