@@ -423,7 +423,7 @@ def _train(
     # The budgets answer the measure their constraint is on: the task loss, or the
     # metric (as its negative where higher is better, so that lower is better).
     measure = config.loss_budget_measure()
-    metric_sign = -1.0 if task.metric_higher_is_better else 1.0
+    metric_sign = -1.0 if task.metric.higher_is_better else 1.0
 
     last_checkpoint_epoch = start_epoch
     # Mirrors of metrics.jsonl (each row flushed as it is logged; closed by `train`).
@@ -515,7 +515,7 @@ def _train(
             )
             bar.set_postfix(
                 loss=f"{sums['loss'] / (i + 1):.4f}",
-                **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
+                **{task.metric.name[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
                 nfe=f"{nfe:.0f}",
             )
         bar.close()
@@ -539,10 +539,10 @@ def _train(
                 "epoch": done,
                 "step": done * steps_per_epoch,
                 "train_loss": sums["loss"] / steps_per_epoch,
-                f"train_{task.metric}": sums["metric"] / steps_per_epoch,
+                f"train_{task.metric.name}": sums["metric"] / steps_per_epoch,
                 "train_nfe": sums["nfe"] / steps_per_epoch,
                 "train_nfe_max": sums["nfe_max"] / steps_per_epoch,
-                f"test_{task.metric}": test_metric,
+                f"test_{task.metric.name}": test_metric,
                 "test_nfe": test_nfe,
                 "test_nfe_max": test_nfe_max,
                 "train_seconds": train_seconds,
@@ -556,7 +556,7 @@ def _train(
             if config.train.progress and writes:
                 tqdm.write(
                     f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
-                    f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}",
+                    f"{task.metric.name} {test_metric:.4f}, test NFE {test_nfe}",
                     file=sys.stderr,
                 )
         if done % config.train.checkpoint_every == 0 or done == epochs:
@@ -581,7 +581,7 @@ def _train(
         "task": config.task.name,
         "data": config.task.data.name,
         "seed": config.seed,
-        "metric": task.metric,
+        "metric": task.metric.name,
         "train_metric": train_metric,
         "test_metric": test["test_metric"],
         "test_nfe": test["test_nfe"],
@@ -734,7 +734,7 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
         "method": config.method,
         "data": config.task.data.name,
         "overrides": list(overrides),
-        "metric": task.metric,
+        "metric": task.metric.name,
         "num_test": int(arrays.test[0].shape[0]),
         **test,
     }
