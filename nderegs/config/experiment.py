@@ -239,7 +239,7 @@ class ExperimentConfig(Section):
         training loss (or metric) of a finished run directory, epochs between evaluated
         ones interpolated; a metric negated where higher is better (both ways)."""
         task = self.task.task_class
-        sign = -1.0 if budget.constrain == "metric" and task.metric_higher_is_better else 1.0
+        sign = -1.0 if budget.constrain == "metric" and task.metric.higher_is_better else 1.0
         if not isinstance(budget.reference, str):
             assert budget.reference is not None
             return sign * budget.reference
@@ -260,7 +260,7 @@ class ExperimentConfig(Section):
                     "runs/NAME-vanilla-seed{seed}",
                 )
             )
-        column = "train_loss" if budget.constrain == "task_loss" else f"train_{task.metric}"
+        column = "train_loss" if budget.constrain == "task_loss" else f"train_{task.metric.name}"
         lines = (path / "metrics.jsonl").read_text().splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
         points = [(row["epoch"], row[column]) for row in rows if row.get(column) is not None]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, ExperimentConfig, load_config, parse_method
 from ..runners import AbstractBackend, InProcess, Job, RunResult, stale_run_problem
 from ..runners.run import FAILED, READ, RESUMED, SKIPPED
+from ..tasks import Metric, metric_named
 from ..train import RunDirectory
 from .header import ReportHeader
 
@@ -46,9 +47,11 @@ class ComparisonResult:
         return [r for r in self.runs if r.method == method]
 
     @property
-    def metric(self) -> str | None:
-        """ "accuracy" or "mse", from the first successful run (None if none succeeded)."""
-        return next((r.summary["metric"] for r in self.runs if r.summary is not None), None)
+    def metric(self) -> Metric:
+        """The task's metric, named by the first successful run's summary (a generic
+        one if none succeeded: `metric_named`)."""
+        names = (r.summary["metric"] for r in self.runs if r.summary is not None)
+        return metric_named(next(names, None))
 
     @property
     def failures(self) -> list[RunResult]:

@@ -11,9 +11,9 @@ setting's mean ± sd over seeds, its non-dominated settings, and the best settin
 one point of vanilla's metric), `pareto.png` and `tuned.md` (the comparison table with
 every method at its best setting).
 
-"Within one point": for accuracy, at least vanilla's mean accuracy minus 0.01; for a
-loss metric (lower is better), at most 1.01 × vanilla's mean; for a negative
-log-likelihood (nats), at most vanilla's mean + 0.05.
+"Within one point": within the metric's tolerance of vanilla's mean (`Metric.matches`;
+e.g. at least vanilla's mean accuracy minus 0.01; at most 1.01 × vanilla's mean for a
+loss; at most vanilla's mean + 0.05 for a negative log-likelihood, in nats).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from ..config import ConfigError, ExperimentConfig, load_config
 from ..runners import AbstractBackend, Job, RunResult
+from ..tasks import Metric, metric_named
 from .plots import method_styles, metric_axis, place_legend, save_figure
 from .runs import (
     check_clashes,
@@ -43,7 +44,6 @@ from .runs import (
 )
 from .table import (
     BASELINE,
-    compares_by_difference,
     format_spread,
     markdown_table,
     method_rows,
@@ -159,9 +159,10 @@ class SweepResult:
     trials: tuple[Trial, ...]
 
     @property
-    def metric(self) -> str | None:
+    def metric(self) -> Metric:
+        """The task's metric, named by the first successful trial (`metric_named`)."""
         summaries = (t.result.summary for t in self.trials)
-        return next((s["metric"] for s in summaries if s is not None), None)
+        return metric_named(next((s["metric"] for s in summaries if s is not None), None))
 
     def settings_of(self, method: str) -> list[Setting]:
         return list(dict.fromkeys(t.setting for t in self.trials if t.method == method))
@@ -290,20 +291,16 @@ def setting_stats(result: SweepResult) -> list[SettingStats]:
     return rows
 
 
-def higher_is_better(metric: str | None) -> bool:
-    return metric == "accuracy"
-
-
 def _complete(s: SettingStats) -> bool:
     """Every seed succeeded: a setting some seeds of which diverged is never "best"."""
     return s.failed == 0 and s.test_nfe is not None and s.test_metric is not None
 
 
-def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingStats]:
+def pareto_front(stats: list[SettingStats], metric: Metric) -> list[SettingStats]:
     """The non-dominated settings on (test NFE: lower is better, test metric), by mean
     over seeds, sorted by NFE. A setting is dominated when another is at least as good
     in both and better in one."""
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     points = [s for s in stats if _complete(s)]
 
     def key(s: SettingStats) -> tuple[float, float]:
@@ -317,35 +314,23 @@ def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingS
     return sorted((s for s in points if not dominated(s)), key=key)
 
 
-def baseline_setting(stats: list[SettingStats], metric: str | None) -> SettingStats | None:
+def baseline_setting(stats: list[SettingStats], metric: Metric) -> SettingStats | None:
     """Vanilla's setting (its best-metric one if it has several)."""
     vanilla = [s for s in stats if s.method == BASELINE and _complete(s)]
     if not vanilla:
         return None
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     return max(vanilla, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf)
 
 
-def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | None:
+def baseline_metric(stats: list[SettingStats], metric: Metric) -> float | None:
     """Vanilla's mean test metric (its best setting if it has several)."""
     vanilla = baseline_setting(stats, metric)
     return vanilla.test_metric.mean if vanilla and vanilla.test_metric else None
 
 
-#: How far from vanilla's a log-likelihood metric may be and still count as matched.
-NLL_TOLERANCE = 0.05
-
-
-def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
-    if higher_is_better(metric):
-        return value >= baseline - 0.01
-    if compares_by_difference(metric):
-        return value <= baseline + NLL_TOLERANCE
-    return value <= baseline * 1.01
-
-
 def best_setting(
-    stats: list[SettingStats], method: str, baseline: float | None, metric: str | None
+    stats: list[SettingStats], method: str, baseline: float | None, metric: Metric
 ) -> tuple[SettingStats | None, bool]:
     """`(setting, matched)`: the lowest-NFE setting of `method` within one point of
     vanilla (matched True); without one (or without vanilla), its best-metric setting
@@ -354,13 +339,9 @@ def best_setting(
     if not own:
         return None, False
     if baseline is not None:
-        matched = [
-            s
-            for s in own
-            if s.test_metric and within_one_point(s.test_metric.mean, baseline, metric)
-        ]
+        matched = [s for s in own if s.test_metric and metric.matches(s.test_metric.mean, baseline)]
         if matched:
-            sign = 1.0 if higher_is_better(metric) else -1.0
+            sign = metric.better_sign
             return min(
                 matched,
                 key=lambda s: (
@@ -368,7 +349,7 @@ def best_setting(
                     -sign * s.test_metric.mean if s.test_metric else math.inf,
                 ),
             ), True
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     return max(own, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf), False
 
 
@@ -437,17 +418,11 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
     stats = setting_stats(result)
     baseline = baseline_metric(stats, metric)
     lines = [*header, ""]
-    tolerance = (
-        "at least vanilla's mean accuracy − 1 point"
-        if higher_is_better(metric)
-        else f"at most vanilla's mean + {NLL_TOLERANCE} nats"
-        if compares_by_difference(metric)
-        else "at most 1.01 × vanilla's mean"
-    )
     lines += [
         "## Best setting per method within 1 point of vanilla",
         "",
-        f"Lowest mean test NFE among the settings whose mean {label} is {tolerance}"
+        f"Lowest mean test NFE among the settings whose mean {label} is "
+        f"{metric.tolerance_words}"
         + (f" (vanilla: {scale * baseline:.4g})." if baseline is not None else "."),
         "",
         f"| Method | Setting | Test NFE | {label} | Train time (s) | NFE × vanilla | Within 1 point |",

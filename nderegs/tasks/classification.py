@@ -19,14 +19,14 @@ from .base import (
     Evaluation,
     evaluation_key,
 )
+from .metric import ACCURACY, Metric
 
 
 class AbstractClassificationTask(AbstractTask):
     """Cross-entropy of the logits; the metric is the accuracy. A concrete task says
     how its model gives logits (`logits`, `key=None` at evaluation)."""
 
-    metric: ClassVar[str] = "accuracy"
-    metric_higher_is_better: ClassVar[bool] = True
+    metric: ClassVar[Metric] = ACCURACY
 
     @abc.abstractmethod
     def logits(self, model: Any, x: Array, key: PRNGKeyArray | None) -> tuple[Array, Heuristics]:

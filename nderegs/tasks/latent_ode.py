@@ -12,6 +12,7 @@ from ..layers import MakeNode
 from ..models import gaussian_kl, LatentODE
 from ..regularization import AbstractRegularizer, Regularization, Steer
 from .base import AbstractTask, Evaluation
+from .metric import Metric, MSE
 
 
 class LatentODETask(AbstractTask):
@@ -23,8 +24,7 @@ class LatentODETask(AbstractTask):
     (1 throughout when 0). The metric is the MSE over observed points.
     """
 
-    metric: ClassVar[str] = "mse"
-    metric_higher_is_better: ClassVar[bool] = False
+    metric: ClassVar[Metric] = MSE
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
     times: Array
     num_channels: int = eqx.field(static=True)

@@ -10,6 +10,7 @@ from ..layers import MakeSDE
 from ..models import SpiralSDE
 from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Evaluation, evaluation_key
+from .metric import Metric, MSE
 
 
 class SpiralSDETask(AbstractTask):
@@ -18,8 +19,7 @@ class SpiralSDETask(AbstractTask):
     (mean error)² plus that of (variance error)², against the moments of an independent
     set of true paths, from `predict_trajectories` model paths at evaluation."""
 
-    metric: ClassVar[str] = "mse"
-    metric_higher_is_better: ClassVar[bool] = False
+    metric: ClassVar[Metric] = MSE
     equation: ClassVar[Literal["ode", "sde"]] = "sde"
     times: Array
     y0: Array

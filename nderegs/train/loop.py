@@ -668,7 +668,7 @@ def _train_steps(run: _Run, steps: _Steps, state: _State, epoch: int) -> _EpochF
     figures = _EpochFigures({term: float(v) for term, v in values.items()})
     # The budgets answer the measure their constraint is on: the task loss, or the
     # metric (as its negative where higher is better, so that lower is better).
-    metric_sign = -1.0 if task.metric_higher_is_better else 1.0
+    metric_sign = -1.0 if task.metric.higher_is_better else 1.0
     sums = figures.sums
     for i, batch in enumerate(bar):
         step = epoch * spe + i
@@ -698,7 +698,7 @@ def _train_steps(run: _Run, steps: _Steps, state: _State, epoch: int) -> _EpochF
         )
         bar.set_postfix(
             loss=f"{sums['loss'] / (i + 1):.4f}",
-            **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
+            **{task.metric.name[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
             nfe=f"{nfe:.0f}",
         )
     bar.close()
@@ -742,10 +742,10 @@ def _evaluate_epoch(
         "epoch": done,
         "step": done * spe,
         "train_loss": sums["loss"] / spe,
-        f"train_{task.metric}": sums["metric"] / spe,
+        f"train_{task.metric.name}": sums["metric"] / spe,
         "train_nfe": sums["nfe"] / spe,
         "train_nfe_max": sums["nfe_max"] / spe,
-        f"test_{task.metric}": test_metric,
+        f"test_{task.metric.name}": test_metric,
         "test_nfe": test_nfe,
         "test_nfe_max": test_nfe_max,
         "train_seconds": state.train_seconds,
@@ -759,7 +759,7 @@ def _evaluate_epoch(
     if config.train.progress and run.writes:
         tqdm.write(
             f"epoch {done}/{run.epochs}: loss {row['train_loss']:.4f}, test "
-            f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}",
+            f"{task.metric.name} {test_metric:.4f}, test NFE {test_nfe}",
             file=sys.stderr,
         )
 
@@ -788,7 +788,7 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
         "task": config.task.name,
         "data": config.task.data.name,
         "seed": config.seed,
-        "metric": task.metric,
+        "metric": task.metric.name,
         "train_metric": train_metric,
         "test_metric": test["test_metric"],
         "test_nfe": test["test_nfe"],
@@ -941,7 +941,7 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
         "method": config.method,
         "data": config.task.data.name,
         "overrides": list(overrides),
-        "metric": task.metric,
+        "metric": task.metric.name,
         "num_test": int(arrays.test[0].shape[0]),
         **test,
     }
