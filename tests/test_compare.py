@@ -768,6 +768,15 @@ def test_api_validates_methods_up_front(tmp_path, fake_train):
     assert fake_train.calls == []
 
 
+def test_entries_whose_runs_would_share_a_directory_are_rejected(tmp_path, fake_train):
+    # '/' is '-' in a directory name: both rows would be vanilla__name-a-b/seed0.
+    entries = ["vanilla[name=a/b]", "vanilla[name=a-b]"]
+    shared = tmp_path / "vanilla__name-a-b" / "seed0"
+    with pytest.raises(ConfigError, match=f"two runs would share the run directory {shared}"):
+        run_comparison(None, entries, 1, TINY, tmp_path, progress=False)
+    assert fake_train.calls == [] and not any(tmp_path.iterdir())
+
+
 def test_progress_lines_name_a_method_entrys_own_overrides(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("nderegs.runners.run.train", FakeTrain())
     entry = "local-error[solver.adjoint=backsolve]"

@@ -27,7 +27,7 @@ from nderegs.report.sweep import (
     Trial,
 )
 from nderegs.report.table import Spread
-from nderegs.runners import make_backend, ProcessPool, RayBackend
+from nderegs.runners import BACKENDS, InProcess, make_backend, ProcessPool, RayBackend
 from nderegs.runners.run import FAILED, RunResult, SKIPPED, TRAINED
 from nderegs.tasks import AbstractTask, Metric, metric_named
 from nderegs.train import train
@@ -436,6 +436,60 @@ def test_a_grid_may_not_sweep_what_a_method_entry_sets(tmp_path):
 def test_bad_backend_options_are_rejected(kwargs, problem):
     with pytest.raises(ConfigError, match=problem):
         make_backend("local", **kwargs)
+
+
+def test_cli_sweep_default_output_dir_is_sweep_name_under_config_output_dir(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("nderegs.runners.run.train", _fake_train)
+    grid = "error:regularization.error.start=0.3,1"
+    argv = ["sweep", "--methods", "vanilla,error", "--grid", grid, "--seed-list", "4"]
+    assert main([*argv, *TINY, f"output_dir={tmp_path}", "name=a"]) == 0
+    folder = tmp_path / "sweep-a"
+    assert (folder / "pareto.md").read_text() == capsys.readouterr().out.removesuffix("\n")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("seed*")) == [
+        "error/regularization.error.start-0.3/seed4",
+        "error/regularization.error.start-1/seed4",
+        "vanilla/seed4",
+    ]
+
+
+def test_a_backend_is_its_entry_in_backends(tmp_path, monkeypatch):
+    """`make_backend` and the CLI's --backend read `BACKENDS`: a backend added there
+    needs nothing else."""
+    made = []
+
+    class Reversed(InProcess):
+        def run(self, jobs):
+            return super().run(list(reversed(jobs)))
+
+    def reversed_backend(**options):
+        made.append(options)
+        return Reversed()
+
+    monkeypatch.setitem(BACKENDS, "reversed", reversed_backend)
+    monkeypatch.setattr("nderegs.runners.run.train", _fake_train)
+    argv = ["sweep", "--methods", "vanilla", "--grid", "solver.max_steps=512,4096"]
+    assert (
+        main(
+            [
+                *argv,
+                "--seeds",
+                "1",
+                "--backend",
+                "reversed",
+                "--workers",
+                "3",
+                *TINY,
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert made == [{"workers": 3, "address": None, "cpus_per_trial": 1, "gpus_per_trial": 0}]
+    rows = _rows(tmp_path / "sweep.csv")
+    assert [r["solver.max_steps"] for r in rows] == ["512", "4096"]  # the trials' order
 
 
 def test_unknown_tracker_is_rejected():
