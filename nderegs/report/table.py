@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 import statistics
 
+from ..regularization import VANILLA
 from ..tasks import Metric
 from .runs import ComparisonResult, RunResult
 
@@ -37,7 +38,8 @@ RATIO_QUANTITIES = (
     "train_step_bytes",
 )
 _MIB = 2.0**20
-BASELINE = "vanilla"
+#: The method every other is compared with.
+BASELINE = VANILLA
 
 
 @dataclass(frozen=True)
