@@ -24,7 +24,7 @@ from .config import (
     load_config,
     METHOD_COMPONENTS,
 )
-from .config.schema import variants_of
+from .config.schema import annotation_of, options_of
 
 
 def _say(message: str) -> None:
@@ -32,11 +32,12 @@ def _say(message: str) -> None:
 
 
 def _epilog() -> str:
-    tasks = variants_of(ExperimentConfig.model_fields["task"].annotation) or {}
+    tasks = options_of(annotation_of(ExperimentConfig, "task"))
+    assert tasks is not None  # a choice
     lines = [
         "methods: '+'-joined components of " + ", ".join(METHOD_COMPONENTS),
         "  (e.g. error+stiffness, local-error, taynode)",
-        "tasks (task.name): " + ", ".join(tasks),
+        "tasks (task.name): " + ", ".join(tasks.variants),
     ]
     try:
         directory = configs_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import typing
 
 import diffrax
 import jax
@@ -13,20 +14,26 @@ import pytest
 import yaml
 
 from nderegs.config import (
-    Backsolve,
+    Adam,
+    AdjointConfig,
+    ADJOINTS,
     config_from_dict,
     config_to_dict,
     ConfigError,
     ConstantSchedule,
     ExperimentConfig,
     ExponentialSchedule,
+    Irregular,
     load_config,
     METHOD_COMPONENTS,
     parse_method,
+    RegularizationConfig,
     save_config,
     SGD,
-    Tsit5,
+    SolverConfig,
+    SOLVERS,
 )
+from nderegs.config.solvers import AdjointName, SolverName
 from nderegs.train import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -615,7 +622,7 @@ def test_global_heuristics_need_an_adjoint_through_the_solver():
     with pytest.raises(ConfigError, match=r"'solver.adjoint.name': 'backsolve'.*local-error"):
         load_config(None, ["method=error", "solver.adjoint=backsolve"])
     cfg = load_config(None, ["method=local-error", "solver.adjoint=backsolve"])
-    assert cfg.solver.adjoint == Backsolve()
+    assert cfg.solver.adjoint == AdjointConfig(name="backsolve")
     assert isinstance(cfg.solver.adjoint.build(), diffrax.BacksolveAdjoint)
 
 
@@ -635,10 +642,31 @@ def test_steer_half_width_must_fit_the_interval():
         ("dopri8", diffrax.Dopri8),
         ("bosh3", diffrax.Bosh3),
         ("heun", diffrax.Heun),
+        ("spark", diffrax.SPaRK),
     ],
 )
 def test_solver_variants_build_their_solver(name, cls):
-    assert type(load_config(None, [f"solver.name={name}"]).solver.build()) is cls
+    assert type(SolverConfig(name=name).build()) is cls
+
+
+@pytest.mark.parametrize(
+    "name, cls, through_solver",
+    [
+        ("recursive_checkpoint", diffrax.RecursiveCheckpointAdjoint, True),
+        ("direct", diffrax.DirectAdjoint, True),
+        ("backsolve", diffrax.BacksolveAdjoint, False),
+    ],
+)
+def test_adjoint_variants_build_their_adjoint(name, cls, through_solver):
+    adjoint = load_config(None, [f"solver.adjoint={name}"]).solver.adjoint
+    assert type(adjoint.build()) is cls
+    assert adjoint.differentiates_through_solver is through_solver
+
+
+def test_every_name_has_a_table_row():
+    # `solver.name` accepts the names of `SolverName`; each must have its row.
+    assert list(SOLVERS) == list(typing.get_args(SolverName))
+    assert list(ADJOINTS) == list(typing.get_args(AdjointName))
 
 
 def test_optimizer_is_built_as_configured():
@@ -757,12 +785,21 @@ def test_config_to_dict_is_plain():
 
 def test_direct_construction_and_assignment_are_validated():
     with pytest.raises(ValidationError, match="rtol"):
-        Tsit5(rtol=-1)
+        SolverConfig(rtol=-1)
     cfg = load_config()
     with pytest.raises(ValidationError):
         cfg.solver.rtol = 0.0
     cfg.solver.rtol = "1e-7"
     assert cfg.solver.rtol == 1e-7
     assert ExperimentConfig(solver={"name": "dopri5"}).solver.name == "dopri5"
+    # a mapping without its tag is the choice's default variant, also where the field's
+    # own default is another variant or none
+    assert ExperimentConfig(optim={"lr": 0.5}).optim == Adam(lr=0.5)
+    config = ExperimentConfig(optim=SGD(), task={"name": "latent_ode"})
+    config.optim = {"batch_size": 8}
+    assert config.optim == Adam(batch_size=8)
+    assert config.task.data == Irregular()
+    regularization = RegularizationConfig(local_error={"start": 0.2})
+    assert regularization.local_error == ConstantSchedule(start=0.2)
     with pytest.raises(ValidationError):
         ExperimentConfig(method="nonsense")

@@ -13,7 +13,7 @@ from ..tasks import AbstractTask, Arrays
 from ..tracking import TRACKERS
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
 from .coefficients import BUDGETS, ConstantSchedule, LossBudgetCoefficient
-from .optimizers import OptimizerConfig
+from .optimizers import Adam, OptimizerConfig
 from .parallel import ParallelConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
 from .solvers import solver_names, SolverConfig
@@ -43,9 +43,9 @@ class ExperimentConfig(Section):
     #: '+'-joined regularization components, see METHOD_COMPONENTS.
     method: Str = VANILLA
     task: TaskConfig = Field(default_factory=Classifier)
-    solver: SolverConfig = Field(default_factory=lambda: _default_solver())
+    solver: SolverConfig = Field(default_factory=SolverConfig)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
-    optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
+    optim: OptimizerConfig = Field(default_factory=Adam)
     train: TrainConfig = Field(default_factory=TrainConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     #: Where per-epoch metrics are mirrored besides metrics.jsonl: tensorboard, wandb.
@@ -287,15 +287,3 @@ class ExperimentConfig(Section):
         see `method_regularization`)."""
         regularization = self.method_regularization(references=references)
         return self.task.build(self.seed, regularization, self.solver)
-
-
-def _default_solver():
-    from .solvers import Tsit5
-
-    return Tsit5()
-
-
-def _default_optimizer():
-    from .optimizers import Adam
-
-    return Adam()
