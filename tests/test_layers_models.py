@@ -1,5 +1,6 @@
 """NeuralODE layer and the task models."""
 
+import dataclasses
 import warnings
 
 import diffrax
@@ -159,7 +160,10 @@ def test_neural_ode_controller_coefficients_and_checks(x64):
         1e-3,
         0.01,
     )
-    assert nderegs.NeuralSDE(field, field, options=shared).options == shared
+    sde_options = dataclasses.replace(shared, solver=diffrax.SPaRK(), dt0=0.01)
+    assert nderegs.NeuralSDE(field, field, options=sde_options).options == sde_options
+    with pytest.raises(ValueError, match="NeuralSDE needs an SDE solver .* got Tsit5"):
+        nderegs.NeuralSDE(field, field, options=shared)  # an ODE's options
     assert nderegs.CNF(field, dim=3).options.rtol == 1e-5
     with pytest.raises(TypeError, match="rtl; the solve settings a layer takes are: t0, t1"):
         NeuralODE(field, rtl=1e-3)

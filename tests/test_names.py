@@ -6,9 +6,10 @@ import ast
 from pathlib import Path
 
 import nderegs
+from nderegs.config import RegularizationConfig
 from nderegs.config.regularization import COMPONENTS
 from nderegs.regularization import VANILLA
-from nderegs.tasks import task_metrics
+from nderegs.tasks import AbstractTask, Metric
 
 PACKAGE = Path(nderegs.__file__).parent
 
@@ -29,9 +30,21 @@ def _owners() -> dict[str, set[str]]:
         # The class that sets `name` (and its coefficient keys), e.g. GlobalError.
         owners.setdefault(component.name, set()).add(component.__name__)
     owners.setdefault(VANILLA, set()).add("VANILLA")
-    for metric in task_metrics().values():
-        owners.setdefault(metric.name, set()).add("Metric(")
+    for name in _shipped_metric_names():
+        owners.setdefault(name, set()).add("Metric(")
     return owners
+
+
+def _shipped_metric_names() -> set[str]:
+    """The metrics of the package's own tasks (not of toy tasks other tests define)."""
+    names, classes = set(), [AbstractTask]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        metric = vars(cls).get("metric")
+        if isinstance(metric, Metric) and cls.__module__.startswith("nderegs."):
+            names.add(metric.name)
+    return names
 
 
 def _literals(path: Path, names: set[str]):
@@ -80,3 +93,12 @@ def test_each_component_and_metric_name_is_written_only_by_its_owner():
                 continue
             strays.append(f"{where}:{lineno}: {value!r} ({lines[lineno - 1].strip()})")
     assert not strays, "names written outside their owners:\n" + "\n".join(strays)
+
+
+def test_the_keys_a_component_reads_are_keys_of_the_regularization_section():
+    """`coefficient_keys` name fields of `RegularizationConfig` (a typo would otherwise
+    surface as an AttributeError when a config is built)."""
+    fields = set(RegularizationConfig.model_fields)
+    for component in COMPONENTS:
+        for argument, keys in component.coefficient_keys.items():
+            assert keys and set(keys) <= fields, (component.__name__, argument, keys)

@@ -391,7 +391,13 @@ def test_pi_controller_rejects_fewer_steps_on_average(x64):
             lambda c: (c.pcoeff, c.icoeff), pi.options.stepsize_controller(), tuple(coefficient)
         )
         _, h = nderegs.solve(
-            pi.terms(Y0, key), pi.solver, pi.t0, pi.t1, pi.dt0, Y0, stepsize_controller=controller
+            pi.terms(Y0, key),
+            pi.options.solver,
+            pi.options.t0,
+            pi.options.t1,
+            pi.options.dt0,
+            Y0,
+            stepsize_controller=controller,
         )
         return h.num_rejected_steps
 

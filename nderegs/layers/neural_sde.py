@@ -114,6 +114,14 @@ class NeuralSDE(AbstractNeuralDE):
             raise ValueError(f"noise must be 'diagonal' or 'general'; got {self.noise!r}.")
         if self.noise == "general" and not self.noise_dim:
             raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
+        solver = self.options.solver
+        if not isinstance(solver, (diffrax.AbstractItoSolver, diffrax.AbstractStratonovichSolver)):
+            # e.g. options shared with a NeuralODE: SolveOptions' default solver is Tsit5.
+            raise ValueError(
+                f"NeuralSDE needs an SDE solver (an Itô or Stratonovich diffrax solver with "
+                f"an error estimate: SPaRK, ShARK, SRA1, Heun, ...); got "
+                f"{type(solver).__name__}, which solves ODEs only."
+            )
 
     def vector_fields(self) -> dict[str, Callable]:
         return {"drift": self.drift, "diffusion": self.diffusion}
