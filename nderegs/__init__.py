@@ -16,7 +16,7 @@ from .core import (
     solve,
     TaylorDerivative,
 )
-from .layers import CNF, NeuralODE, NeuralSDE, ParameterlessFieldWarning
+from .layers import CNF, NeuralODE, NeuralSDE, ParameterlessFieldWarning, SolveOptions
 from .regularization import LossBudget, NFEBudget
 
 __version__ = "0.1.0"

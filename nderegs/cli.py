@@ -24,7 +24,7 @@ from .config import (
     load_config,
     METHOD_COMPONENTS,
 )
-from .config.schema import variants_of
+from .config.schema import annotation_of, options_of
 
 
 def _say(message: str) -> None:
@@ -32,11 +32,12 @@ def _say(message: str) -> None:
 
 
 def _epilog() -> str:
-    tasks = variants_of(ExperimentConfig.model_fields["task"].annotation) or {}
+    tasks = options_of(annotation_of(ExperimentConfig, "task"))
+    assert tasks is not None  # a choice
     lines = [
         "methods: '+'-joined components of " + ", ".join(METHOD_COMPONENTS),
         "  (e.g. error+stiffness, local-error, taynode)",
-        "tasks (task.name): " + ", ".join(tasks),
+        "tasks (task.name): " + ", ".join(tasks.variants),
     ]
     try:
         directory = configs_dir()
@@ -207,9 +208,8 @@ def _compare(opts, argv) -> int:
 
     def work(backend):
         methods = normalize_methods(split_entries(opts.methods))
-        seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
         result = run_comparison(
-            opts.config, methods, seeds, opts.overrides, opts.output_dir, backend=backend()
+            opts.config, methods, opts.seeds, opts.overrides, opts.output_dir, backend=backend()
         )
         return result, write_report(result, result.output_dir, shlex.join(["nderegs", *argv]))
 
@@ -238,8 +238,6 @@ def _add_compare_parser(commands) -> None:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
     p.add_argument(
         "--methods",
         required=True,
@@ -247,21 +245,31 @@ def _add_compare_parser(commands) -> None:
         "own overrides: 'local-error[solver.adjoint=backsolve,regularization.local_gradient="
         "trajectory]' (quote it in the shell)",
     )
+    _add_runs_arguments(p, "compare", "run", "runs, table and plots")
+
+
+def _add_runs_arguments(p, command: str, run: str, outputs: str) -> None:
+    """What `compare` and `sweep` share: the config and the overrides of every `run`, the
+    seeds, the folder of the runs and `outputs`, and where the runs execute."""
+    from .runners import BACKENDS
+
+    p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides applied to every {run}")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (default 3)")
     seeds.add_argument(
-        "--seed-list", type=_seed_list, metavar="S,S,...", help="explicit seeds, e.g. 0,4,7"
+        "--seed-list",
+        type=_seed_list,
+        dest="seeds",
+        metavar="S,S,...",
+        help="explicit seeds, e.g. 0,4,7",
     )
     p.add_argument(
-        "--output-dir", help="where runs, table and plots go (default: <output_dir>/compare-<name>)"
+        "--output-dir", help=f"where {outputs} go (default: <output_dir>/{command}-<name>)"
     )
-    _add_backend_arguments(p)
-
-
-def _add_backend_arguments(p) -> None:
     p.add_argument(
         "--backend",
-        choices=("local", "ray"),
+        choices=tuple(BACKENDS),
         default="local",
         help="where runs execute: local (this machine; default) or ray (a Ray instance "
         "or cluster; pip install 'nderegs[ray]')",
@@ -283,12 +291,11 @@ def _sweep(opts, argv) -> int:
 
     def work(backend):
         methods = normalize_methods(split_entries(opts.methods))
-        seeds = opts.seed_list if opts.seed_list is not None else opts.seeds
         result = run_sweep(
             opts.config,
             methods,
             opts.grid or [],
-            seeds,
+            opts.seeds,
             opts.overrides,
             output_dir=opts.output_dir,
             backend=backend(),
@@ -319,8 +326,6 @@ def _add_sweep_parser(commands) -> None:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every trial")
     p.add_argument("--methods", required=True, help="comma-separated methods, as for compare")
     p.add_argument(
         "--grid",
@@ -329,15 +334,7 @@ def _add_sweep_parser(commands) -> None:
         help="a grid over a config key, for every method or (METHOD:) one; repeatable, the "
         "settings are the product",
     )
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (default 3)")
-    seeds.add_argument(
-        "--seed-list", type=_seed_list, metavar="S,S,...", help="explicit seeds, e.g. 0,4,7"
-    )
-    p.add_argument(
-        "--output-dir", help="where trials and results go (default: <output_dir>/sweep-<name>)"
-    )
-    _add_backend_arguments(p)
+    _add_runs_arguments(p, "sweep", "trial", "trials and results")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from nderegs.report import (
     read_comparison,
     run_comparison,
 )
+from nderegs.tasks import AbstractClassificationTask
 from nderegs.train import RunDirectory
 
 #: The smoke setting (the tests): tiny versions of the runs; their numbers mean nothing.
@@ -91,14 +92,15 @@ def print_ratios(result, methods=None):
     vanilla's (another metric: relative to vanilla's too)."""
     rows = {row.method: row for row in method_rows(result)}
     vanilla = rows["vanilla"].stats["test_metric"].mean
+    name = result.metric.name
     methods = list(rows) if methods is None else methods
     width = 1 + max(map(len, methods))
     for method in methods:
         row = rows[method]
-        if result.metric == "accuracy":
-            metric = f"test accuracy {100 * (row.stats['test_metric'].mean - vanilla):+.2f} points"
+        if result.metric == AbstractClassificationTask.metric:
+            metric = f"test {name} {100 * (row.stats['test_metric'].mean - vanilla):+.2f} points"
         else:
-            metric = f"test {result.metric.upper()} × {row.ratios['test_metric']:.2f}"
+            metric = f"test {name.upper()} × {row.ratios['test_metric']:.2f}"
         print(f"{method:>{width}}: test NFE × {row.ratios['test_nfe']:.2f}, prediction time × "
               f"{row.ratios['predict_seconds']:.2f}, train time × {row.ratios['train_seconds']:.2f}, {metric}")
 
@@ -115,7 +117,7 @@ def retrain(config, methods, folder, name, smoke_overrides=SMOKE_DIGITS):
         overrides=smoke_overrides if SMOKE else (), output_dir=output, progress=False,
     )
     show_table(retrained, f"**{name}, retrained here**" + (" (smoke setting: miniatures)" if SMOKE else ""))
-    metric = f"test_{retrained.metric}"
+    metric = f"test_{retrained.metric.name}"
     display(over_training_figure(retrained, [("test_nfe", "test NFE"), (metric, metric.replace("_", " "))],
                                  title=f"{name}, retrained here"))
     return retrained

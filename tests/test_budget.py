@@ -354,16 +354,6 @@ def test_a_loss_budget_reads_its_reference_from_a_run_directory(tmp_path):
         other_seed.method_regularization()
 
 
-def test_a_checkpoint_without_coefficient_states_still_loads(tmp_path):
-    # Written before coefficients had states: (model, opt_state, epoch). Constant and
-    # scheduled coefficients have no leaves, so it reads back as is.
-    model = eqx.nn.Linear(2, 2, key=jax.random.key(0))
-    eqx.tree_serialise_leaves(tmp_path / "checkpoint.eqx", (model, (), jnp.asarray(4, jnp.int32)))
-    states = Regularization((GlobalError(coefficient=0.1),)).init_coefficients()
-    _, _, epoch, _, loaded = RunDirectory(tmp_path).load_checkpoint(model, (), states)
-    assert epoch == 4 and loaded == {"error": ()}
-
-
 def test_compare_reports_the_coefficients_a_budget_reached(tmp_path):
     from nderegs.report import ComparisonResult, RunResult
     from nderegs.report.plots import plot_coefficients_over_training

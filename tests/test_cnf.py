@@ -262,7 +262,7 @@ def test_every_method_has_finite_gradients_on_the_density_task(trace, method):
     adjoint = (
         diffrax.BacksolveAdjoint if method == BACKSOLVE else diffrax.RecursiveCheckpointAdjoint
     )
-    assert type(layer.adjoint) is adjoint
+    assert type(layer.options.adjoint) is adjoint
     coefficients = task.regularization.coefficient_values(
         task.regularization.init_coefficients(), 0
     )

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 import re
 import statistics
+from typing import ClassVar
 
 import matplotlib.image
 import pytest
@@ -42,6 +43,7 @@ from nderegs.report.plots import (
 from nderegs.report.runs import run_dir_for
 from nderegs.report.table import coefficients_table, format_spread
 from nderegs.runners.run import FAILED, READ, RESUMED, SKIPPED, TRAINED
+from nderegs.tasks import AbstractTask, Metric, metric_named
 
 # The tests share one expensive module fixture: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("compare")
@@ -229,8 +231,8 @@ def test_ratio_cells_of_markdown_and_csv_are_the_hand_computed_ratios(tmp_path, 
 
     result = _ratio_result(metric)
     rows = {row.method: row for row in method_rows(result)}
-    markdown = markdown_table(list(rows.values()), metric)
-    write_csv(tmp_path / "comparison.csv", ["made up"], list(rows.values()), metric)
+    markdown = markdown_table(list(rows.values()), result.metric)
+    write_csv(tmp_path / "comparison.csv", ["made up"], list(rows.values()), result.metric)
     _, csv_rows = _read_csv(tmp_path / "comparison.csv")
     by_method = {r["method"]: r for r in csv_rows}
     assert list(by_method) == ["error", "vanilla", "steer"]
@@ -281,7 +283,7 @@ def test_markdown_shows_percent_na_for_one_seed_and_failures_in_footnotes():
             _failed("steer", 1, "second"),
         ]
     )
-    table = markdown_table(method_rows(result), "accuracy")
+    table = markdown_table(method_rows(result), result.metric)
     lines = table.splitlines()
     assert lines[0].startswith("| Method | Train acc. (%) | Test acc. (%) |")
     vanilla, error, steer = (_row_line(table, m) for m in ("vanilla", "error", "steer"))
@@ -298,16 +300,18 @@ def test_no_ratio_columns_without_vanilla_and_mse_is_not_scaled():
     result = _result(runs)
     rows = method_rows(result)
     assert rows[0].ratios == {}
-    table = markdown_table(rows, "mse")
+    table = markdown_table(rows, result.metric)
     assert "×" not in table.splitlines()[0] and "Test MSE" in table
-    assert format_spread(spread([0.0123, 0.0125]), "test_metric", "mse") == "0.01240 ± 0.00014"
-    assert format_spread(spread([12.34, 12.36]), "train_seconds", None) == "12.3 ± 0.0"
+    mse = result.metric
+    assert format_spread(spread([0.0123, 0.0125]), "test_metric", mse) == "0.01240 ± 0.00014"
+    assert format_spread(spread([12.34, 12.36]), "train_seconds") == "12.3 ± 0.0"
 
 
 def test_drop_empty_leaves_out_the_columns_without_a_value_and_their_notes():
     runs = [_ok(m, s, test_metric=0.5 + 0.1 * s) for m in ("vanilla", "error") for s in (0, 1)]
-    rows = method_rows(_result(runs))  # the made-up summaries record no train_step_bytes
-    full, dropped = markdown_table(rows, "accuracy"), markdown_table(rows, "accuracy", True)
+    result = _result(runs)
+    rows = method_rows(result)  # the made-up summaries record no train_step_bytes
+    full, dropped = markdown_table(rows, result.metric), markdown_table(rows, result.metric, True)
     assert "| — |" in _row_line(full, "error") and "Train-step memory:" in full
     header = dropped.splitlines()[0]
     assert "Train-step memory (MiB)" not in header and "Memory ×" not in header
@@ -319,8 +323,61 @@ def test_drop_empty_leaves_out_the_columns_without_a_value_and_their_notes():
     notes[1] = notes[1].split(" Train-step memory:")[0]
     assert [line for line in dropped.splitlines() if line.startswith("- ")] == notes
     # a table with a value in every column is the same either way
-    full_rows = method_rows(_ratio_result("accuracy"))
-    assert markdown_table(full_rows, "accuracy", True) == markdown_table(full_rows, "accuracy")
+    complete = _ratio_result("accuracy")
+    rows = method_rows(complete)
+    assert markdown_table(rows, complete.metric, True) == markdown_table(rows, complete.metric)
+
+
+class _ScoreTask(AbstractTask):
+    """A task whose metric no shipped task has: higher is better, shown × 10 in "pts"
+    with 1 decimal, compared with vanilla's by difference. Declaring it is all a new
+    task does for the report: `metric_named` finds it from the class."""
+
+    metric: ClassVar[Metric] = Metric(
+        name="toy_score",
+        label="Score",
+        higher_is_better=True,
+        unit="pts",
+        scale=10.0,
+        decimals=1,
+        by_difference=True,
+    )
+
+
+def test_a_tasks_metric_object_drives_the_table_plot_and_csv(tmp_path):
+    from nderegs.report.plots import metric_axis
+    from nderegs.report.table import write_csv
+
+    values = {"vanilla": (0.5, 0.7), "error": (0.9, 0.7)}
+    runs = [
+        _ok(m, seed, metric="toy_score", test_metric=v)
+        for m, seeds in values.items()
+        for seed, v in enumerate(seeds)
+    ]
+    result = _result(runs)
+    assert result.metric is _ScoreTask.metric
+    rows = method_rows(result)
+    table = markdown_table(rows, result.metric, drop_empty=True)
+    error = _cells(table, "error")
+    # mean 0.8 (sd 0.14) shown × 10 with 1 decimal; train 0.9 in every run
+    assert error["Test Score (pts)"] == "8.0 ± 1.4" and error["Train Score (pts)"] == "9.0 ± 0.0"
+    # (0.8 − 0.6) × 10, signed: a difference, not a ratio
+    assert error["Test Score − vanilla"] == "+2.000" and "Test Score ×" not in table
+    note = "- Test Score − vanilla: the method's mean minus vanilla's (pts; positive is better)."
+    assert note in table.splitlines()
+    write_csv(tmp_path / "comparison.csv", ["made up"], rows, result.metric)
+    by_method = {r["method"]: r for r in _read_csv(tmp_path / "comparison.csv")[1]}
+    assert float(by_method["error"]["test_toy_score_mean"]) == pytest.approx(0.8)
+    assert float(by_method["error"]["test_toy_score_minus_vanilla"]) == pytest.approx(0.2)
+    assert metric_axis(result.metric) == (10.0, "test toy_score (pts)")
+
+
+def test_a_comparison_without_a_successful_run_has_a_generic_metric():
+    result = _result([_failed("vanilla", 0), _failed("error", 0)])
+    assert result.metric == Metric.generic("metric") == metric_named(None)
+    assert metric_named("unknown_loss").label == "unknown_loss"
+    table = markdown_table(method_rows(result), result.metric)
+    assert table.startswith("| Method | Train metric | Test metric | Train time (s) |")
 
 
 # --------------------------------------------------------------------------- #
@@ -709,6 +766,15 @@ def test_api_validates_methods_up_front(tmp_path, fake_train):
     with pytest.raises(ConfigError, match="unknown component 'nope'"):
         run_comparison(None, ["vanilla", "nope"], 1, output_dir=tmp_path, progress=False)
     assert fake_train.calls == []
+
+
+def test_entries_whose_runs_would_share_a_directory_are_rejected(tmp_path, fake_train):
+    # '/' is '-' in a directory name: both rows would be vanilla__name-a-b/seed0.
+    entries = ["vanilla[name=a/b]", "vanilla[name=a-b]"]
+    shared = tmp_path / "vanilla__name-a-b" / "seed0"
+    with pytest.raises(ConfigError, match=f"two runs would share the run directory {shared}"):
+        run_comparison(None, entries, 1, TINY, tmp_path, progress=False)
+    assert fake_train.calls == [] and not any(tmp_path.iterdir())
 
 
 def test_progress_lines_name_a_method_entrys_own_overrides(tmp_path, monkeypatch, capsys):

@@ -146,8 +146,7 @@ def _check_nderegs(argv: list[str], where: str) -> None:
     grids = [Grid.parse(g) for g in getattr(opts, "grid", None) or []]
     for method in normalize_methods(split_entries(opts.methods)):
         for setting in method_settings(method, grids):
-            chosen = [f"{key}={value}" for key, value in setting]
-            run_config(config, [*overrides, *chosen], method, 0)
+            run_config(config, overrides, method, 0, setting)
 
 
 @pytest.mark.parametrize("page", _pages_with("bash"), ids=_name)

@@ -1,5 +1,6 @@
 """NeuralODE layer and the task models."""
 
+import dataclasses
 import warnings
 
 import diffrax
@@ -147,6 +148,25 @@ def test_neural_ode_controller_coefficients_and_checks(x64):
     assert int(h.num_steps) == int(ref.stats["num_steps"])
     with pytest.raises(ValueError, match=r"rtol > 0 and atol > 0.*pcoeff >= 0"):
         NeuralODE(field, rtol=0.0, pcoeff=-1.0)
+    # One SolveOptions for every layer: keywords replace its fields, the layers' own
+    # defaults apply only without it, and a keyword that is no setting names the settings.
+    shared = nderegs.SolveOptions(rtol=1e-6, atol=1e-6, pcoeff=0.3, icoeff=0.4)
+    assert NeuralODE(field, options=shared).options == layer.options
+    loose = NeuralODE(field, options=shared, rtol=1e-3)
+    assert (loose.options.rtol, loose.options.atol, loose.options.pcoeff) == (1e-3, 1e-6, 0.3)
+    sde = nderegs.NeuralSDE(field, field)
+    assert (type(sde.options.solver), sde.options.rtol, sde.options.dt0) == (
+        diffrax.SPaRK,
+        1e-3,
+        0.01,
+    )
+    sde_options = dataclasses.replace(shared, solver=diffrax.SPaRK(), dt0=0.01)
+    assert nderegs.NeuralSDE(field, field, options=sde_options).options == sde_options
+    with pytest.raises(ValueError, match="NeuralSDE needs an SDE solver .* got Tsit5"):
+        nderegs.NeuralSDE(field, field, options=shared)  # an ODE's options
+    assert nderegs.CNF(field, dim=3).options.rtol == 1e-5
+    with pytest.raises(TypeError, match="rtl; the solve settings a layer takes are: t0, t1"):
+        NeuralODE(field, rtl=1e-3)
 
 
 def test_a_field_whose_parameters_a_gradient_cannot_reach_is_warned_about():

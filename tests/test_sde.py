@@ -253,10 +253,10 @@ def _sample_and_derivatives(fields, directions, sde, y0, key):
         layer = eqx.tree_at(lambda s: (s.drift, s.diffusion), sde, (drift, diffusion))
         paths, h = layer.sample(y0, key=key, num_trajectories=3)
         values = [jnp.sum(paths**2), h.error, h.stiffness]
-        values = jnp.stack(values + ([h.local_error] if sde.local else []))
+        values = jnp.stack(values + ([h.local_error] if sde.options.local else []))
         return values, (paths, h)
 
-    if isinstance(sde.adjoint, diffrax.ForwardMode):
+    if isinstance(sde.options.adjoint, diffrax.ForwardMode):
         one = lambda d: jax.jvp(components, (params,), (d,), has_aux=True)
         values, along, (paths, h) = jax.vmap(one, out_axes=(None, 0, None))(directions)
     else:
@@ -379,16 +379,25 @@ def test_pi_controller_rejects_fewer_steps_on_average(x64):
     default = nderegs.NeuralSDE(_drift, diffusion, **options)
     # The layers' own coefficients, traced: one compiled solve for both controllers.
     coefficients = np.array(
-        [[c.pcoeff, c.icoeff] for c in (pi.stepsize_controller(), default.stepsize_controller())],
+        [
+            [c.pcoeff, c.icoeff]
+            for c in (pi.options.stepsize_controller(), default.options.stepsize_controller())
+        ],
         np.float64,
     )
 
     def rejected(coefficient, key):
         controller = eqx.tree_at(
-            lambda c: (c.pcoeff, c.icoeff), pi.stepsize_controller(), tuple(coefficient)
+            lambda c: (c.pcoeff, c.icoeff), pi.options.stepsize_controller(), tuple(coefficient)
         )
         _, h = nderegs.solve(
-            pi.terms(Y0, key), pi.solver, pi.t0, pi.t1, pi.dt0, Y0, stepsize_controller=controller
+            pi.terms(Y0, key),
+            pi.options.solver,
+            pi.options.t0,
+            pi.options.t1,
+            pi.options.dt0,
+            Y0,
+            stepsize_controller=controller,
         )
         return h.num_rejected_steps
 

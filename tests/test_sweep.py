@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 import struct
 import sys
+from typing import ClassVar
 
 import pytest
 from tiny import TINY
@@ -20,14 +21,15 @@ from nderegs.report.sweep import (
     Grid,
     pareto_figure,
     pareto_front,
+    pareto_markdown,
     SettingStats,
     SweepResult,
     Trial,
-    within_one_point,
 )
 from nderegs.report.table import Spread
-from nderegs.runners import make_backend, ProcessPool, RayBackend
+from nderegs.runners import BACKENDS, InProcess, make_backend, ProcessPool, RayBackend
 from nderegs.runners.run import FAILED, RunResult, SKIPPED, TRAINED
+from nderegs.tasks import AbstractTask, Metric, metric_named
 from nderegs.train import train
 
 pytestmark = pytest.mark.xdist_group("sweep")
@@ -255,7 +257,7 @@ def test_pareto_front_against_brute_force():
             _stats("m", rng.choice([10, 20, 30, 40]), rng.choice([0.8, 0.9, 0.95]), ("k", str(i)))
             for i in range(6)
         ]
-        front = pareto_front(points, "accuracy")
+        front = pareto_front(points, metric_named("accuracy"))
         for p in points:
             better = any(
                 q.test_nfe.mean <= p.test_nfe.mean
@@ -271,7 +273,7 @@ def test_pareto_front_against_brute_force():
         _stats("m", 20, 0.1, ("k", "b")),
         _stats("m", 30, 0.2, ("k", "c")),
     ]
-    assert [s.setting[0][1] for s in pareto_front(loss, "mse")] == ["a", "b"]
+    assert [s.setting[0][1] for s in pareto_front(loss, metric_named("mse"))] == ["a", "b"]
 
 
 def test_best_setting_is_the_cheapest_within_one_point():
@@ -280,11 +282,61 @@ def test_best_setting_is_the_cheapest_within_one_point():
         _stats("error", 20, 0.952, ("c", "1")),
         _stats("error", 10, 0.900, ("c", "10")),
     ]
-    best, matched = best_setting(stats, "error", 0.96, "accuracy")
+    accuracy = metric_named("accuracy")
+    best, matched = best_setting(stats, "error", 0.96, accuracy)
     assert matched and best is not None and best.setting == (("c", "1"),)
-    best, matched = best_setting(stats, "error", 0.99, "accuracy")
+    best, matched = best_setting(stats, "error", 0.99, accuracy)
     assert not matched and best is not None and best.setting == (("c", "0.1"),)
-    assert within_one_point(0.101, 0.1, "mse") and not within_one_point(0.102, 0.1, "mse")
+
+
+@pytest.mark.parametrize(
+    "name, baseline, matched, unmatched",
+    [
+        ("accuracy", 0.96, [0.96, 0.951, 0.99], [0.949, 0.5]),  # at least 1 point below
+        ("mse", 0.1, [0.1, 0.101, 0.05], [0.102, 0.2]),  # at most 1.01 × vanilla's
+        ("nll", 2.46, [2.46, 2.5, 1.0], [2.52, 3.0]),  # at most 0.05 nats above
+        ("nll", -1.0, [-1.0, -0.96, -2.0], [-0.94, 0.0]),  # a negative one too
+    ],
+)
+def test_a_metric_matches_vanilla_within_its_own_tolerance(name, baseline, matched, unmatched):
+    metric = metric_named(name)
+    assert all(metric.matches(v, baseline) for v in matched), (name, matched)
+    assert not any(metric.matches(v, baseline) for v in unmatched), (name, unmatched)
+
+
+class _GainTask(AbstractTask):
+    """A task whose metric no shipped task has: higher is better, and a setting
+    matches vanilla within 10 % of vanilla's mean."""
+
+    metric: ClassVar[Metric] = Metric(
+        name="toy_gain",
+        label="gain",
+        higher_is_better=True,
+        tolerance=0.1,
+        tolerance_words="at least 0.9 × vanilla's mean",
+    )
+
+
+def test_a_tasks_metric_object_drives_the_pareto_fronts_and_best_settings(tmp_path):
+    points = {"vanilla": {"v": (50.0, 1.0)}}
+    # (NFE, gain): d is dominated by c where higher is better (where lower were, all
+    # but a would be); b is the cheapest within 10 % of vanilla's gain.
+    points["error"] = {"a": (10.0, 0.5), "b": (20.0, 0.95), "c": (30.0, 1.2), "d": (40.0, 1.1)}
+    trials = []
+    for method, settings in points.items():
+        for value, (nfe, gain) in settings.items():
+            summary = {"metric": "toy_gain", "test_metric": gain, "test_nfe": nfe}
+            run = RunResult(method, 0, tmp_path / method / value, TRAINED, summary)
+            trials.append(Trial(method, (("k", value),), 0, run))
+    result = SweepResult(tuple(points), ("k",), (0,), tmp_path, tuple(trials))
+    assert result.metric is _GainTask.metric
+    text = pareto_markdown(result, ["# Sweep"])
+    assert "whose mean test toy_gain is at least 0.9 × vanilla's mean (vanilla: 1)." in text
+    best = next(line for line in text.splitlines() if line.startswith("| `error` |"))
+    assert best.startswith("| `error` | k=b | 20.0 ± n/a | 0.9500 ± n/a |")
+    assert best.endswith("| 0.40 | yes |")
+    on_front = [line.split(" |")[0][2:] for line in text.splitlines() if line.endswith("| ★ |")]
+    assert on_front == ["k=v", "k=a", "k=b", "k=c"]
 
 
 def _tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
@@ -384,6 +436,60 @@ def test_a_grid_may_not_sweep_what_a_method_entry_sets(tmp_path):
 def test_bad_backend_options_are_rejected(kwargs, problem):
     with pytest.raises(ConfigError, match=problem):
         make_backend("local", **kwargs)
+
+
+def test_cli_sweep_default_output_dir_is_sweep_name_under_config_output_dir(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("nderegs.runners.run.train", _fake_train)
+    grid = "error:regularization.error.start=0.3,1"
+    argv = ["sweep", "--methods", "vanilla,error", "--grid", grid, "--seed-list", "4"]
+    assert main([*argv, *TINY, f"output_dir={tmp_path}", "name=a"]) == 0
+    folder = tmp_path / "sweep-a"
+    assert (folder / "pareto.md").read_text() == capsys.readouterr().out.removesuffix("\n")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("seed*")) == [
+        "error/regularization.error.start-0.3/seed4",
+        "error/regularization.error.start-1/seed4",
+        "vanilla/seed4",
+    ]
+
+
+def test_a_backend_is_its_entry_in_backends(tmp_path, monkeypatch):
+    """`make_backend` and the CLI's --backend read `BACKENDS`: a backend added there
+    needs nothing else."""
+    made = []
+
+    class Reversed(InProcess):
+        def run(self, jobs):
+            return super().run(list(reversed(jobs)))
+
+    def reversed_backend(**options):
+        made.append(options)
+        return Reversed()
+
+    monkeypatch.setitem(BACKENDS, "reversed", reversed_backend)
+    monkeypatch.setattr("nderegs.runners.run.train", _fake_train)
+    argv = ["sweep", "--methods", "vanilla", "--grid", "solver.max_steps=512,4096"]
+    assert (
+        main(
+            [
+                *argv,
+                "--seeds",
+                "1",
+                "--backend",
+                "reversed",
+                "--workers",
+                "3",
+                *TINY,
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert made == [{"workers": 3, "address": None, "cpus_per_trial": 1, "gpus_per_trial": 0}]
+    rows = _rows(tmp_path / "sweep.csv")
+    assert [r["solver.max_steps"] for r in rows] == ["512", "4096"]  # the trials' order
 
 
 def test_unknown_tracker_is_rejected():

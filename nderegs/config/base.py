@@ -1,11 +1,15 @@
-"""What every config section shares: pydantic settings, field types, and `choice`, the
-discriminated union of the variants of one choice (solver, optimizer, data set, task...)."""
+"""What every config section shares: pydantic settings, field types, and `Choice`, which
+makes a union of variants (optimizer, data set, task...) a discriminated union."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Union
+from collections.abc import Mapping
+import dataclasses
+import typing
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Strict, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, Strict
+from pydantic_core import core_schema
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -61,38 +65,28 @@ class Section(BaseModel):
 
 
 class Variant(Section):
-    """One variant of a choice; its `name` field is the tag that selects it."""
+    """A section selected by its tag field (``name``), a `Literal`: one class per
+    variant, chosen among by `Choice`, or one class for a table of them (the solver's)."""
 
-    #: The field that names the variant (``name`` unless a section says otherwise).
     tag_field: ClassVar[str] = "name"
 
 
-def choice(*variants: type[Variant], default: str) -> Any:
-    """The discriminated union of `variants`, selected by their tag field (``name``);
-    a mapping without the tag is the `default` variant, so ``solver: {rtol: 1e-8}``
-    keeps the default solver."""
-    field = variants[0].tag_field
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """Makes the union of variants it annotates a discriminated union on their tag field;
+    a mapping without the tag is the `default` variant, so ``optim: {lr: 0.1}`` keeps
+    Adam: ``Annotated[Adam | SGD, Choice(default="adam")]``."""
 
-    def tag_of(value: Any) -> str:
-        if isinstance(value, dict):
-            return value.get(field, default)
-        return getattr(value, field, default)
+    default: str
 
-    if len(variants) == 1:
-        return variants[0]
-    _DEFAULT_TAGS[variants] = default
-    members = tuple(Annotated[v, Tag(tag_name(v))] for v in variants)
-    return Annotated[Union[members], Discriminator(tag_of)]  # type: ignore[valid-type]
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        tag = typing.get_args(source)[0].tag_field
+        # The discriminated union, as pydantic's own `Discriminator` builds it.
+        union = handler(Annotated[source, Field(discriminator=tag)])
 
+        def with_tag(value: Any) -> Any:
+            return {tag: self.default, **value} if isinstance(value, Mapping) else value
 
-_DEFAULT_TAGS: dict[tuple[type[Variant], ...], str] = {}
-
-
-def default_tag(variants: tuple[type[Variant], ...]) -> str:
-    """The tag a mapping without one selects among `variants` (a `choice`)."""
-    return _DEFAULT_TAGS[variants]
-
-
-def tag_name(variant: type[Variant]) -> str:
-    """The tag of a variant: the default of its tag field."""
-    return variant.model_fields[variant.tag_field].default
+        return core_schema.no_info_before_validator_function(with_tag, union)

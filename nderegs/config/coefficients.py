@@ -6,13 +6,13 @@ coefficient."""
 from __future__ import annotations
 
 import math
-from typing import Literal, TYPE_CHECKING
+from typing import Annotated, Literal
 
 import optax
 from pydantic import Field
 
 from ..regularization import AbstractCoefficient, Constant, LossBudget, NFEBudget, Scheduled, Shared
-from .base import choice, Float, Int, Str, Variant
+from .base import Choice, Float, Int, Str, Variant
 
 
 class ConstantSchedule(Variant):
@@ -136,37 +136,16 @@ class SharedCoefficient(Variant):
 #: The coefficient kinds that set λ during training.
 BUDGETS = (NFEBudgetCoefficient, LossBudgetCoefficient)
 
-if TYPE_CHECKING:
-    Coefficient = (
-        ConstantSchedule
-        | ExponentialSchedule
-        | NFEBudgetCoefficient
-        | LossBudgetCoefficient
-        | SharedCoefficient
-    )
-else:
-    Coefficient = choice(
-        ConstantSchedule,
-        ExponentialSchedule,
-        NFEBudgetCoefficient,
-        LossBudgetCoefficient,
-        SharedCoefficient,
-        default="constant",
-    )
+Coefficient = Annotated[
+    ConstantSchedule
+    | ExponentialSchedule
+    | NFEBudgetCoefficient
+    | LossBudgetCoefficient
+    | SharedCoefficient,
+    Choice(default="constant"),
+]
 
 
 def constant(value: float):
     """A default factory: ``Field(default_factory=constant(0.1))``."""
     return lambda: ConstantSchedule(start=value)
-
-
-__all__ = [
-    "BUDGETS",
-    "Coefficient",
-    "ConstantSchedule",
-    "ExponentialSchedule",
-    "LossBudgetCoefficient",
-    "NFEBudgetCoefficient",
-    "SharedCoefficient",
-    "constant",
-]

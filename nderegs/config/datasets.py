@@ -4,7 +4,7 @@ Adding a data set is one class here, listed in the union of the tasks that take 
 from __future__ import annotations
 
 import abc
-from typing import Literal, Optional, TYPE_CHECKING
+from typing import Annotated, Literal, Optional, TYPE_CHECKING
 
 from pydantic import Field
 
@@ -25,7 +25,7 @@ from ..data import (
     TimeSeriesData,
     TOY_DENSITIES,
 )
-from .base import choice, Float, Int, Str, Variant
+from .base import Choice, Float, Int, Str, Variant
 
 
 class AbstractDataConfig(Variant, abc.ABC):
@@ -177,13 +177,6 @@ class MAFTabular(AbstractDensityData):
         return load_maf(self.dataset, self.path)
 
 
-if TYPE_CHECKING:
-    ClassificationDataConfig = AbstractClassificationData
-    TimeSeriesDataConfig = AbstractTimeSeriesData
-    SpiralSDEDataConfig = SpiralSDEData
-    DensityDataConfig = AbstractDensityData
-else:
-    ClassificationDataConfig = choice(Digits, MNIST, MNIST1D, default="digits")
-    TimeSeriesDataConfig = choice(Spirals, Irregular, PhysioNet, default="irregular")
-    SpiralSDEDataConfig = choice(SpiralSDEData, default="spiral_sde")
-    DensityDataConfig = choice(Toy2D, MAFTabular, default="toy2d")
+ClassificationDataConfig = Annotated[Digits | MNIST | MNIST1D, Choice(default="digits")]
+TimeSeriesDataConfig = Annotated[Spirals | Irregular | PhysioNet, Choice(default="irregular")]
+DensityDataConfig = Annotated[Toy2D | MAFTabular, Choice(default="toy2d")]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..regularization import LossBudget
+from ..regularization import LossBudget, Steer, VANILLA
 from ..tasks import AbstractTask, Arrays
 from ..tracking import TRACKERS
 from .base import Bool, config_error_of, Int, invalid, Problems, Section, Str
 from .coefficients import BUDGETS, ConstantSchedule, LossBudgetCoefficient
-from .optimizers import OptimizerConfig
+from .optimizers import Adam, OptimizerConfig
 from .parallel import ParallelConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
 from .solvers import solver_names, SolverConfig
@@ -41,11 +41,11 @@ class ExperimentConfig(Section):
     seed: Int = Field(default=0, ge=0)
     output_dir: Str = "runs"
     #: '+'-joined regularization components, see METHOD_COMPONENTS.
-    method: Str = "vanilla"
+    method: Str = VANILLA
     task: TaskConfig = Field(default_factory=Classifier)
-    solver: SolverConfig = Field(default_factory=lambda: _default_solver())
+    solver: SolverConfig = Field(default_factory=SolverConfig)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
-    optim: OptimizerConfig = Field(default_factory=lambda: _default_optimizer())
+    optim: OptimizerConfig = Field(default_factory=Adam)
     train: TrainConfig = Field(default_factory=TrainConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     #: Where per-epoch metrics are mirrored besides metrics.jsonl: tensorboard, wandb.
@@ -84,7 +84,6 @@ class ExperimentConfig(Section):
                     f"does not apply to task {self.task.name!r}; accepted: {', '.join(solvers)}",
                 )
             )
-        components = self.components
         try:  # the structure only: reading a budget's reference waits for training
             regularization = self.method_regularization(references=False)
         except Problems as e:
@@ -106,7 +105,7 @@ class ExperimentConfig(Section):
                     )
         task_class = self.task.task_class
         for component in regularization.regularizers:
-            reason = task_class.rejected_components.get(component.name)
+            reason = task_class.rejected_components.get(type(component))
             if reason is None and self.task.equation == "sde":
                 reason = component.ode_only
             if reason is not None:
@@ -117,7 +116,7 @@ class ExperimentConfig(Section):
                         f"the {self.task.name} task cannot train with '{component.name}': it {reason}",
                     )
                 )
-        if "steer" in components:
+        if any(isinstance(component, Steer) for component in regularization.regularizers):
             span = abs(self.solver.t1 - self.solver.t0)
             b = self.regularization.steer_b
             if not 0 < b < span:
@@ -125,7 +124,7 @@ class ExperimentConfig(Section):
                     (
                         "regularization.steer_b",
                         b,
-                        f"method 'steer' needs 0 < regularization.steer_b < |solver.t1 - "
+                        f"method '{Steer.name}' needs 0 < regularization.steer_b < |solver.t1 - "
                         f"solver.t0| = {span}",
                     )
                 )
@@ -240,7 +239,7 @@ class ExperimentConfig(Section):
         training loss (or metric) of a finished run directory, epochs between evaluated
         ones interpolated; a metric negated where higher is better (both ways)."""
         task = self.task.task_class
-        sign = -1.0 if budget.constrain == "metric" and task.metric_higher_is_better else 1.0
+        sign = -1.0 if budget.constrain == "metric" and task.metric.higher_is_better else 1.0
         if not isinstance(budget.reference, str):
             assert budget.reference is not None
             return sign * budget.reference
@@ -261,7 +260,7 @@ class ExperimentConfig(Section):
                     "runs/NAME-vanilla-seed{seed}",
                 )
             )
-        column = "train_loss" if budget.constrain == "task_loss" else f"train_{task.metric}"
+        column = "train_loss" if budget.constrain == "task_loss" else f"train_{task.metric.name}"
         lines = (path / "metrics.jsonl").read_text().splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
         points = [(row["epoch"], row[column]) for row in rows if row.get(column) is not None]
@@ -288,15 +287,3 @@ class ExperimentConfig(Section):
         see `method_regularization`)."""
         regularization = self.method_regularization(references=references)
         return self.task.build(self.seed, regularization, self.solver)
-
-
-def _default_solver():
-    from .solvers import Tsit5
-
-    return Tsit5()
-
-
-def _default_optimizer():
-    from .optimizers import Adam
-
-    return Adam()

@@ -15,17 +15,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 import yaml
 
-from .base import config_error_of, ConfigError, invalid, Problems, tag_name, Variant
+from .base import config_error_of, ConfigError, invalid, Problems
 from .experiment import ExperimentConfig
-from .legacy import prune, relocate
 from .schema import (
     allows_str,
-    default_variant,
+    annotation_of,
     literal_choices,
     members_of,
+    options_of,
     pick_section,
     section_of,
-    variants_of,
 )
 
 
@@ -46,47 +45,38 @@ def _unknown_key(cls: type[BaseModel], prefix: Sequence[str], key: str) -> str:
     return message
 
 
-def _walk_loc(loc: Sequence[Any], data: Any) -> tuple[list[str], type[BaseModel] | None, Any]:
-    """Follow pydantic's error location from the top: the dotted key parts (union tags
-    dropped), the section owning the last part and that part's annotation."""
-    cls: type[BaseModel] | None = ExperimentConfig
+def _walk_loc(loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None, list[Any]]:
+    """Follow pydantic's error location from the top: the dotted key parts (the tags of
+    unions dropped), the section owning the last part (None past the schema) and the
+    annotation of each part the schema knows."""
+    items = [str(p) for p in loc]
     parts: list[str] = []
-    annotation: Any = None
-    owner: type[BaseModel] | None = cls
-    items = list(loc)
-    i = 0
+    annotations: list[Any] = []
+    cls: type[BaseModel] | None = ExperimentConfig
+    owner, i = cls, 0
     while i < len(items):
-        part = str(items[i])
-        if cls is None or part not in cls.model_fields:
-            parts.extend(str(p) for p in items[i:])
-            return parts, cls if i == len(items) - 1 else None, None
-        owner = cls
-        annotation = cls.model_fields[part].annotation
-        parts.append(part)
-        data = data.get(part) if isinstance(data, Mapping) else None
-        variants = variants_of(annotation)
-        if variants is not None and i + 1 < len(items) and str(items[i + 1]) in variants:
-            cls = variants[str(items[i + 1])]
-            i += 2
-            continue
-        cls = pick_section(annotation, data)
-        i += 1
-    return parts, owner, annotation
+        if cls is None or items[i] not in cls.model_fields:
+            return [*parts, *items[i:]], cls if i == len(items) - 1 else None, annotations
+        owner, annotation = cls, annotation_of(cls, items[i])
+        parts.append(items[i])
+        annotations.append(annotation)
+        options = options_of(annotation)
+        if options and options.union and items[i + 1 : i + 2] and items[i + 1] in options.variants:
+            cls, i = options.variants[items[i + 1]], i + 2
+        else:
+            cls, i = pick_section(annotation, None), i + 1
+    return parts, owner, annotations
 
 
-def _other_variants(parts: Sequence[str], data: Any) -> str:
-    """ "; it applies to optim.name=sgd" when other variants of the choice have the key."""
-    try:
-        annotation = _annotation_at(parts[:-1], data, _join(parts))
-    except ConfigError:
+def _other_variants(parts: Sequence[str], choice: Any) -> str:
+    """ "; 'momentum' applies to optim.name=sgd" when other variants of the `choice`
+    holding the unknown key `parts` have it."""
+    options = options_of(choice)
+    if options is None:
         return ""
-    options = variants_of(annotation) or {}
-    having = [tag for tag, cls in options.items() if parts[-1] in cls.model_fields]
-    if not having:
-        return ""
-    field = next(iter(options.values())).tag_field
-    choices = " or ".join(f"{_join([*parts[:-1], field])}={tag}" for tag in having)
-    return f"; '{parts[-1]}' applies to {choices}"
+    having = [tag for tag, cls in options.variants.items() if parts[-1] in cls.model_fields]
+    choices = " or ".join(f"{_join([*parts[:-1], options.tag])}={tag}" for tag in having)
+    return f"; '{parts[-1]}' applies to {choices}" if having else ""
 
 
 _BOUNDS = {
@@ -101,12 +91,13 @@ def _number(x: Any) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
-def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[str, str]]:
+def _messages(error: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The problems of one pydantic error, as (dotted key, message)."""
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     value = error.get("input")
-    parts, owner, annotation = _walk_loc(error.get("loc", ()), data)
+    parts, owner, annotations = _walk_loc(error.get("loc", ()))
+    annotation = annotations[-1] if parts and len(annotations) == len(parts) else None
     key = _join(parts)
     inner = ctx.get("error")
     if kind == "value_error" and isinstance(inner, Problems):
@@ -115,13 +106,15 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[str, str]]:
     if kind == "extra_forbidden":
         if owner is None:
             return [(key, f"unknown key '{key}'")]
-        return [(key, _unknown_key(owner, parts[:-1], parts[-1]) + _other_variants(parts, data))]
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        variants = variants_of(annotation) or {}
-        field = next(iter(variants.values())).tag_field if variants else "name"
-        tag = value.get(field) if isinstance(value, Mapping) else value
-        tag_key = f"{key}.{field}"
-        return [(tag_key, invalid(tag_key, tag, "must be one of: " + ", ".join(variants)))]
+        choice = annotations[-1] if annotations else None
+        return [(key, _unknown_key(owner, parts[:-1], parts[-1]) + _other_variants(parts, choice))]
+    if kind == "union_tag_invalid":  # `Choice` fills in a missing tag
+        options = options_of(annotation)
+        assert options is not None  # a union is a choice
+        tag = value.get(options.tag) if isinstance(value, Mapping) else value
+        tag_key = f"{key}.{options.tag}"
+        accepted = "must be one of: " + ", ".join(options.variants)
+        return [(tag_key, invalid(tag_key, tag, accepted))]
     if kind == "literal_error":
         choices = literal_choices(annotation)
         expected = (
@@ -129,10 +122,7 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[str, str]]:
         )
         return [(key, invalid(key, value, expected))]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        section = section_of(annotation) or (owner if not parts else None)
-        variants = variants_of(annotation)
-        if variants:
-            section = default_variant(variants)
+        section = pick_section(annotation, None) or (owner if not parts else None)
         hint = f"; {_valid_keys(section, parts)}" if section is not None else ""
         return [(key, invalid(key, value, "expected a mapping" + hint))]
     if kind in _BOUNDS:
@@ -157,11 +147,11 @@ def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[str, str]]:
     return [(key, invalid(key, value, str(error.get("msg", "invalid"))))]
 
 
-def _problems(error: ValidationError, data: Any) -> list[tuple[str, str]]:
-    """Every problem of `error` (from validating `data`) once, as (dotted key, message)."""
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    """Every problem of `error` once, as (dotted key, message)."""
     problems: list[tuple[str, str]] = []
     for item in error.errors():
-        for key, message in _messages(item, data):
+        for key, message in _messages(item):
             if all(message != m for _, m in problems):
                 problems.append((key, message))
     return problems
@@ -174,19 +164,20 @@ def _problems(error: ValidationError, data: Any) -> list[tuple[str, str]]:
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def _annotation_at(parts: Sequence[str], data: Any, item: str) -> Any:
+def _annotation_at(parts: Sequence[str], data: Any, item: str | None = None) -> Any:
     """The annotation of the dotted key `parts` (None if unknown; validation reports
-    unknown keys), reading choices as the variant `data` selects."""
+    unknown keys), reading choices as the variant `data` selects. A key under a value
+    is unknown too, or, for the override `item`, a `ConfigError`."""
     cls: type[BaseModel] | None = ExperimentConfig
     annotation: Any = None
     for i, part in enumerate(parts):
         if cls is None or part not in cls.model_fields:
             return None
-        annotation = cls.model_fields[part].annotation
+        annotation = annotation_of(cls, part)
         data = data.get(part) if isinstance(data, Mapping) else None
         if i < len(parts) - 1:
             cls = pick_section(annotation, data)
-            if cls is None:
+            if cls is None and item is not None:
                 raise ConfigError(
                     f"in override {item!r}: '{_join(parts[: i + 1])}' is a value, not a "
                     f"section, so it has no key '{parts[i + 1]}'"
@@ -198,11 +189,37 @@ def _annotation_at(parts: Sequence[str], data: Any, item: str) -> Any:
 Touched = set[tuple[str, ...]]
 
 
-def apply_override(  # noqa: C901
-    data: dict[str, Any], item: str, touched: Touched | None = None
-) -> None:
-    """Apply ``"a.b=value"`` to the plain mapping `data` (the value is read as YAML,
-    except that string fields keep the text as typed).
+def _parsed(item: str, data: Any) -> tuple[list[str], Any]:
+    """The dotted key (as parts) and the value of the override ``"a.b=value"``: the
+    value read as YAML, except that string fields keep the text as typed."""
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(
+            f"malformed override {item!r}: expected the form key=value with a dotted key, "
+            "e.g. solver.rtol=1e-8 or method=error+stiffness"
+        )
+    key, raw = (part.strip() for part in item.split("=", 1))
+    if not _KEY.match(key):
+        raise ConfigError(
+            f"malformed override {item!r}: the key {key!r} is not a dotted key; expected "
+            "the form key=value, e.g. solver.rtol=1e-8"
+        )
+    parts = key.split(".")
+    text = allows_str(_annotation_at(parts, data, item))
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:
+        if not text:
+            raise ConfigError(
+                f"in override {item!r}: could not parse the value for '{key}' as YAML: {exc}"
+            ) from None
+        value = raw
+    if text and value is not None and not isinstance(value, str):
+        value = raw  # e.g. name=2024 stays "2024"
+    return parts, value
+
+
+def _apply_override(data: dict[str, Any], item: str, touched: Touched) -> None:
+    """Apply the override `item` to the plain mapping `data`.
 
     An override that selects another variant of a choice (``optim.name=sgd``,
     ``regularization.error.kind=exponential``, ``task=latent_ode``) keeps the keys of
@@ -211,64 +228,31 @@ def apply_override(  # noqa: C901
     added to): they are the user's, and validation reports them. Without the choice's
     section in `data`, its default is what the new variant starts from, as if the
     config file spelled out the defaults."""
-    if not isinstance(item, str) or "=" not in item:
-        raise ConfigError(
-            f"malformed override {item!r}: expected the form key=value with a dotted key, "
-            "e.g. solver.rtol=1e-8 or method=error+stiffness"
-        )
-    key, raw = item.split("=", 1)
-    key, raw = key.strip(), raw.strip()
-    if not _KEY.match(key):
-        raise ConfigError(
-            f"malformed override {item!r}: the key {key!r} is not a dotted key; expected "
-            "the form key=value, e.g. solver.rtol=1e-8"
-        )
-    parts = key.split(".")
-    annotation = _annotation_at(parts, data, item)
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as exc:
-        if not allows_str(annotation):
-            raise ConfigError(
-                f"in override {item!r}: could not parse the value for '{key}' as YAML: {exc}"
-            ) from None
-        value = raw
-    if allows_str(annotation) and value is not None and not isinstance(value, str):
-        value = raw  # e.g. name=2024 stays "2024"
+    parts, value = _parsed(item, data)
     switched = _switched_choice(parts, value, data)
-    old: type[BaseModel] | None = None
     if switched is not None:
         _seed_default(data, switched)
-        old = _variant_at(switched, data)
+    old = _variant_at(switched, data) if switched is not None else None
     node: dict[str, Any] = data
     for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        tag_field = _tag_field(parts[: i + 1], data)
+        child, tag = node.get(part), _tag_field(parts[: i + 1], data)
         if child is None:
             child = node[part] = {}
-        elif isinstance(child, str) and tag_field is not None:
-            child = node[part] = {tag_field: child}  # `adjoint: backsolve` shorthand
+        elif isinstance(child, str) and tag is not None:
+            child = node[part] = {tag: child}  # `adjoint: backsolve` shorthand
         elif not isinstance(child, dict):
-            raise ConfigError(
-                invalid(
-                    _join(parts[: i + 1]), child, f"expected a mapping, so that '{key}' can be set"
-                )
-            )
+            reason = f"expected a mapping, so that '{_join(parts)}' can be set"
+            raise ConfigError(invalid(_join(parts[: i + 1]), child, reason))
         node = child
-    tag_field = _tag_field(parts, data)
-    if isinstance(value, str) and isinstance(node.get(parts[-1]), dict) and tag_field is not None:
-        # `task=latent_ode` on a task section: choose the variant (its keys: below)
-        node[parts[-1]][tag_field] = value
-        set_key = (*parts, tag_field)
+    tag = _tag_field(parts, data)
+    if isinstance(value, str) and isinstance(node.get(parts[-1]), dict) and tag is not None:
+        node[parts[-1]][tag] = value  # `task=latent_ode` chooses the task's variant
+        touched.add((*parts, tag))
     else:
         node[parts[-1]] = value
-        set_key = tuple(parts)
-    if touched is None:
-        touched = set()
-    touched.add(set_key)
+        touched.add(tuple(parts))
     if switched is not None and old is not None:
-        new = _variant_at(switched, data)
-        chosen = _node_at(data, switched)
+        new, chosen = _variant_at(switched, data), _node_at(data, switched)
         if new is not None and new is not old and isinstance(chosen, dict):
             _drop_foreign_keys(chosen, old, new, switched, touched)
 
@@ -285,33 +269,26 @@ def _switched_choice(parts: Sequence[str], value: Any, data: Any) -> tuple[str, 
 
 def _node_at(data: Any, parts: Sequence[str]) -> Any:
     for part in parts:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
+        data = data.get(part) if isinstance(data, Mapping) else None
     return data
-
-
-def _variant_at(parts: Sequence[str], data: Any) -> type[BaseModel] | None:
-    """The variant the choice at `parts` holds in `data` (its default without a tag;
-    None for a tag no variant has)."""
-    try:
-        annotation = _annotation_at(parts, data, _join(parts))
-    except ConfigError:
-        return None
-    return _variant_of(annotation, _node_at(data, parts))
 
 
 def _variant_of(annotation: Any, value: Any) -> type[BaseModel] | None:
     """The section class `value` is read as under `annotation`: for a choice, the
     variant its tag names (the default without one, None for an unknown tag)."""
-    variants = variants_of(annotation)
-    if variants is None:
-        return section_of(annotation)
-    field = next(iter(variants.values())).tag_field
-    tag = value.get(field) if isinstance(value, Mapping) else value
-    if tag is None:
-        return default_variant(variants)
-    return variants.get(tag) if isinstance(tag, str) else None
+    options = options_of(annotation)
+    return options.pick(value) if options is not None else section_of(annotation)
+
+
+def _variant_at(parts: Sequence[str], data: Any) -> type[BaseModel] | None:
+    """The variant the choice at `parts` holds in `data` (see `_variant_of`)."""
+    return _variant_of(_annotation_at(parts, data), _node_at(data, parts))
+
+
+def _tag_field(parts: Sequence[str], data: Any) -> str | None:
+    """The tag field (``name``/``kind``) if the dotted key `parts` holds a choice."""
+    options = options_of(_annotation_at(parts, data))
+    return options.tag if options is not None else None
 
 
 def _seed_default(data: dict[str, Any], parts: Sequence[str]) -> None:
@@ -330,7 +307,7 @@ def _seed_default(data: dict[str, Any], parts: Sequence[str]) -> None:
                 node[part] = default.model_dump(mode="json")
             return
         node = node[part]
-        cls = pick_section(field.annotation, node)
+        cls = pick_section(annotation_of(cls, part), node)
 
 
 def _set_by_override(key: tuple[str, ...], touched: Touched, *, below: bool = False) -> bool:
@@ -360,47 +337,27 @@ def _drop_foreign_keys(
                 del node[key]
             continue
         value = node[key]
-        old_annotation = old.model_fields[key].annotation
-        new_annotation = new.model_fields[key].annotation
+        old_annotation, new_annotation = annotation_of(old, key), annotation_of(new, key)
         if value is None and type(None) not in members_of(new_annotation):
             del node[key]
             continue
         before = _variant_of(old_annotation, value)
-        offered = _offered(new_annotation)
+        offered = options_of(new_annotation)
         if offered is not None and before is not None:
-            field = next(iter(offered.values())).tag_field
-            if isinstance(value, str) and value not in offered:
+            if isinstance(value, str) and value not in offered.variants:
                 del node[key]  # `adjoint: backsolve` where the new variant has no backsolve
                 continue
-            tag = value.get(field) if isinstance(value, dict) else None
-            mine = _set_by_override((*where, field), touched)
-            if isinstance(value, dict) and tag is not None and tag not in offered and not mine:
-                del value[field]  # e.g. digits under a latent ODE: its default data set
+            tag = offered.tag
+            mine = _set_by_override((*where, tag), touched)
+            if (
+                not mine
+                and isinstance(value, dict)
+                and value.get(tag) not in (None, *offered.variants)
+            ):
+                del value[tag]  # e.g. digits under a latent ODE: its default data set
         after = _variant_of(new_annotation, value)
         if isinstance(value, dict) and before is not None and after is not None:
             _drop_foreign_keys(value, before, after, where, touched)
-
-
-def _offered(annotation: Any) -> dict[str, type[Variant]] | None:
-    """tag -> variant of a choice, including a choice of one variant (held as the
-    variant itself); None for anything else."""
-    variants = variants_of(annotation)
-    if variants is not None:
-        return variants
-    section = section_of(annotation)
-    if section is not None and issubclass(section, Variant):
-        return {tag_name(section): section}
-    return None
-
-
-def _tag_field(parts: Sequence[str], data: Any) -> str | None:
-    """The tag field (``name``/``kind``) if the dotted key `parts` holds a choice."""
-    try:
-        annotation = _annotation_at(parts, data, _join(parts))
-    except ConfigError:
-        return None
-    options = variants_of(annotation)
-    return next(iter(options.values())).tag_field if options else None
 
 
 # --------------------------------------------------------------------------- #
@@ -411,9 +368,7 @@ def _tag_field(parts: Sequence[str], data: Any) -> str | None:
 def config_from_dict(
     data: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
-    """Validate a plain mapping (as read from YAML) after applying dotted overrides.
-    A config in the layout before nderegs 0.2 (top-level `data`/`model`, `task` a name)
-    is read as the same experiment in today's layout."""
+    """Validate a plain mapping (as read from YAML) after applying dotted overrides."""
     return _validated(data, overrides, None)
 
 
@@ -422,14 +377,15 @@ def _validated(data: Any, overrides: Sequence[str], source: str | None) -> Exper
     file `source` (or the mapping) and which from the overrides, naming those."""
     data = {} if data is None else data
     if not isinstance(data, Mapping):
+        where = "a config" if source is None else f"config file '{source}'"
         raise ConfigError(
-            f"the top level of a config must be a mapping of keys, got {type(data).__name__}; "
-            + _valid_keys(ExperimentConfig, ())
+            f"the top level of {where} must be a mapping of keys, got "
+            f"{type(data).__name__}; " + _valid_keys(ExperimentConfig, ())
         )
     if isinstance(overrides, str):
         overrides = [overrides]
     overrides = list(overrides)
-    base = relocate(copy.deepcopy(dict(data)))
+    base = dict(data)
     config, problems = _validate(_merged(base, overrides))
     if config is not None:
         return config
@@ -437,19 +393,19 @@ def _validated(data: Any, overrides: Sequence[str], source: str | None) -> Exper
 
 
 def _merged(base: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of `base` (already `relocate`d) with `overrides` applied."""
+    """A copy of `base` with `overrides` applied."""
     merged = copy.deepcopy(base)
     touched: Touched = set()
     for item in overrides:
-        apply_override(merged, item, touched)
-    return prune(relocate(merged))  # overrides in the old layout, e.g. data.path=...
+        _apply_override(merged, item, touched)
+    return merged
 
 
 def _validate(merged: dict[str, Any]) -> tuple[ExperimentConfig | None, list[tuple[str, str]]]:
     try:
         return ExperimentConfig.model_validate(merged), []
     except ValidationError as error:
-        return None, _problems(error, merged)
+        return None, _problems(error)
 
 
 def _states(item: str, key: str) -> bool:
@@ -483,7 +439,7 @@ def _attributed(
     in_file = f"in config file '{source}'" if source is not None else None
     if not overrides:
         return _listing([(in_file, message) for _, message in problems])
-    _, alone = _validate(prune(copy.deepcopy(base)))
+    _, alone = _validate(base)
     file_keys = {key for key, _ in alone}
     without: list[set[str] | None] = []  # the keys with problems without each override
     for i in range(len(overrides)):
@@ -546,13 +502,6 @@ def load_config(
             raise ConfigError(f"could not read config file '{p}': {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"could not parse YAML in config file '{p}': {exc}") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                f"the top level of config file '{p}' must be a mapping of keys, got "
-                f"{type(data).__name__}; " + _valid_keys(ExperimentConfig, ())
-            )
     return _validated(data, overrides, None if path is None else str(path))
 
 

@@ -4,12 +4,12 @@ decay, clipping, batch size and epochs. Adding an optimizer is one class here.""
 from __future__ import annotations
 
 import abc
-from typing import Literal, Optional, TYPE_CHECKING
+from typing import Annotated, Literal, Optional
 
 import optax
 from pydantic import Field
 
-from .base import choice, Float, Int, Variant
+from .base import Choice, Float, Int, Variant
 
 
 class AbstractOptimizerConfig(Variant, abc.ABC):
@@ -71,10 +71,7 @@ class AdaBelief(AbstractOptimizerConfig):
         return optax.adabelief(learning_rate)
 
 
-if TYPE_CHECKING:
-    OptimizerConfig = AbstractOptimizerConfig
-else:
-    OptimizerConfig = choice(Adam, Adamax, SGD, AdaBelief, default="adam")
+OptimizerConfig = Annotated[Adam | Adamax | SGD | AdaBelief, Choice(default="adam")]
 
 
 def inverse_time_decay(learning_rate: float, decay: float) -> optax.Schedule:

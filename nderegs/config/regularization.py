@@ -1,16 +1,18 @@
-"""The method and the regularization section: the registry of method components (each
-name written once, in `COMPONENTS`) and the coefficients they read."""
+"""The method and the regularization section: the registry of method components (their
+classes, in `COMPONENTS`; each name is written once, in its class) and the settings they
+read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
 from ..regularization import (
     AbstractCoefficient,
     AbstractRegularizer,
+    BiasedLocalError,
     GlobalError,
     GlobalStiffness,
     LocalError,
@@ -19,6 +21,7 @@ from ..regularization import (
     RNODE,
     Steer,
     TayNODE,
+    VANILLA,
 )
 from .base import ConfigError, Float, Int, Problems, Section
 from .coefficients import Coefficient, constant, LossBudgetCoefficient, SharedCoefficient
@@ -59,14 +62,9 @@ class RegularizationConfig(Section):
     jacobian: Coefficient = Field(default_factory=constant(0.01))
 
     def sampling(self, components: frozenset[str]) -> Literal["unbiased", "biased"]:
-        """The local sampling: biased with `local-error-biased`, else `local_sampling`."""
-        return "biased" if "local-error-biased" in components else self.local_sampling
-
-    def local_error_field(self) -> str:
-        return "local_error" if self.local_error is not None else "error"
-
-    def local_stiffness_field(self) -> str:
-        return "local_stiffness" if self.local_stiffness is not None else "stiffness"
+        """The local sampling: biased with `BiasedLocalError` (the local terms share one
+        sampled step), else `local_sampling`."""
+        return "biased" if BiasedLocalError.name in components else self.local_sampling
 
     def build(
         self, method: str, *, epochs: int, references: ReferenceReader | None = None
@@ -85,17 +83,23 @@ class RegularizationConfig(Section):
         """The `Regularization` of `method` and, for each of its terms, the key of this
         section its coefficient was built from."""
         components = parse_method(method)
-        read = _CoefficientReader(self, epochs, references)
-        regularizers = []
-        for name, (_, make) in COMPONENTS.items():
-            if name in components:
-                read.fields.clear()
-                regularizer = make(self, components, read)
-                terms = regularizer.coefficients()
-                read.by_term.update(zip(terms, read.fields))
+        regularizers, by_term = [], {}
+        for component, settings in COMPONENTS.items():
+            if component.name in components:
+                read = {
+                    argument: self._coefficient(keys, epochs, references)
+                    for argument, keys in component.coefficient_keys.items()
+                }
+                regularizer = component(
+                    **{argument: coefficient for argument, (_, coefficient) in read.items()},
+                    **settings(self, components),
+                )
+                for term, coefficient in regularizer.coefficients().items():
+                    # The regularizer keeps the coefficient objects it is given.
+                    by_term[term] = next(key for key, c in read.values() if c is coefficient)
                 regularizers.append(regularizer)
-        owned = sorted(t for t, f in read.by_term.items() if not self._is_shared(f))
-        for term, field in read.by_term.items():
+        owned = sorted(t for t, f in by_term.items() if not self._is_shared(f))
+        for term, field in by_term.items():
             coefficient = getattr(self, field)
             if isinstance(coefficient, SharedCoefficient) and coefficient.of not in owned:
                 raise Problems(
@@ -107,97 +111,68 @@ class RegularizationConfig(Section):
                         f"{', '.join(owned) or 'none'}",
                     )
                 )
-        return Regularization(tuple(regularizers)), read.by_term
+        return Regularization(tuple(regularizers)), by_term
 
     def _is_shared(self, field: str) -> bool:
         return isinstance(getattr(self, field), SharedCoefficient)
 
-
-class _CoefficientReader:
-    """Builds the coefficient of a key of the regularization section, recording which
-    keys a component read (in the order of its terms)."""
-
-    def __init__(
-        self, config: RegularizationConfig, epochs: int, references: ReferenceReader | None
-    ):
-        self.config, self.epochs, self.references = config, epochs, references
-        self.fields: list[str] = []
-        self.by_term: dict[str, str] = {}
-
-    def __call__(self, field: str) -> AbstractCoefficient:
-        self.fields.append(field)
-        coefficient: Coefficient = getattr(self.config, field)
-        # A budget starts from the term's usual scale: the default of its global key.
-        default = RegularizationConfig.model_fields[field.removeprefix("local_")]
+    def _coefficient(
+        self, keys: tuple[str, ...], epochs: int, references: ReferenceReader | None
+    ) -> tuple[str, AbstractCoefficient]:
+        """The first of `keys` that is set, and the coefficient it builds."""
+        field = next(key for key in keys if getattr(self, key) is not None)
+        coefficient: Coefficient = getattr(self, field)
+        # A budget starts from the term's usual scale: the default of the last key, the
+        # global one (a local term's coefficient means the same as the global one).
+        default = RegularizationConfig.model_fields[keys[-1]]
         typical = default.default_factory().start  # pyright: ignore[reportOptionalCall, reportCallIssue]
         try:
             if isinstance(coefficient, LossBudgetCoefficient) and coefficient.reference is not None:
-                if self.references is not None:
-                    reference = self.references(field, coefficient)
+                if references is not None:
+                    reference = references(field, coefficient)
                 elif isinstance(coefficient.reference, str):
                     reference = (0.0,)  # a placeholder: the structure only
                 else:
                     reference = coefficient.reference
-                return coefficient.build_with_reference(
-                    reference, epochs=self.epochs, typical=typical
-                )
-            return coefficient.build(epochs=self.epochs, typical=typical)
+                built = coefficient.build_with_reference(reference, epochs=epochs, typical=typical)
+            else:
+                built = coefficient.build(epochs=epochs, typical=typical)
         except ValueError as e:  # the coefficient's own checks, e.g. maximum < initial
             if isinstance(e, Problems):
                 raise
             raise Problems((f"regularization.{field}", coefficient.kind, str(e))) from None
+        return field, built
 
 
 ReferenceReader = Callable[[str, LossBudgetCoefficient], float | tuple[float, ...]]
-Make = Callable[[RegularizationConfig, frozenset[str], _CoefficientReader], AbstractRegularizer]
+Settings = Callable[[RegularizationConfig, frozenset[str]], dict[str, Any]]
 
-#: Method components -> their class and how each is made from the regularization
-#: section (`read(key)` builds the coefficient of a key); the order fixes the order of
-#: the integrals along the solve. A new component is its class plus one line here.
-COMPONENTS: dict[str, tuple[type[AbstractRegularizer], Make]] = {
-    "error": (GlobalError, lambda c, components, read: GlobalError(coefficient=read("error"))),
-    "stiffness": (
-        GlobalStiffness,
-        lambda c, components, read: GlobalStiffness(coefficient=read("stiffness")),
+
+def _coefficients_only(config: RegularizationConfig, components: frozenset[str]) -> dict[str, Any]:
+    return {}
+
+
+#: Method components -> the settings of the regularization section each takes besides
+#: its coefficients (which its class names in `coefficient_keys`), given the section and
+#: the method's components; the order fixes the order of the integrals along the solve.
+#: A new component is its class plus one line here.
+COMPONENTS: dict[type[AbstractRegularizer], Settings] = {
+    GlobalError: _coefficients_only,
+    GlobalStiffness: _coefficients_only,
+    LocalError: lambda c, components: dict(
+        sampling=c.sampling(components), gradient=c.local_gradient
     ),
-    "local-error": (
-        LocalError,
-        lambda c, components, read: LocalError(
-            name="local-error",
-            sampling=c.sampling(components),
-            coefficient=read(c.local_error_field()),
-            gradient=c.local_gradient,
-        ),
+    BiasedLocalError: lambda c, components: dict(gradient=c.local_gradient),
+    LocalStiffness: lambda c, components: dict(
+        sampling=c.sampling(components), gradient=c.local_gradient
     ),
-    "local-error-biased": (
-        LocalError,
-        lambda c, components, read: LocalError(
-            name="local-error-biased",
-            sampling="biased",
-            coefficient=read(c.local_error_field()),
-            gradient=c.local_gradient,
-        ),
-    ),
-    "local-stiffness": (
-        LocalStiffness,
-        lambda c, components, read: LocalStiffness(
-            sampling=c.sampling(components),
-            coefficient=read(c.local_stiffness_field()),
-            gradient=c.local_gradient,
-        ),
-    ),
-    "steer": (Steer, lambda c, components, read: Steer(b=c.steer_b)),
-    "taynode": (
-        TayNODE,
-        lambda c, components, read: TayNODE(coefficient=read("taynode"), order=c.taynode_order),
-    ),
-    "rnode": (
-        RNODE,
-        lambda c, components, read: RNODE(kinetic=read("kinetic"), jacobian=read("jacobian")),
-    ),
+    Steer: lambda c, components: dict(b=c.steer_b),
+    TayNODE: lambda c, components: dict(order=c.taynode_order),
+    RNODE: _coefficients_only,
 }
+_BY_NAME = {component.name: component for component in COMPONENTS}
 #: Valid components of `method`.
-METHOD_COMPONENTS: tuple[str, ...] = ("vanilla", *COMPONENTS)
+METHOD_COMPONENTS: tuple[str, ...] = (VANILLA, *_BY_NAME)
 
 
 def method_problem(method: object) -> str | None:
@@ -216,12 +191,12 @@ def method_problem(method: object) -> str | None:
     duplicates = sorted({p for p in parts if parts.count(p) > 1})
     if duplicates:
         return "duplicate component " + ", ".join(f"'{d}'" for d in duplicates)
-    if "vanilla" in parts and len(parts) > 1:
-        return "'vanilla' cannot be combined with other components"
+    if VANILLA in parts and len(parts) > 1:
+        return f"'{VANILLA}' cannot be combined with other components"
     for i, a in enumerate(parts):
         for b in parts[i + 1 :]:
-            quantity = COMPONENTS[a][0].regularizes if a != "vanilla" else None
-            if quantity is not None and quantity == COMPONENTS[b][0].regularizes:
+            quantity = _BY_NAME[a].regularizes if a != VANILLA else None
+            if quantity is not None and quantity == _BY_NAME[b].regularizes:
                 return (
                     f"components '{a}' and '{b}' cannot be used together (both "
                     f"regularize the {quantity})"

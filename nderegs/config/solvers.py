@@ -1,70 +1,83 @@
 """The solver section: which diffrax solver and adjoint, tolerances, step-size control.
 
-Each solver and each adjoint is a variant that builds its diffrax object; adding a
-solver is one class here, listed in `_SOLVERS` (its `equations` say whether ODE or
-SDE tasks can use it).
+The solvers and the adjoints are tables (`SOLVERS`, `ADJOINTS`): adding a solver is its
+name in `SolverName` and its line in `SOLVERS`.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
 import functools
-from typing import Annotated, Any, ClassVar, Literal, Optional, TYPE_CHECKING
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import diffrax
 import jax
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE
+from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE, SolveOptions
 from ..layers.cnf import NoiseKind, TraceEstimator
 from ..regularization import SolveSetup
-from .base import choice, Float, Int, Problems, tag_name, Variant
-
-# --------------------------------------------------------------------------- #
-# Adjoints
-# --------------------------------------------------------------------------- #
+from .base import Float, Int, Problems, Variant
 
 
-class AbstractAdjointConfig(Variant, abc.ABC):
-    name: str
+class SolverEntry(NamedTuple):
+    """A row of `SOLVERS`: the diffrax solver a name builds."""
+
+    solver: type[diffrax.AbstractSolver]
+    #: The kinds of equation ("ode", "sde") the solver takes in the tasks.
+    equations: tuple[Literal["ode", "sde"], ...]
+
+
+SolverName = Literal["tsit5", "dopri5", "dopri8", "bosh3", "heun", "spark"]
+#: `solver.name` -> its solver (test_config checks that every name has its row).
+SOLVERS: dict[SolverName, SolverEntry] = {
+    # Tsitouras' 5(4) Runge–Kutta pair (stiffness estimate from stages 6 and 7).
+    "tsit5": SolverEntry(diffrax.Tsit5, ("ode",)),
+    # Dormand–Prince 5(4) (stiffness estimate from stages 6 and 7).
+    "dopri5": SolverEntry(diffrax.Dopri5, ("ode",)),
+    # Dormand–Prince 8(7).
+    "dopri8": SolverEntry(diffrax.Dopri8, ("ode",)),
+    # Bogacki–Shampine 3(2) (no stage pair for the stiffness estimate).
+    "bosh3": SolverEntry(diffrax.Bosh3, ("ode",)),
+    # Heun's 2(1) method; on SDEs it solves the Stratonovich form, adaptively.
+    "heun": SolverEntry(diffrax.Heun, ("ode", "sde")),
+    # SPaRK: adaptive SDE solver for general (state-dependent) noise.
+    "spark": SolverEntry(diffrax.SPaRK, ("sde",)),
+}
+
+
+class AdjointEntry(NamedTuple):
+    """A row of `ADJOINTS`: the diffrax adjoint a name builds."""
+
+    adjoint: type[diffrax.AbstractAdjoint]
     #: Whether gradients flow through the solver's internal steps, as the global
     #: error/stiffness regularizers need.
-    differentiates_through_solver: ClassVar[bool]
-
-    @abc.abstractmethod
-    def build(self) -> diffrax.AbstractAdjoint: ...
+    differentiates_through_solver: bool
 
 
-class RecursiveCheckpoint(AbstractAdjointConfig):
-    """`diffrax.RecursiveCheckpointAdjoint` with diffrax's default number of
-    checkpoints: discretise-then-optimise."""
-
-    name: Literal["recursive_checkpoint"] = "recursive_checkpoint"
-    differentiates_through_solver = True
-
-    def build(self) -> diffrax.AbstractAdjoint:
-        return diffrax.RecursiveCheckpointAdjoint()
-
-
-class Direct(AbstractAdjointConfig):
-    """`diffrax.DirectAdjoint`: differentiate the bounded while loop directly."""
-
-    name: Literal["direct"] = "direct"
-    differentiates_through_solver = True
-
-    def build(self) -> diffrax.AbstractAdjoint:
-        return diffrax.DirectAdjoint()
+AdjointName = Literal["recursive_checkpoint", "direct", "backsolve"]
+#: `solver.adjoint.name` -> its adjoint.
+ADJOINTS: dict[AdjointName, AdjointEntry] = {
+    # Discretise-then-optimise, with diffrax's default number of checkpoints.
+    "recursive_checkpoint": AdjointEntry(diffrax.RecursiveCheckpointAdjoint, True),
+    # Differentiate the bounded while loop directly.
+    "direct": AdjointEntry(diffrax.DirectAdjoint, True),
+    # Solve the adjoint ODE backwards (O(1) memory).
+    "backsolve": AdjointEntry(diffrax.BacksolveAdjoint, False),
+}
 
 
-class Backsolve(AbstractAdjointConfig):
-    """`diffrax.BacksolveAdjoint`: solve the adjoint ODE backwards (O(1) memory)."""
+class AdjointConfig(Variant):
+    """How the solve is differentiated: a diffrax adjoint of `ADJOINTS`."""
 
-    name: Literal["backsolve"] = "backsolve"
-    differentiates_through_solver = False
+    name: AdjointName = "recursive_checkpoint"
+
+    @property
+    def differentiates_through_solver(self) -> bool:
+        return ADJOINTS[self.name].differentiates_through_solver
 
     def build(self) -> diffrax.AbstractAdjoint:
-        return diffrax.BacksolveAdjoint()
+        return ADJOINTS[self.name].adjoint()
 
 
 def tolerance_floor() -> tuple[float, str]:
@@ -79,29 +92,11 @@ def _adjoint_shorthand(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-if TYPE_CHECKING:
-    AdjointConfig = AbstractAdjointConfig
-else:
-    AdjointConfig = Annotated[
-        choice(RecursiveCheckpoint, Direct, Backsolve, default="recursive_checkpoint"),
-        BeforeValidator(_adjoint_shorthand),
-    ]
+class SolverConfig(Variant):
+    """A diffrax solver of `SOLVERS`, its interval, tolerances (which define the error
+    estimate as well as the steps), `diffrax.PIDController` coefficients and adjoint."""
 
-
-# --------------------------------------------------------------------------- #
-# Solvers
-# --------------------------------------------------------------------------- #
-
-
-class AbstractSolverConfig(Variant, abc.ABC):
-    """Settings shared by every solver: interval, tolerances (which define the error
-    estimate as well as the steps), `diffrax.PIDController` coefficients, adjoint."""
-
-    name: str
-
-    #: The kinds of equation ("ode", "sde") the solver takes in the tasks.
-    equations: ClassVar[tuple[str, ...]]
-
+    name: SolverName = "tsit5"
     rtol: Float = Field(default=1e-6, gt=0)
     atol: Float = Field(default=1e-6, gt=0)
     #: diffrax.PIDController coefficients (pcoeff=0, icoeff=1: the I controller).
@@ -110,12 +105,14 @@ class AbstractSolverConfig(Variant, abc.ABC):
     t0: Float = 0.0
     t1: Float = 1.0
     max_steps: Int = Field(default=4096, gt=0)
-    adjoint: AdjointConfig = Field(default_factory=RecursiveCheckpoint)
+    adjoint: Annotated[AdjointConfig, BeforeValidator(_adjoint_shorthand)] = Field(
+        default_factory=AdjointConfig
+    )
     #: Initial step size; None -> chosen by the solver.
     dt0: Optional[Float] = None
 
     @model_validator(mode="after")
-    def _check_interval(self) -> AbstractSolverConfig:
+    def _check_interval(self) -> SolverConfig:
         problems = []
         if self.t1 == self.t0:
             problems.append(("t1", self.t1, "must differ from t0"))
@@ -144,87 +141,20 @@ class AbstractSolverConfig(Variant, abc.ABC):
             raise Problems(*problems)
         return self
 
-    @abc.abstractmethod
-    def build(self) -> diffrax.AbstractSolver: ...
-
-
-class Tsit5(AbstractSolverConfig):
-    """Tsitouras' 5(4) Runge–Kutta pair (stiffness estimate from stages 6 and 7)."""
-
-    name: Literal["tsit5"] = "tsit5"
-    equations = ("ode",)
-
     def build(self) -> diffrax.AbstractSolver:
-        return diffrax.Tsit5()
-
-
-class Dopri5(AbstractSolverConfig):
-    """Dormand–Prince 5(4) (stiffness estimate from stages 6 and 7)."""
-
-    name: Literal["dopri5"] = "dopri5"
-    equations = ("ode",)
-
-    def build(self) -> diffrax.AbstractSolver:
-        return diffrax.Dopri5()
-
-
-class Dopri8(AbstractSolverConfig):
-    """Dormand–Prince 8(7)."""
-
-    name: Literal["dopri8"] = "dopri8"
-    equations = ("ode",)
-
-    def build(self) -> diffrax.AbstractSolver:
-        return diffrax.Dopri8()
-
-
-class Bosh3(AbstractSolverConfig):
-    """Bogacki–Shampine 3(2) (no stage pair for the stiffness estimate)."""
-
-    name: Literal["bosh3"] = "bosh3"
-    equations = ("ode",)
-
-    def build(self) -> diffrax.AbstractSolver:
-        return diffrax.Bosh3()
-
-
-class Heun(AbstractSolverConfig):
-    """Heun's 2(1) method; on SDEs it solves the Stratonovich form, adaptively."""
-
-    name: Literal["heun"] = "heun"
-    equations = ("ode", "sde")
-
-    def build(self) -> diffrax.AbstractSolver:
-        return diffrax.Heun()
-
-
-class SPaRK(AbstractSolverConfig):
-    """SPaRK: adaptive SDE solver for general (state-dependent) noise."""
-
-    name: Literal["spark"] = "spark"
-    equations = ("sde",)
-
-    def build(self) -> diffrax.AbstractSolver:
-        return diffrax.SPaRK()
-
-
-_SOLVERS = (Tsit5, Dopri5, Dopri8, Bosh3, Heun, SPaRK)
-if TYPE_CHECKING:
-    SolverConfig = AbstractSolverConfig
-else:
-    SolverConfig = choice(*_SOLVERS, default="tsit5")
+        return SOLVERS[self.name].solver()
 
 
 def solver_names(equation: str) -> tuple[str, ...]:
     """The solvers a task solving `equation` ("ode" or "sde") can use."""
-    return tuple(tag_name(v) for v in _SOLVERS if equation in v.equations)
+    return tuple(name for name, entry in SOLVERS.items() if equation in entry.equations)
 
 
-def _layer_settings(solver: AbstractSolverConfig, setup: SolveSetup) -> dict[str, Any]:
-    """The keyword arguments every layer takes from the solver section and the method's
-    solve set-up. Failed solves do not raise (`throw=False`): the training loop stops on
-    them with a message."""
-    return dict(
+def solve_options(solver: SolverConfig, setup: SolveSetup) -> SolveOptions:
+    """The layers' `SolveOptions` from the solver section and the method's solve set-up.
+    Failed solves do not raise (`throw=False`): the training loop stops on them with a
+    message."""
+    return SolveOptions(
         t0=solver.t0,
         t1=solver.t1,
         solver=solver.build(),
@@ -242,25 +172,25 @@ def _layer_settings(solver: AbstractSolverConfig, setup: SolveSetup) -> dict[str
     )
 
 
-def neural_ode(solver: AbstractSolverConfig, setup: SolveSetup) -> MakeNode:
+def neural_ode(solver: SolverConfig, setup: SolveSetup) -> MakeNode:
     """`make_node(vector_field)` for the models: a `NeuralODE` with the solver section's
     settings and the method's solve set-up (integrals, STEER)."""
     return functools.partial(
         NeuralODE,
-        **_layer_settings(solver, setup),
+        options=solve_options(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
     )
 
 
 def cnf(
-    solver: AbstractSolverConfig, setup: SolveSetup, trace: TraceEstimator, noise: NoiseKind
+    solver: SolverConfig, setup: SolveSetup, trace: TraceEstimator, noise: NoiseKind
 ) -> Callable[..., CNF]:
     """`make_cnf(vector_field, dim=d)`: a `CNF` with the solver section's settings, the
     method's solve set-up and the trace estimator."""
     return functools.partial(
         CNF,
-        **_layer_settings(solver, setup),
+        options=solve_options(solver, setup),
         integrals=setup.integrals,
         steer=setup.steer,
         trace=trace,
@@ -268,7 +198,9 @@ def cnf(
     )
 
 
-def neural_sde(solver: AbstractSolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
+def neural_sde(solver: SolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
     """`make_sde(drift, diffusion)` for the models: a `NeuralSDE` with the solver
     section's settings and the method's solve set-up."""
-    return functools.partial(NeuralSDE, **_layer_settings(solver, setup), brownian_tol=brownian_tol)
+    return functools.partial(
+        NeuralSDE, options=solve_options(solver, setup), brownian_tol=brownian_tol
+    )

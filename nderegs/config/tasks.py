@@ -5,7 +5,7 @@ own settings, and builds the task. Adding a task is a class here (listed in
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Literal, TYPE_CHECKING
+from typing import Annotated, ClassVar, Literal
 
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +23,7 @@ from ..tasks import (
     SDEClassifierTask,
     SpiralSDETask,
 )
-from .base import choice, Float, Int, Section, Variant
+from .base import Choice, Float, Int, Section, Variant
 from .datasets import (
     AbstractDataConfig,
     ClassificationDataConfig,
@@ -31,26 +31,28 @@ from .datasets import (
     Digits,
     Irregular,
     SpiralSDEData,
-    SpiralSDEDataConfig,
     TimeSeriesDataConfig,
     Toy2D,
 )
-from .solvers import AbstractSolverConfig, cnf, neural_ode, neural_sde
+from .solvers import cnf, neural_ode, neural_sde, SolverConfig
 
 
 class AbstractTaskConfig(Variant, abc.ABC):
     name: str
     #: The data set: one of the variants the task takes.
     data: AbstractDataConfig | SpiralSDEData
-    #: The kind of equation the task's model solves ("ode" or "sde"): which solvers
-    #: and method components apply.
-    equation: ClassVar[Literal["ode", "sde"]]
     #: The task the variant builds.
     task_class: ClassVar[type[AbstractTask]]
 
+    @property
+    def equation(self) -> Literal["ode", "sde"]:
+        """The kind of equation the task's model solves: which solvers and method
+        components apply."""
+        return self.task_class.equation
+
     @abc.abstractmethod
     def build(
-        self, seed: int, regularization: Regularization, solver: AbstractSolverConfig
+        self, seed: int, regularization: Regularization, solver: SolverConfig
     ) -> tuple[AbstractTask, Arrays]:
         """The task and its data (training set first `data.subset` examples)."""
 
@@ -77,7 +79,6 @@ class Classifier(AbstractTaskConfig):
     """Classify digits / MNIST / MNIST-1D with a neural ODE (`ClassifierTask`)."""
 
     name: Literal["classifier"] = "classifier"
-    equation = "ode"
     task_class = ClassifierTask
     data: ClassificationDataConfig = Field(default_factory=Digits)
     model: ClassifierModel = Field(default_factory=ClassifierModel)
@@ -112,7 +113,6 @@ class SDEClassifier(AbstractTaskConfig):
     """Classify with a neural SDE (`SDEClassifierTask`)."""
 
     name: Literal["sde_classifier"] = "sde_classifier"
-    equation = "sde"
     task_class = SDEClassifierTask
     data: ClassificationDataConfig = Field(default_factory=Digits)
     model: SDEClassifierModel = Field(default_factory=SDEClassifierModel)
@@ -156,7 +156,6 @@ class LatentODE(AbstractTaskConfig):
     """Interpolate irregularly sampled series with a latent ODE (`LatentODETask`)."""
 
     name: Literal["latent_ode"] = "latent_ode"
-    equation = "ode"
     task_class = LatentODETask
     data: TimeSeriesDataConfig = Field(default_factory=Irregular)
     model: LatentODEModel = Field(default_factory=LatentODEModel)
@@ -196,9 +195,8 @@ class SpiralSDE(AbstractTaskConfig):
     """Fit the moments of paper 1's spiral SDE (`SpiralSDETask`)."""
 
     name: Literal["spiral_sde"] = "spiral_sde"
-    equation = "sde"
     task_class = SpiralSDETask
-    data: SpiralSDEDataConfig = Field(default_factory=SpiralSDEData)
+    data: SpiralSDEData = Field(default_factory=SpiralSDEData)
     model: SpiralSDEModel = Field(default_factory=SpiralSDEModel)
     #: Paths sampled for each training loss (at least 2: the loss has a variance).
     num_trajectories: Int = Field(default=100, gt=1)
@@ -244,7 +242,6 @@ class Density(AbstractTaskConfig):
     test negative log-likelihood in nats."""
 
     name: Literal["density"] = "density"
-    equation = "ode"
     task_class = DensityTask
     data: DensityDataConfig = Field(default_factory=Toy2D)
     model: DensityModel = Field(default_factory=DensityModel)
@@ -264,9 +261,6 @@ class Density(AbstractTaskConfig):
         return task, Arrays(train, (data.x_test,))
 
 
-if TYPE_CHECKING:
-    TaskConfig = AbstractTaskConfig
-else:
-    TaskConfig = choice(
-        Classifier, SDEClassifier, LatentODE, SpiralSDE, Density, default="classifier"
-    )
+TaskConfig = Annotated[
+    Classifier | SDEClassifier | LatentODE | SpiralSDE | Density, Choice(default="classifier")
+]

@@ -1,20 +1,18 @@
-"""`AbstractNeuralDE`: what the Julia-style layers share: the solve settings, their
-checks, the step-size controller, and the batch as one system."""
+"""`AbstractNeuralDE`: what the Julia-style layers share: their `SolveOptions`, the
+batch as one system, and the check that their fields can be trained."""
 
 import abc
 from collections.abc import Callable
 from pathlib import Path
 import sys
-from typing import Any, TYPE_CHECKING
+from typing import Any
 import warnings
 
 import diffrax
 import equinox as eqx
 import jax
 
-if TYPE_CHECKING:
-    from .neural_ode import NeuralODE
-    from .neural_sde import NeuralSDE
+from .solve_options import SolveOptions
 
 
 def _callers_stacklevel() -> int:
@@ -35,67 +33,15 @@ class ParameterlessFieldWarning(UserWarning):
 
 
 class AbstractNeuralDE(eqx.Module):
-    """A neural differential equation solved by [`nderegs.solve`][] on [t0, t1].
-
-    The tolerances define the error estimate EEst (what the error regularizer sums) as
-    well as the steps: both come from one `diffrax.PIDController(rtol, atol, pcoeff,
-    icoeff)` (default: the I controller). `local` ("unbiased" | "biased") samples one
-    step for local regularization and then needs `key=` at call time;
-    `local_gradient` ("step" | "trajectory") says what that step's estimate is
-    differentiated through (see `nderegs.solve`); `stiffness` is passed to
-    `nderegs.solve`. `throw=False` returns a failed solve (see
-    `Heuristics.successful`) instead of raising, which training loops use to stop
-    cleanly. With `batched=True` the leading axis of the state is a batch solved as
-    one system (one step size for the batch; the NFE is per batch), as the papers do.
+    """A neural differential equation solved by [`nderegs.solve`][] with its
+    [`SolveOptions`][nderegs.layers.SolveOptions] (interval, solver, tolerances,
+    adjoint, local sampling, stiffness estimate, `throw`). With `batched=True` the
+    leading axis of the state is a batch solved as one system (one step size for the
+    batch; the NFE is per batch), as the papers do.
     """
 
-    t0: eqx.AbstractVar[float]
-    t1: eqx.AbstractVar[float]
-    solver: eqx.AbstractVar[diffrax.AbstractSolver]
-    rtol: eqx.AbstractVar[float]
-    atol: eqx.AbstractVar[float]
-    pcoeff: eqx.AbstractVar[float]
-    icoeff: eqx.AbstractVar[float]
-    dt0: eqx.AbstractVar[float | None]
-    adjoint: eqx.AbstractVar[diffrax.AbstractAdjoint]
-    max_steps: eqx.AbstractVar[int]
-    local: eqx.AbstractVar[str | None]
-    local_gradient: eqx.AbstractVar[str]
-    stiffness: eqx.AbstractVar[bool | None]
+    options: eqx.AbstractVar[SolveOptions]
     batched: eqx.AbstractVar[bool]
-    throw: eqx.AbstractVar[bool]
-
-    def __check_init__(self):
-        name = type(self).__name__
-        problems = []
-        if self.t0 == self.t1:
-            problems.append(f"t0 != t1 (got t0 = t1 = {self.t0})")
-        if not (self.rtol > 0 and self.atol > 0):
-            problems.append(f"rtol > 0 and atol > 0 (got rtol={self.rtol}, atol={self.atol})")
-        if not (self.pcoeff >= 0 and self.icoeff > 0):
-            problems.append(
-                f"pcoeff >= 0 and icoeff > 0 (got pcoeff={self.pcoeff}, icoeff={self.icoeff})"
-            )
-        if problems:
-            raise ValueError(f"{name} needs " + "; ".join(problems) + ".")
-
-    def stepsize_controller(self) -> diffrax.PIDController:
-        """The controller of the solve (and of the error estimate)."""
-        return diffrax.PIDController(
-            rtol=self.rtol, atol=self.atol, pcoeff=self.pcoeff, icoeff=self.icoeff
-        )
-
-    def solve_options(self) -> dict[str, Any]:
-        """The keyword arguments of `nderegs.solve` that the layer's settings fix."""
-        return dict(
-            stepsize_controller=self.stepsize_controller(),
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            local=self.local,
-            local_gradient=self.local_gradient,
-            stiffness=self.stiffness,
-            throw=self.throw,
-        )
 
     @abc.abstractmethod
     def vector_fields(self) -> dict[str, Callable]:
@@ -144,10 +90,3 @@ class BatchedField(eqx.Module):
 
     def __call__(self, t, y, args):
         return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
-
-
-#: Builds a layer around the model's vector field(s): `make_node(vector_field)` gives a
-#: `NeuralODE`, `make_sde(drift, diffusion)` a `NeuralSDE`, e.g.
-#: `functools.partial(NeuralODE, rtol=1e-8, atol=1e-8)`.
-MakeNode = Callable[..., "NeuralODE"]
-MakeSDE = Callable[..., "NeuralSDE"]

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import diffrax
 import equinox as eqx
@@ -14,6 +14,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 from ..core import AbstractIntegral, Heuristics, solve
 from .base import AbstractNeuralDE
 from .flow_dynamics import FlowDynamics, on_flow
+from .solve_options import SolveOptions
 
 TraceEstimator = Literal["exact", "hutchinson"]
 NoiseKind = Literal["rademacher", "gaussian"]
@@ -70,25 +71,36 @@ class CNF(AbstractNeuralDE):
 
     vector_field: Callable
     dim: int = eqx.field(static=True)
-    t0: float = eqx.field(static=True, default=0.0)
-    t1: float = eqx.field(static=True, default=1.0)
-    solver: diffrax.AbstractSolver = diffrax.Tsit5()
-    rtol: float = eqx.field(static=True, default=1e-5)
-    atol: float = eqx.field(static=True, default=1e-5)
-    pcoeff: float = eqx.field(static=True, default=0.0)
-    icoeff: float = eqx.field(static=True, default=1.0)
-    dt0: float | None = eqx.field(static=True, default=None)
-    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
-    max_steps: int = eqx.field(static=True, default=4096)
-    local: str | None = eqx.field(static=True, default=None)
-    local_gradient: str = eqx.field(static=True, default="step")
-    stiffness: bool | None = eqx.field(static=True, default=None)
-    batched: bool = eqx.field(static=True, default=True)
-    throw: bool = eqx.field(static=True, default=True)
-    integrals: tuple[AbstractIntegral, ...] = ()
-    steer: float = eqx.field(static=True, default=0.0)
-    trace: TraceEstimator = eqx.field(static=True, default="exact")
-    noise: NoiseKind = eqx.field(static=True, default="rademacher")
+    options: SolveOptions
+    integrals: tuple[AbstractIntegral, ...]
+    steer: float = eqx.field(static=True)
+    trace: TraceEstimator = eqx.field(static=True)
+    noise: NoiseKind = eqx.field(static=True)
+    batched: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        vector_field: Callable,
+        dim: int,
+        *,
+        options: SolveOptions | None = None,
+        integrals: tuple[AbstractIntegral, ...] = (),
+        steer: float = 0.0,
+        trace: TraceEstimator = "exact",
+        noise: NoiseKind = "rademacher",
+        batched: bool = True,
+        **settings: Any,
+    ):
+        """`settings`: the fields of `SolveOptions` (`rtol=`, `adjoint=`, ...), replacing
+        those of `options` (default: `SolveOptions(rtol=1e-5, atol=1e-5)`)."""
+        self.vector_field = vector_field
+        self.dim = dim
+        self.options = SolveOptions.of(options, dict(rtol=1e-5, atol=1e-5), settings)
+        self.integrals = integrals
+        self.steer = steer
+        self.trace = trace
+        self.noise = noise
+        self.batched = batched
 
     def __check_init__(self):
         problems = []
@@ -100,8 +112,9 @@ class CNF(AbstractNeuralDE):
             problems.append(f"trace 'exact' or 'hutchinson' (got {self.trace!r})")
         if self.noise not in ("rademacher", "gaussian"):
             problems.append(f"noise 'rademacher' or 'gaussian' (got {self.noise!r})")
-        if self.t0 != self.t1 and not 0 <= self.steer < abs(self.t1 - self.t0):
-            problems.append(f"0 <= steer < |t1 - t0| = {abs(self.t1 - self.t0)} (got {self.steer})")
+        span = abs(self.options.t1 - self.options.t0)
+        if not 0 <= self.steer < span:
+            problems.append(f"0 <= steer < |t1 - t0| = {span} (got {self.steer})")
         if problems:
             raise ValueError("CNF needs " + "; ".join(problems) + ".")
 
@@ -111,7 +124,7 @@ class CNF(AbstractNeuralDE):
     def for_evaluation(self) -> "CNF":
         """Exact trace, no local sampling, no integrals, no stiffness estimate."""
         return dataclasses.replace(
-            self, local=None, integrals=(), stiffness=False, trace="exact", steer=0.0
+            self, options=self.options.for_evaluation(), integrals=(), trace="exact", steer=0.0
         )
 
     def _check_batch(self, x: Array, what: str) -> None:
@@ -160,24 +173,25 @@ class CNF(AbstractNeuralDE):
         noise_key = steer_key = solve_key = None
         if key is not None:
             noise_key, steer_key, solve_key = jax.random.split(key, 3)
-        start, end = self.t0, self.t1
+        options = self.options
+        start, end = options.t0, options.t1
         if self.steer > 0 and steer_key is not None and not reverse:
-            end = self.t1 + jax.random.uniform(steer_key, minval=-self.steer, maxval=self.steer)
+            end = options.t1 + jax.random.uniform(steer_key, minval=-self.steer, maxval=self.steer)
         if reverse:
             start, end = end, start
         dynamics = FlowDynamics(self.vector_field, self._draw_noise(noise_key, x))
         return solve(
             diffrax.ODETerm(dynamics),
-            self.solver,
+            options.solver,
             start,
             end,
-            self.dt0,
+            options.dt0,
             (x, delta0),
             args,
             saveat=diffrax.SaveAt(t1=True),
             key=solve_key,
             integrals=tuple(on_flow(i) for i in self.integrals),
-            **self.solve_options(),
+            **options.solve_kwargs(),
         )
 
     def log_prob(

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 import dataclasses
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -11,6 +12,7 @@ from jaxtyping import Array, PyTree
 
 from ..core import AbstractIntegral, Heuristics, solve
 from .base import AbstractNeuralDE, BatchedField
+from .solve_options import SolveOptions
 
 
 class NeuralODE(AbstractNeuralDE):
@@ -21,13 +23,11 @@ class NeuralODE(AbstractNeuralDE):
     is vmapped over it inside the solve), as the papers do: one step size for the
     batch, and the NFE is per batch.
 
-    The tolerances define the error estimate (EEst) as well as the steps; `pcoeff`
-    and `icoeff` are the `diffrax.PIDController`'s (default: its I controller). `local`
-    ("unbiased" | "biased") samples one step for local regularization and then
-    needs `key=` at call time (`local_gradient="trajectory"` lets its gradient move
-    the trajectory too); `stiffness` is passed to [`nderegs.solve`][].
-    `throw=False` returns a failed solve (see `Heuristics.successful`) instead of
-    raising, which training loops use to stop cleanly.
+    The solve's settings are a [`SolveOptions`][nderegs.layers.SolveOptions], given
+    as keywords (`rtol=`, `atol=`, `solver=`, `adjoint=`, `local=`, `stiffness=`,
+    `throw=`, ...) or as `options=`: the tolerances define the error estimate (EEst)
+    as well as the steps; `local` ("unbiased" | "biased") samples one step for local
+    regularization and then needs `key=` at call time.
 
     `integrals` (e.g. `(nderegs.KineticEnergy(),)`) are integrated along the solve and
     reported in `h.integrals`. `steer=b` is STEER (Ghosh et al. 2020): when a `key` is
@@ -53,36 +53,41 @@ class NeuralODE(AbstractNeuralDE):
     """
 
     vector_field: Callable
-    t0: float = eqx.field(static=True, default=0.0)
-    t1: float = eqx.field(static=True, default=1.0)
-    solver: diffrax.AbstractSolver = diffrax.Tsit5()
-    rtol: float = eqx.field(static=True, default=1e-6)
-    atol: float = eqx.field(static=True, default=1e-6)
-    pcoeff: float = eqx.field(static=True, default=0.0)
-    icoeff: float = eqx.field(static=True, default=1.0)
-    dt0: float | None = eqx.field(static=True, default=None)
-    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
-    max_steps: int = eqx.field(static=True, default=4096)
-    local: str | None = eqx.field(static=True, default=None)
-    local_gradient: str = eqx.field(static=True, default="step")
-    stiffness: bool | None = eqx.field(static=True, default=None)
-    batched: bool = eqx.field(static=True, default=True)
-    throw: bool = eqx.field(static=True, default=True)
-    integrals: tuple[AbstractIntegral, ...] = ()
-    steer: float = eqx.field(static=True, default=0.0)
+    options: SolveOptions
+    integrals: tuple[AbstractIntegral, ...]
+    steer: float = eqx.field(static=True)
+    batched: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        vector_field: Callable,
+        *,
+        options: SolveOptions | None = None,
+        integrals: tuple[AbstractIntegral, ...] = (),
+        steer: float = 0.0,
+        batched: bool = True,
+        **settings: Any,
+    ):
+        """`settings`: the fields of `SolveOptions` (`rtol=`, `adjoint=`, ...), replacing
+        those of `options` (default: `SolveOptions()`)."""
+        self.vector_field = vector_field
+        self.options = SolveOptions.of(options, {}, settings)
+        self.integrals = integrals
+        self.steer = steer
+        self.batched = batched
 
     def __check_init__(self):
-        if self.t0 != self.t1 and not 0 <= self.steer < abs(self.t1 - self.t0):
+        t0, t1 = self.options.t0, self.options.t1
+        if not 0 <= self.steer < abs(t1 - t0):
             raise ValueError(
-                f"NeuralODE(steer=b) needs 0 <= b < |t1 - t0| = {abs(self.t1 - self.t0)}; "
-                f"got b={self.steer}."
+                f"NeuralODE(steer=b) needs 0 <= b < |t1 - t0| = {abs(t1 - t0)}; got b={self.steer}."
             )
 
     def vector_fields(self) -> dict[str, Callable]:
         return {"vector_field": self.vector_field}
 
     def for_evaluation(self) -> "NeuralODE":
-        return dataclasses.replace(self, local=None, integrals=(), stiffness=False)
+        return dataclasses.replace(self, options=self.options.for_evaluation(), integrals=())
 
     def _term(self) -> diffrax.ODETerm:
         if not self.batched:
@@ -112,7 +117,8 @@ class NeuralODE(AbstractNeuralDE):
                     "For a single state, or under jax.vmap (which removes the batch axis), "
                     "use NeuralODE(..., batched=False)."
                 )
-        end = self.t1 if t1 is None else t1
+        options = self.options
+        end = options.t1 if t1 is None else t1
         if key is not None:
             key, steer_key = jax.random.split(key)
             if self.steer > 0 and t1 is None:
@@ -120,21 +126,21 @@ class NeuralODE(AbstractNeuralDE):
         saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
         return solve(
             self._term(),
-            self.solver,
-            self.t0,
+            options.solver,
+            options.t0,
             end,
-            self.dt0,
+            options.dt0,
             y0,
             args,
             saveat=saveat,
             key=key,
             integrals=self.integrals,
-            **self.solve_options(),
+            **options.solve_kwargs(),
         )
 
     def sample_end_time(self, key):
         """STEER's training end time t1' ~ U(t1 − b, t1 + b)."""
-        return self.t1 + jax.random.uniform(key, minval=-self.steer, maxval=self.steer)
+        return self.options.t1 + jax.random.uniform(key, minval=-self.steer, maxval=self.steer)
 
     def __call__(
         self, y0: PyTree[Array], *, args: PyTree = None, ts: Array | None = None, key=None
@@ -149,3 +155,8 @@ class NeuralODE(AbstractNeuralDE):
 def time_concat(t, y: Array) -> Array:
     """[y; t]: the time-dependent input of the papers' vector fields."""
     return jnp.concatenate([y, jnp.broadcast_to(t, y.shape[:-1] + (1,)).astype(y.dtype)], -1)
+
+
+#: Builds a layer around a model's vector field, e.g.
+#: `functools.partial(NeuralODE, rtol=1e-8, atol=1e-8)`: `make_node(vector_field)`.
+MakeNode = Callable[..., NeuralODE]

@@ -3,7 +3,7 @@ adaptive, on a `diffrax.VirtualBrownianTree`)."""
 
 from collections.abc import Callable
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import diffrax
 import equinox as eqx
@@ -13,6 +13,10 @@ from jaxtyping import Array
 
 from ..core import Heuristics, solve
 from .base import AbstractNeuralDE, BatchedField
+from .solve_options import SolveOptions
+
+#: A neural SDE's settings where they differ from `SolveOptions`' defaults.
+_SDE_DEFAULTS = dict(solver=diffrax.SPaRK(), rtol=1e-3, atol=1e-3, dt0=0.01)
 
 
 class DiagonalNoise(diffrax.ControlTerm):
@@ -54,6 +58,8 @@ class NeuralSDE(AbstractNeuralDE):
     shape (batch, ...)), as the papers do.
 
     `key` is required: it draws the Brownian path (and, with `local`, the sampled step).
+    The solve's settings are a [`SolveOptions`][nderegs.layers.SolveOptions], given as
+    keywords or as `options=` (defaults here: SPaRK, rtol = atol = 1e-3, dt0 = 0.01).
     `solver` must be an adaptive SDE solver with an embedded error estimate (SPaRK,
     ShARK/SRA1 for additive noise, Heun, ...). `stiffness=True` adds the drift's
     stiffness estimate (two extra drift evaluations per attempted step, see
@@ -75,36 +81,53 @@ class NeuralSDE(AbstractNeuralDE):
 
     drift: Callable
     diffusion: Callable
-    noise: Literal["diagonal", "general"] = eqx.field(static=True, default="diagonal")
-    noise_dim: int | None = eqx.field(static=True, default=None)
-    t0: float = eqx.field(static=True, default=0.0)
-    t1: float = eqx.field(static=True, default=1.0)
-    solver: diffrax.AbstractSolver = diffrax.SPaRK()
-    rtol: float = eqx.field(static=True, default=1e-3)
-    atol: float = eqx.field(static=True, default=1e-3)
-    pcoeff: float = eqx.field(static=True, default=0.0)
-    icoeff: float = eqx.field(static=True, default=1.0)
-    dt0: float | None = eqx.field(static=True, default=0.01)
-    brownian_tol: float = eqx.field(static=True, default=1e-4)
-    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
-    max_steps: int = eqx.field(static=True, default=4096)
-    local: str | None = eqx.field(static=True, default=None)
-    local_gradient: str = eqx.field(static=True, default="step")
-    stiffness: bool | None = eqx.field(static=True, default=None)
-    batched: bool = eqx.field(static=True, default=True)
-    throw: bool = eqx.field(static=True, default=True)
+    options: SolveOptions
+    noise: Literal["diagonal", "general"] = eqx.field(static=True)
+    noise_dim: int | None = eqx.field(static=True)
+    brownian_tol: float = eqx.field(static=True)
+    batched: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        drift: Callable,
+        diffusion: Callable,
+        *,
+        options: SolveOptions | None = None,
+        noise: Literal["diagonal", "general"] = "diagonal",
+        noise_dim: int | None = None,
+        brownian_tol: float = 1e-4,
+        batched: bool = True,
+        **settings: Any,
+    ):
+        """`settings`: the fields of `SolveOptions` (`rtol=`, `adjoint=`, ...), replacing
+        those of `options` (default: SPaRK at rtol = atol = 1e-3 from dt0 = 0.01)."""
+        self.drift = drift
+        self.diffusion = diffusion
+        self.options = SolveOptions.of(options, _SDE_DEFAULTS, settings)
+        self.noise = noise
+        self.noise_dim = noise_dim
+        self.brownian_tol = brownian_tol
+        self.batched = batched
 
     def __check_init__(self):
         if self.noise not in ("diagonal", "general"):
             raise ValueError(f"noise must be 'diagonal' or 'general'; got {self.noise!r}.")
         if self.noise == "general" and not self.noise_dim:
             raise ValueError("NeuralSDE(noise='general') needs noise_dim (the Brownian dimension).")
+        solver = self.options.solver
+        if not isinstance(solver, (diffrax.AbstractItoSolver, diffrax.AbstractStratonovichSolver)):
+            # e.g. options shared with a NeuralODE: SolveOptions' default solver is Tsit5.
+            raise ValueError(
+                f"NeuralSDE needs an SDE solver (an Itô or Stratonovich diffrax solver with "
+                f"an error estimate: SPaRK, ShARK, SRA1, Heun, ...); got "
+                f"{type(solver).__name__}, which solves ODEs only."
+            )
 
     def vector_fields(self) -> dict[str, Callable]:
         return {"drift": self.drift, "diffusion": self.diffusion}
 
     def for_evaluation(self) -> "NeuralSDE":
-        return dataclasses.replace(self, local=None, stiffness=False)
+        return dataclasses.replace(self, options=self.options.for_evaluation())
 
     def _brownian_shape(self, y0: Array) -> tuple[int, ...]:
         if self.noise == "diagonal":
@@ -114,13 +137,14 @@ class NeuralSDE(AbstractNeuralDE):
 
     def terms(self, y0: Array, key) -> diffrax.MultiTerm:
         """Drift and diffusion terms on a Brownian path drawn from `key`."""
+        t0, t1 = self.options.t0, self.options.t1
         brownian = diffrax.VirtualBrownianTree(
-            min(self.t0, self.t1),
-            max(self.t0, self.t1),
+            min(t0, t1),
+            max(t0, t1),
             tol=self.brownian_tol,
             shape=jax.ShapeDtypeStruct(self._brownian_shape(y0), y0.dtype),
             key=key,
-            levy_area=_levy_area_for(self.solver),
+            levy_area=_levy_area_for(self.options.solver),
         )
         drift, diffusion = self.drift, self.diffusion
         if self.batched:
@@ -140,17 +164,18 @@ class NeuralSDE(AbstractNeuralDE):
             )
         brownian_key, solve_key = jax.random.split(key)
         saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+        options = self.options
         return solve(
             self.terms(y0, brownian_key),
-            self.solver,
-            self.t0,
-            self.t1,
-            self.dt0,
+            options.solver,
+            options.t0,
+            options.t1,
+            options.dt0,
             y0,
             args,
             saveat=saveat,
-            key=solve_key if self.local is not None else None,
-            **self.solve_options(),
+            key=solve_key if options.local is not None else None,
+            **options.solve_kwargs(),
         )
 
     def __call__(self, y0: Array, *, key, args=None, ts: Array | None = None):
@@ -171,3 +196,8 @@ class NeuralSDE(AbstractNeuralDE):
         if ts is None:
             return out.reshape((num_trajectories,) + y0.shape), h
         return out.reshape((out.shape[0], num_trajectories) + y0.shape), h
+
+
+#: Builds a layer around a model's drift and diffusion, e.g.
+#: `functools.partial(NeuralSDE, rtol=1e-2, atol=1e-2)`: `make_sde(drift, diffusion)`.
+MakeSDE = Callable[..., NeuralSDE]

@@ -57,7 +57,7 @@ class NODEClassifier(eqx.Module):
     def __call__(
         self, x: Float[Array, "batch features"], *, key=None, t1=None
     ) -> tuple[Float[Array, "batch classes"], Heuristics]:
-        z0 = jnp.tanh(jax.vmap(self.encoder)(time_concat(self.node.t0, x)))
+        z0 = jnp.tanh(jax.vmap(self.encoder)(time_concat(self.node.options.t0, x)))
         sol, h = self.node.solve(z0, key=key, t1=t1)
         assert sol.ys is not None  # saved at the end time
         logits = jax.vmap(self.decoder)(sol.ys[-1])

@@ -12,10 +12,12 @@ from .coefficients import (
     Scheduled,
     Shared,
 )
-from .method import Regularization, SolveSetup
+from .method import Regularization, SolveSetup, VANILLA
 from .regularizers import (
+    AbstractLocalError,
     AbstractRegularizer,
     as_coefficient,
+    BiasedLocalError,
     GlobalError,
     GlobalStiffness,
     LocalError,
@@ -28,7 +30,9 @@ from .regularizers import (
 __all__ = [
     "AbstractBudget",
     "AbstractCoefficient",
+    "AbstractLocalError",
     "AbstractRegularizer",
+    "BiasedLocalError",
     "BudgetState",
     "Constant",
     "GlobalError",
@@ -44,5 +48,6 @@ __all__ = [
     "SolveSetup",
     "Steer",
     "TayNODE",
+    "VANILLA",
     "as_coefficient",
 ]

@@ -11,6 +11,9 @@ from ..core import Heuristics
 from .coefficients import AbstractCoefficient, Shared
 from .regularizers import AbstractRegularizer, SolveSetup
 
+#: The name of the method without regularizers, in method strings.
+VANILLA = "vanilla"
+
 
 class Regularization(eqx.Module):
     r"""A regularization method: its components and, through them, the terms it adds
@@ -72,8 +75,8 @@ class Regularization(eqx.Module):
 
     @property
     def name(self) -> str:
-        """The method string, e.g. "error+stiffness" ("vanilla" without regularizers)."""
-        return "+".join(r.name for r in self.regularizers) or "vanilla"
+        """The method string, e.g. "error+stiffness" (`VANILLA` without regularizers)."""
+        return "+".join(r.name for r in self.regularizers) or VANILLA
 
     @property
     def components(self) -> frozenset[str]:

@@ -53,8 +53,9 @@ def _coefficient_field():
 class AbstractRegularizer(eqx.Module):
     """One component of a method.
 
-    `name` is the component in method strings (``"error"``); `configure` adds what the
-    component needs to the solve set-up; `terms` reads its loss terms off the solve's
+    `name` is the component in method strings (``"error"``), written only in its class
+    (configs and tasks take it from there); `configure` adds what the component needs
+    to the solve set-up; `terms` reads its loss terms off the solve's
     heuristics (and the per-sample integrals by name); `coefficients` gives the
     coefficient that weighs each term. What a component needs is declared, so configs
     and tasks check it without knowing components by name: `regularizes` (two
@@ -63,7 +64,13 @@ class AbstractRegularizer(eqx.Module):
     differentiates through the solver).
     """
 
-    name: eqx.AbstractVar[str]
+    #: The component's name in method strings.
+    name: eqx.AbstractClassVar[str]
+    #: Each coefficient argument of the constructor -> the names of the settings that
+    #: may give it, in order of preference (the first one set gives it). A configuration
+    #: of the method (nderegs.config's `regularization` section) sets the coefficients
+    #: under these names.
+    coefficient_keys: eqx.AbstractClassVar[dict[str, tuple[str, ...]]]
     #: The quantity regularized ("error", "stiffness", ...): a method may hold one
     #: component per quantity. None: conflicts with nothing.
     regularizes: eqx.AbstractClassVar[str | None]
@@ -93,7 +100,8 @@ class GlobalError(AbstractRegularizer):
     weighed by `coefficient` (a number or a coefficient object)."""
 
     coefficient: AbstractCoefficient = _coefficient_field()
-    name: Literal["error"] = "error"
+    name: ClassVar[str] = "error"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {"coefficient": ("error",)}
     regularizes: ClassVar[str] = "error"
     ode_only: ClassVar[None] = None
 
@@ -119,7 +127,8 @@ class GlobalStiffness(AbstractRegularizer):
     r"""R_S = Σ_accepted S_j·|dt_j|, S_j Shampine's stiffness estimate (Pal et al. 2021)."""
 
     coefficient: AbstractCoefficient = _coefficient_field()
-    name: Literal["stiffness"] = "stiffness"
+    name: ClassVar[str] = "stiffness"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {"coefficient": ("stiffness",)}
     regularizes: ClassVar[str] = "stiffness"
     ode_only: ClassVar[None] = None
 
@@ -148,17 +157,23 @@ def _local_solver_gradients(
     return None
 
 
-class LocalError(AbstractRegularizer):
+class AbstractLocalError(AbstractRegularizer):
     r"""w·EEst·|dt| of one sampled accepted step, an unbiased estimate of R_E
     (Pal et al. 2023); `sampling` "unbiased" (t ~ U[t0, t1]) or "biased" (a step
     index drawn uniformly); `gradient` "step" (paper 2: the step from a constant
-    start state) or "trajectory" (through the state the step starts from too)."""
+    start state) or "trajectory" (through the state the step starts from too).
+    Two components, one per class: `LocalError` and `BiasedLocalError`.
 
-    name: str
-    sampling: Literal["unbiased", "biased"]
-    coefficient: AbstractCoefficient = _coefficient_field()
-    gradient: Literal["step", "trajectory"] = "step"
-    regularizes: ClassVar[str] = "error"
+    Its coefficient is set by `local_error`, or else by R_E's (the local term estimates
+    R_E, so a coefficient means the same for both)."""
+
+    sampling: eqx.AbstractVar[Literal["unbiased", "biased"]]
+    coefficient: eqx.AbstractVar[AbstractCoefficient]
+    gradient: eqx.AbstractVar[Literal["step", "trajectory"]]
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "coefficient": ("local_error", *GlobalError.coefficient_keys["coefficient"])
+    }
+    regularizes: ClassVar[str] = GlobalError.regularizes
     ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
@@ -175,14 +190,38 @@ class LocalError(AbstractRegularizer):
         return _local_solver_gradients(self.sampling, self.gradient)
 
 
-class LocalStiffness(AbstractRegularizer):
-    r"""w·S·|dt| of one sampled accepted step, an unbiased estimate of R_S."""
+class LocalError(AbstractLocalError):
+    """The local error term (see `AbstractLocalError`), its step sampled as `sampling`
+    says."""
 
     sampling: Literal["unbiased", "biased"]
     coefficient: AbstractCoefficient = _coefficient_field()
     gradient: Literal["step", "trajectory"] = "step"
-    name: Literal["local-stiffness"] = "local-stiffness"
-    regularizes: ClassVar[str] = "stiffness"
+    name: ClassVar[str] = "local-error"
+
+
+class BiasedLocalError(AbstractLocalError):
+    """The local error term (see `AbstractLocalError`), its step always sampled biased
+    (a step index drawn uniformly)."""
+
+    coefficient: AbstractCoefficient = _coefficient_field()
+    gradient: Literal["step", "trajectory"] = "step"
+    sampling: ClassVar[Literal["biased"]] = "biased"
+    name: ClassVar[str] = "local-error-biased"
+
+
+class LocalStiffness(AbstractRegularizer):
+    r"""w·S·|dt| of one sampled accepted step, an unbiased estimate of R_S; its
+    coefficient is set by `local_stiffness`, or else by R_S's."""
+
+    sampling: Literal["unbiased", "biased"]
+    coefficient: AbstractCoefficient = _coefficient_field()
+    gradient: Literal["step", "trajectory"] = "step"
+    name: ClassVar[str] = "local-stiffness"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "coefficient": ("local_stiffness", *GlobalStiffness.coefficient_keys["coefficient"])
+    }
+    regularizes: ClassVar[str] = GlobalStiffness.regularizes
     ode_only: ClassVar[None] = None
 
     def configure(self, setup: SolveSetup) -> SolveSetup:
@@ -206,7 +245,8 @@ class Steer(AbstractRegularizer):
     Adds no loss term."""
 
     b: float
-    name: Literal["steer"] = "steer"
+    name: ClassVar[str] = "steer"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {}
     regularizes: ClassVar[str] = "end-time"
     ode_only: ClassVar[str] = "changes the end time of an ODE solve (ODE tasks only)"
 
@@ -228,7 +268,8 @@ class TayNODE(AbstractRegularizer):
 
     coefficient: AbstractCoefficient = _coefficient_field()
     order: int = 2
-    name: Literal["taynode"] = "taynode"
+    name: ClassVar[str] = "taynode"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {"coefficient": ("taynode",)}
     regularizes: ClassVar[str] = "taylor-derivative"
     ode_only: ClassVar[str] = "integrates along an ODE solve (ODE tasks only)"
 
@@ -251,7 +292,11 @@ class RNODE(AbstractRegularizer):
 
     kinetic: AbstractCoefficient = _coefficient_field()
     jacobian: AbstractCoefficient = _coefficient_field()
-    name: Literal["rnode"] = "rnode"
+    name: ClassVar[str] = "rnode"
+    coefficient_keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "kinetic": ("kinetic",),
+        "jacobian": ("jacobian",),
+    }
     regularizes: ClassVar[str] = "kinetic-energy"
     ode_only: ClassVar[str] = "integrates along an ODE solve (ODE tasks only)"
 

@@ -32,13 +32,12 @@ from .runs import (
     default_output_dir,
     normalize_methods,
     parse_entry,
-    run_comparison,
     run_dir_for,
     RunResult,
     seed_list,
     split_entries,
 )
-from .sweep import Grid, run_sweep, SweepResult, write_sweep
+from .sweep import Grid, run_comparison, run_sweep, SweepResult, write_sweep
 from .table import (
     coefficients_table,
     markdown_table,

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 import numpy as np
 
+from ..tasks import Metric
 from ..train import RunDirectory
 from .runs import ComparisonResult, RunResult
 
@@ -291,13 +292,9 @@ def _band_alpha(methods: int) -> float:
     return 0.2 if methods <= 3 else 0.1
 
 
-def metric_axis(metric: str | None) -> tuple[float, str]:
+def metric_axis(metric: Metric) -> tuple[float, str]:
     """(scale, label) of the metric axis."""
-    if metric == "accuracy":
-        return 100.0, "test accuracy (%)"
-    return 1.0, f"test {metric or 'metric'}" + (
-        " (lower is better)" if metric in ("mse", "nll") else ""
-    )
+    return metric.scale, metric.axis_label
 
 
 def metric_vs_prediction_time_figure(result: ComparisonResult) -> Figure:
@@ -372,10 +369,11 @@ def density_runs(result: ComparisonResult) -> dict[str, RunResult]:
 
 def plot_densities(result: ComparisonResult, path: Path) -> Path | None:
     """The learned 2-D densities side by side, one panel per method (its lowest seed),
-    titled with that run's test NLL and NFE; None when no run drew a density."""
+    titled with that run's test metric (the NLL) and NFE; None when no run drew a density."""
     runs = density_runs(result)
     if not runs:
         return None
+    metric = result.metric
     columns = min(4, len(runs))
     rows = -(-len(runs) // columns)
     figure = Figure(figsize=(2.6 * columns, 2.8 * rows), dpi=DPI, layout="constrained")
@@ -388,7 +386,7 @@ def plot_densities(result: ComparisonResult, path: Path) -> Path | None:
         axes.imshow(density, origin="lower", extent=(-box, box, -box, box), cmap="magma")
         assert run.summary is not None
         axes.set_title(
-            f"{_panel_label(method)}\nNLL {run.summary['test_metric']:.3f}, "
+            f"{_panel_label(method)}\n{metric.label} {run.summary['test_metric']:.3f}, "
             f"NFE {run.summary['test_nfe']:.0f} (seed {run.seed})",
             fontsize=8,
         )

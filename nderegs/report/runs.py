@@ -1,10 +1,13 @@
-"""Run every (method, seed) pair of a comparison, resumably, on a backend
-(`nderegs.runners`: this process, a local pool, or Ray).
+"""The runs of a comparison or a sweep (`nderegs.report.sweep.run_sweep`, of which a
+comparison is the case without a grid): method entries, seeds, each run's config and
+directory, and their execution, resumably, on a backend (`nderegs.runners`: this
+process, a local pool, or Ray).
 
-Each run lives in `output_dir/<method with + as _>/seed<k>`. A run whose `summary.json`
-exists is not trained again (its summary is read back); one with a checkpoint but no
-summary is continued with `train(..., resume=True)`; any exception from one run is
-recorded as that run's failure and the others go on.
+Each run lives in `output_dir/<method with + as _>/seed<k>`, or
+`output_dir/<method>/<key-value__...>/seed<k>` for a setting of a sweep's grids. A run
+whose `summary.json` exists is not trained again (its summary is read back); one with a
+checkpoint but no summary is continued with `train(..., resume=True)`; any exception
+from one run is recorded as that run's failure and the others go on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, ExperimentConfig, load_config, parse_method
 from ..runners import AbstractBackend, InProcess, Job, RunResult, stale_run_problem
 from ..runners.run import FAILED, READ, RESUMED, SKIPPED
+from ..tasks import Metric, metric_named
 from ..train import RunDirectory
 from .header import ReportHeader
 
@@ -46,9 +50,11 @@ class ComparisonResult:
         return [r for r in self.runs if r.method == method]
 
     @property
-    def metric(self) -> str | None:
-        """ "accuracy" or "mse", from the first successful run (None if none succeeded)."""
-        return next((r.summary["metric"] for r in self.runs if r.summary is not None), None)
+    def metric(self) -> Metric:
+        """The task's metric, named by the first successful run's summary (a generic
+        one if none succeeded: `metric_named`)."""
+        names = (r.summary["metric"] for r in self.runs if r.summary is not None)
+        return metric_named(next(names, None))
 
     @property
     def failures(self) -> list[RunResult]:
@@ -142,36 +148,48 @@ def method_slug(method: str) -> str:
     return "__".join(parts)
 
 
-def run_dir_for(output_dir: Path, method: str, seed: int) -> Path:
-    return Path(output_dir) / method_slug(method) / f"seed{seed}"
+#: A run's values of the grid keys of a sweep, `((key, value), ...)`; () without a grid.
+Setting = tuple[tuple[str, str], ...]
 
 
-def default_output_dir(config: ExperimentConfig) -> Path:
-    """`<config output_dir>/compare-<config name>`."""
-    return Path(config.output_dir) / f"compare-{config.name}"
+def run_dir_for(output_dir: Path, method: str, seed: int, setting: Setting = ()) -> Path:
+    """`output_dir/<method_slug>/seed<k>`, with the setting's `key-value__...` folder
+    between them when there is one."""
+    values = "__".join(f"{k}-{v}".replace("/", "-") for k, v in setting)
+    return Path(output_dir, method_slug(method), *([values] if values else []), f"seed{seed}")
+
+
+def default_output_dir(config: ExperimentConfig, command: str = "compare") -> Path:
+    """`<config output_dir>/<command>-<config name>`: where `nderegs compare` (or
+    `sweep`) writes without `--output-dir`."""
+    return Path(config.output_dir) / f"{command}-{config.name}"
 
 
 def run_config(
-    config_path: str | os.PathLike | None, overrides: Sequence[str], method: str, seed: int
+    config_path: str | os.PathLike | None,
+    overrides: Sequence[str],
+    method: str,
+    seed: int,
+    setting: Setting = (),
 ) -> ExperimentConfig:
-    """The config of one run: the user's overrides, the method entry's own, then seed,
-    method and no progress bar."""
+    """The config of one run: the user's overrides, the method entry's own, the
+    setting's, then seed, method and no progress bar."""
     method, own = parse_entry(method)
-    return load_config(
-        config_path,
-        [*overrides, *own, f"seed={seed}", f"method={method}", "train.progress=false"],
-    )
+    values = [f"{k}={v}" for k, v in setting]
+    fixed = [f"seed={seed}", f"method={method}", "train.progress=false"]
+    return load_config(config_path, [*overrides, *own, *values, *fixed])
 
 
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.3g} s"
 
 
-def progress_line(result: RunResult, index: int, total: int, name: str | None = None) -> str:
+def progress_line(result: RunResult, index: int, total: int, name: str) -> str:
     """E.g. `[3/30] error seed 1: test accuracy 0.9611, NFE 31.0, train 12.3 s`; `name`
-    (default: the run's row label, e.g. `local-error[solver.adjoint=backsolve]`) stands
-    for the run before its seed, e.g. a sweep trial's `error regularization.error.start=0.3`."""
-    prefix = f"[{index}/{total}] {name or result.method} seed {result.seed}: "
+    stands for the run before its seed: its row label (e.g.
+    `local-error[solver.adjoint=backsolve]`) and, in a sweep, its grid values (e.g.
+    `error regularization.error.start=0.3`)."""
+    prefix = f"[{index}/{total}] {name} seed {result.seed}: "
     s = result.summary
     if s is None:
         return prefix + f"FAILED: {result.error}"
@@ -186,8 +204,12 @@ def progress_line(result: RunResult, index: int, total: int, name: str | None = 
 
 
 def check_clashes(jobs: Sequence[Job], output_dir: Path) -> None:
-    """`ConfigError` (before anything is trained or written) when run directories hold
-    runs of other settings."""
+    """`ConfigError` (before anything is trained or written) when two jobs would share a
+    run directory or run directories hold runs of other settings."""
+    directories = [job.run_dir for job in jobs]
+    if len(set(directories)) != len(directories):
+        twice = next(d for d in directories if directories.count(d) > 1)
+        raise ConfigError(f"two runs would share the run directory {twice}; use distinct values")
     clashes = [problem for job in jobs if (problem := stale_run_problem(job.run_dir, job.config))]
     if clashes:
         raise ConfigError(
@@ -198,21 +220,16 @@ def check_clashes(jobs: Sequence[Job], output_dir: Path) -> None:
 
 def run_jobs(
     jobs: Sequence[Job],
+    names: Sequence[str],
     backend: AbstractBackend | None = None,
     progress: bool = True,
-    names: Sequence[str] | None = None,
 ) -> list[RunResult]:
     """Execute `jobs` on `backend` (default: one after the other in this process) and
     return their results in the jobs' order. Finished runs (summary.json present) are
     read back, not sent to the backend. With `progress`: one bar over the runs and one
-    line per finished run (`progress_line`), naming each job by `names` (one per job;
-    default: its label)."""
+    line per finished run (`progress_line`, naming each job by its name in `names`)."""
     backend = backend or InProcess()
-    name_of = {job.run_dir: job.label for job in jobs}
-    if names is not None:
-        if len(names) != len(jobs):
-            raise ValueError(f"{len(names)} names for {len(jobs)} jobs")
-        name_of = {job.run_dir: name for job, name in zip(jobs, names)}
+    name_of = dict(zip((job.run_dir for job in jobs), names, strict=True))
     results: dict[Path, RunResult] = {}
     todo = []
     for job in jobs:
@@ -228,56 +245,12 @@ def run_jobs(
     for result in backend.run(todo):
         results[result.run_dir] = result
         if progress:
-            name = name_of.get(result.run_dir)
+            line = progress_line(result, len(results), len(jobs), name_of[result.run_dir])
             # stderr: the command's stdout holds only its table
-            tqdm.write(progress_line(result, len(results), len(jobs), name), file=sys.stderr)
+            tqdm.write(line, file=sys.stderr)
         bar.update()
     bar.close()
     return [results[job.run_dir] for job in jobs]
-
-
-def run_comparison(
-    config_path: str | os.PathLike | None,
-    methods: Sequence[str],
-    seeds: int | Sequence[int],
-    overrides: Sequence[str] = (),
-    output_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    backend: AbstractBackend | None = None,
-) -> ComparisonResult:
-    """Train every method with every seed and collect the summaries.
-
-    `seeds` is a count N (seeds 0..N-1) or a list. `overrides` are `dotted.key=value`
-    strings applied to the config before `seed=`, `method=` and `train.progress=false`.
-    `output_dir` defaults to `<config output_dir>/compare-<config name>`. `backend`
-    (`nderegs.runners.make_backend`) says where the runs execute; default: one after
-    the other in this process. All configs are validated before any training
-    (`ConfigError`); a run that raises is recorded as failed. With `progress`, prints one
-    line per run under a bar over the runs. Runs already in `output_dir` with other
-    settings raise `ConfigError` before anything is trained or written.
-    """
-    methods = normalize_methods(methods)
-    seeds = seed_list(seeds)
-    overrides = tuple(overrides)
-    configs = {(m, s): run_config(config_path, overrides, m, s) for m in methods for s in seeds}
-    for config in configs.values():
-        config.check_trains_something()
-    if output_dir is None:
-        output_dir = default_output_dir(next(iter(configs.values())))
-    output_dir = Path(output_dir)
-    jobs = [
-        Job(config, run_dir_for(output_dir, method, seed), method)
-        for (method, seed), config in configs.items()
-    ]
-    check_clashes(jobs, output_dir)
-    return ComparisonResult(
-        methods=tuple(methods),
-        seeds=tuple(seeds),
-        output_dir=output_dir,
-        runs=tuple(run_jobs(jobs, backend, progress)),
-        config_path=Path(config_path) if config_path is not None else None,
-        overrides=overrides,
-    )
 
 
 def collect_runs(run_dirs: Mapping[str, str | os.PathLike]) -> ComparisonResult:

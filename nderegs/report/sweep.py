@@ -1,5 +1,6 @@
 """Coefficient sweeps: every method over a grid of settings and seeds, each trial an
-ordinary training run, and the Pareto front of (test NFE, test metric) per method.
+ordinary training run, and the Pareto front of (test NFE, test metric) per method. A
+comparison (`run_comparison`) is a sweep without a grid.
 
 A grid is ``KEY=V1,V2,...`` (every method) or ``METHOD:KEY=V1,V2,...`` (that method
 only); a method's settings are the product of its grids. Trial run directories:
@@ -11,13 +12,14 @@ setting's mean ± sd over seeds, its non-dominated settings, and the best settin
 one point of vanilla's metric), `pareto.png` and `tuned.md` (the comparison table with
 every method at its best setting).
 
-"Within one point": for accuracy, at least vanilla's mean accuracy minus 0.01; for a
-loss metric (lower is better), at most 1.01 × vanilla's mean; for a negative
-log-likelihood (nats), at most vanilla's mean + 0.05.
+"Within one point": within the metric's tolerance of vanilla's mean (`Metric.matches`;
+e.g. at least vanilla's mean accuracy minus 0.01; at most 1.01 × vanilla's mean for a
+loss; at most vanilla's mean + 0.05 for a negative log-likelihood, in nats).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import csv
 from dataclasses import dataclass
 import itertools
@@ -28,22 +30,25 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..config import ConfigError, ExperimentConfig, load_config
+from ..config import ConfigError, load_config
 from ..runners import AbstractBackend, Job, RunResult
+from ..tasks import Metric, metric_named
 from .plots import method_styles, metric_axis, place_legend, save_figure
 from .runs import (
     check_clashes,
     ComparisonResult,
+    default_output_dir,
     entry_label,
-    method_slug,
     normalize_methods,
     parse_entry,
+    run_config,
+    run_dir_for,
     run_jobs,
     seed_list,
+    Setting,
 )
 from .table import (
     BASELINE,
-    compares_by_difference,
     format_spread,
     markdown_table,
     method_rows,
@@ -107,9 +112,6 @@ class Grid:
         return cls(entry, key, parsed)
 
 
-Setting = tuple[tuple[str, str], ...]
-
-
 @dataclass(frozen=True)
 class Trial:
     """One (method, setting, seed) of a sweep and its outcome."""
@@ -128,15 +130,6 @@ def trial_name(method: str, setting: Setting) -> str:
     """How a trial's progress line names it: its method entry and every grid value, e.g.
     `error regularization.error.start=0.3` (the bare method without a grid)."""
     return " ".join([method, *(f"{k}={v}" for k, v in setting)])
-
-
-def _setting_slug(setting: Setting) -> str:
-    return "__".join(f"{k}-{v}".replace("/", "-") for k, v in setting)
-
-
-def trial_run_dir(output_dir: Path, method: str, setting: Setting, seed: int) -> Path:
-    parts = [method_slug(method), *([_setting_slug(setting)] if setting else [])]
-    return Path(output_dir, *parts, f"seed{seed}")
 
 
 def method_settings(method: str, grids: list[Grid]) -> list[Setting]:
@@ -159,9 +152,10 @@ class SweepResult:
     trials: tuple[Trial, ...]
 
     @property
-    def metric(self) -> str | None:
+    def metric(self) -> Metric:
+        """The task's metric, named by the first successful trial (`metric_named`)."""
         summaries = (t.result.summary for t in self.trials)
-        return next((s["metric"] for s in summaries if s is not None), None)
+        return metric_named(next((s["metric"] for s in summaries if s is not None), None))
 
     def settings_of(self, method: str) -> list[Setting]:
         return list(dict.fromkeys(t.setting for t in self.trials if t.method == method))
@@ -176,19 +170,22 @@ class SweepResult:
 
 def run_sweep(
     config_path: str | os.PathLike | None,
-    methods: list[str],
-    grids: list[str],
-    seeds: int | list[int],
-    overrides: tuple[str, ...] | list[str] = (),
+    methods: Sequence[str],
+    grids: Sequence[str],
+    seeds: int | Sequence[int],
+    overrides: Sequence[str] = (),
     output_dir: str | os.PathLike | None = None,
     backend: AbstractBackend | None = None,
     progress: bool = True,
 ) -> SweepResult:
     """Train every method × its settings × seeds on `backend` (default: this process).
 
-    Every trial's config is built and checked before anything runs (`ConfigError`);
+    `output_dir` defaults to `<config output_dir>/sweep-<config name>`. Every trial's
+    config and run directory are checked before anything runs (`ConfigError`, also for
+    a directory that holds a run of other settings or that two trials would share);
     finished trials are read back, not trained again; a failing trial is recorded and
-    the others go on.
+    the others go on. With `progress`, prints one line per trial under a bar over the
+    trials.
     """
     methods = normalize_methods(methods)
     parsed = [Grid.parse(g) for g in grids]
@@ -198,12 +195,12 @@ def run_sweep(
             f"grid for method {unknown[0]!r}, which is not in --methods ({', '.join(methods)})"
         )
     seeds = seed_list(seeds)
-    base = load_config(config_path, list(overrides))
-    output_dir = Path(output_dir) if output_dir is not None else _default_output_dir(base)
-    planned: list[tuple[str, Setting, int, ExperimentConfig]] = []
+    if output_dir is None:
+        output_dir = default_output_dir(load_config(config_path, overrides), "sweep")
+    output_dir = Path(output_dir)
+    planned: list[tuple[str, Setting, int, Job]] = []
     for method in methods:
-        name, own = parse_entry(method)
-        own_keys = {o.split("=", 1)[0].strip() for o in own}
+        own_keys = {o.split("=", 1)[0].strip() for o in parse_entry(method)[1]}
         clash = sorted(own_keys & {g.key for g in parsed if g.method in (None, method)})
         if clash:
             raise ConfigError(
@@ -212,30 +209,14 @@ def run_sweep(
             )
         for setting in method_settings(method, parsed):
             for seed in seeds:
-                config = load_config(
-                    config_path,
-                    [
-                        *overrides,
-                        *own,
-                        *(f"{k}={v}" for k, v in setting),
-                        f"seed={seed}",
-                        f"method={name}",
-                        "train.progress=false",
-                    ],
-                )
+                config = run_config(config_path, overrides, method, seed, setting)
                 config.check_trains_something()
-                planned.append((method, setting, seed, config))
-    jobs = [
-        Job(config, trial_run_dir(output_dir, method, setting, seed), method)
-        for method, setting, seed, config in planned
-    ]
-    directories = [job.run_dir for job in jobs]
-    if len(set(directories)) != len(directories):
-        twice = next(d for d in directories if directories.count(d) > 1)
-        raise ConfigError(f"two trials would share the run directory {twice}; use distinct values")
+                job = Job(config, run_dir_for(output_dir, method, seed, setting), method)
+                planned.append((method, setting, seed, job))
+    jobs = [job for *_, job in planned]
     check_clashes(jobs, output_dir)
     names = [trial_name(method, setting) for method, setting, _, _ in planned]
-    results = run_jobs(jobs, backend, progress, names)
+    results = run_jobs(jobs, names, backend, progress)
     return SweepResult(
         methods=tuple(methods),
         grid_keys=tuple(dict.fromkeys(g.key for g in parsed)),
@@ -248,8 +229,39 @@ def run_sweep(
     )
 
 
-def _default_output_dir(config: ExperimentConfig) -> Path:
-    return Path(config.output_dir) / f"sweep-{config.name}"
+def run_comparison(
+    config_path: str | os.PathLike | None,
+    methods: Sequence[str],
+    seeds: int | Sequence[int],
+    overrides: Sequence[str] = (),
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    backend: AbstractBackend | None = None,
+) -> ComparisonResult:
+    """Train every method with every seed and collect the summaries: a sweep
+    (`run_sweep`) without a grid, whose runs are the comparison's.
+
+    `seeds` is a count N (seeds 0..N-1) or a list. `overrides` are `dotted.key=value`
+    strings applied to the config before `seed=`, `method=` and `train.progress=false`.
+    `output_dir` defaults to `<config output_dir>/compare-<config name>`. `backend`
+    (`nderegs.runners.make_backend`) says where the runs execute; default: one after
+    the other in this process. All configs are validated before any training
+    (`ConfigError`); a run that raises is recorded as failed. With `progress`, prints one
+    line per run under a bar over the runs. Runs already in `output_dir` with other
+    settings, or two entries whose runs would share a directory, raise `ConfigError`
+    before anything is trained or written.
+    """
+    if output_dir is None:
+        output_dir = default_output_dir(load_config(config_path, overrides), "compare")
+    sweep = run_sweep(config_path, methods, [], seeds, overrides, output_dir, backend, progress)
+    return ComparisonResult(
+        methods=sweep.methods,
+        seeds=sweep.seeds,
+        output_dir=sweep.output_dir,
+        runs=tuple(trial.result for trial in sweep.trials),
+        config_path=Path(config_path) if config_path is not None else None,
+        overrides=tuple(overrides),
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -290,20 +302,16 @@ def setting_stats(result: SweepResult) -> list[SettingStats]:
     return rows
 
 
-def higher_is_better(metric: str | None) -> bool:
-    return metric == "accuracy"
-
-
 def _complete(s: SettingStats) -> bool:
     """Every seed succeeded: a setting some seeds of which diverged is never "best"."""
     return s.failed == 0 and s.test_nfe is not None and s.test_metric is not None
 
 
-def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingStats]:
+def pareto_front(stats: list[SettingStats], metric: Metric) -> list[SettingStats]:
     """The non-dominated settings on (test NFE: lower is better, test metric), by mean
     over seeds, sorted by NFE. A setting is dominated when another is at least as good
     in both and better in one."""
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     points = [s for s in stats if _complete(s)]
 
     def key(s: SettingStats) -> tuple[float, float]:
@@ -317,35 +325,23 @@ def pareto_front(stats: list[SettingStats], metric: str | None) -> list[SettingS
     return sorted((s for s in points if not dominated(s)), key=key)
 
 
-def baseline_setting(stats: list[SettingStats], metric: str | None) -> SettingStats | None:
+def baseline_setting(stats: list[SettingStats], metric: Metric) -> SettingStats | None:
     """Vanilla's setting (its best-metric one if it has several)."""
     vanilla = [s for s in stats if s.method == BASELINE and _complete(s)]
     if not vanilla:
         return None
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     return max(vanilla, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf)
 
 
-def baseline_metric(stats: list[SettingStats], metric: str | None) -> float | None:
+def baseline_metric(stats: list[SettingStats], metric: Metric) -> float | None:
     """Vanilla's mean test metric (its best setting if it has several)."""
     vanilla = baseline_setting(stats, metric)
     return vanilla.test_metric.mean if vanilla and vanilla.test_metric else None
 
 
-#: How far from vanilla's a log-likelihood metric may be and still count as matched.
-NLL_TOLERANCE = 0.05
-
-
-def within_one_point(value: float, baseline: float, metric: str | None) -> bool:
-    if higher_is_better(metric):
-        return value >= baseline - 0.01
-    if compares_by_difference(metric):
-        return value <= baseline + NLL_TOLERANCE
-    return value <= baseline * 1.01
-
-
 def best_setting(
-    stats: list[SettingStats], method: str, baseline: float | None, metric: str | None
+    stats: list[SettingStats], method: str, baseline: float | None, metric: Metric
 ) -> tuple[SettingStats | None, bool]:
     """`(setting, matched)`: the lowest-NFE setting of `method` within one point of
     vanilla (matched True); without one (or without vanilla), its best-metric setting
@@ -354,13 +350,9 @@ def best_setting(
     if not own:
         return None, False
     if baseline is not None:
-        matched = [
-            s
-            for s in own
-            if s.test_metric and within_one_point(s.test_metric.mean, baseline, metric)
-        ]
+        matched = [s for s in own if s.test_metric and metric.matches(s.test_metric.mean, baseline)]
         if matched:
-            sign = 1.0 if higher_is_better(metric) else -1.0
+            sign = metric.better_sign
             return min(
                 matched,
                 key=lambda s: (
@@ -368,7 +360,7 @@ def best_setting(
                     -sign * s.test_metric.mean if s.test_metric else math.inf,
                 ),
             ), True
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = metric.better_sign
     return max(own, key=lambda s: sign * s.test_metric.mean if s.test_metric else -math.inf), False
 
 
@@ -437,17 +429,11 @@ def pareto_markdown(result: SweepResult, header: list[str]) -> str:
     stats = setting_stats(result)
     baseline = baseline_metric(stats, metric)
     lines = [*header, ""]
-    tolerance = (
-        "at least vanilla's mean accuracy − 1 point"
-        if higher_is_better(metric)
-        else f"at most vanilla's mean + {NLL_TOLERANCE} nats"
-        if compares_by_difference(metric)
-        else "at most 1.01 × vanilla's mean"
-    )
     lines += [
         "## Best setting per method within 1 point of vanilla",
         "",
-        f"Lowest mean test NFE among the settings whose mean {label} is {tolerance}"
+        f"Lowest mean test NFE among the settings whose mean {label} is "
+        f"{metric.tolerance_words}"
         + (f" (vanilla: {scale * baseline:.4g})." if baseline is not None else "."),
         "",
         f"| Method | Setting | Test NFE | {label} | Train time (s) | NFE × vanilla | Within 1 point |",

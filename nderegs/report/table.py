@@ -2,7 +2,8 @@
 successful seeds, and each method's mean relative to vanilla's.
 
 `method_rows` does the arithmetic; `markdown_table` / `write_markdown` / `write_csv`
-format it. Accuracy is shown in % in Markdown and kept as a fraction in the CSV.
+format it, as the task's `Metric` says (e.g. an accuracy shown in % in Markdown, kept as
+a fraction in the CSV).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 from pathlib import Path
 import statistics
 
+from ..regularization import VANILLA
+from ..tasks import Metric
 from .runs import ComparisonResult, RunResult
 
 #: The summary fields of the table, in column order.
@@ -35,7 +38,8 @@ RATIO_QUANTITIES = (
     "train_step_bytes",
 )
 _MIB = 2.0**20
-BASELINE = "vanilla"
+#: The method every other is compared with.
+BASELINE = VANILLA
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class MethodRow:
     #: summary field -> Spread over the successful seeds (None if no value).
     stats: dict[str, Spread | None]
     #: summary field -> method mean / vanilla mean (empty without a vanilla row); for a
-    #: metric that `compares_by_difference`, "test_metric" is method mean − vanilla mean.
+    #: metric compared `by_difference`, "test_metric" is method mean − vanilla mean.
     ratios: dict[str, float | None]
     #: "<method> seed <k>: <message>" of the first failed run, if any.
     first_error: str | None = None
@@ -70,13 +74,6 @@ def spread(values: Sequence[float | None]) -> Spread | None:
         return None
     sd = statistics.stdev(finite) if len(finite) > 1 else None
     return Spread(mean=statistics.fmean(finite), sd=sd, n=len(finite))
-
-
-def compares_by_difference(metric: str | None) -> bool:
-    """Whether the metric's column against vanilla is a difference (method − vanilla),
-    not a ratio: a log-likelihood ("nll", nats) can be 0 or negative, so its ratio means
-    nothing. `MethodRow.ratios["test_metric"]` then holds that difference."""
-    return metric == "nll"
 
 
 def _difference(value: Spread | None, baseline: Spread | None) -> float | None:
@@ -112,7 +109,7 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
         ratios = {}
         if baseline is not None:
             ratios = {q: _ratio(stats[method][q], baseline[q]) for q in RATIO_QUANTITIES}
-            if compares_by_difference(result.metric):
+            if result.metric.by_difference:
                 ratios["test_metric"] = _difference(
                     stats[method]["test_metric"], baseline["test_metric"]
                 )
@@ -134,13 +131,8 @@ def method_rows(result: ComparisonResult) -> list[MethodRow]:
 # --------------------------------------------------------------------------- #
 
 
-def _metric_name(metric: str | None) -> str:
-    return {"accuracy": "acc.", "mse": "MSE", "nll": "NLL"}.get(metric or "", metric or "metric")
-
-
-def _column_labels(metric: str | None) -> dict[str, str]:
-    unit = {"accuracy": " (%)", "nll": " (nats)"}.get(metric or "", "")
-    label = _metric_name(metric) + unit
+def _column_labels(metric: Metric) -> dict[str, str]:
+    label = metric.column_label
     return {
         "train_metric": f"Train {label}",
         "test_metric": f"Test {label}",
@@ -151,14 +143,14 @@ def _column_labels(metric: str | None) -> dict[str, str]:
     }
 
 
-def _ratio_labels(metric: str | None) -> dict[str, str]:
+def _ratio_labels(metric: Metric) -> dict[str, str]:
     return {
         "train_seconds": "Train time ×",
         "predict_seconds": "Prediction time ×",
         "test_nfe": "NFE ×",
-        "test_metric": f"Test {_metric_name(metric)} − vanilla"
-        if compares_by_difference(metric)
-        else f"Test {_metric_name(metric)} ×",
+        "test_metric": f"Test {metric.label} − vanilla"
+        if metric.by_difference
+        else f"Test {metric.label} ×",
         "train_step_bytes": "Memory ×",
     }
 
@@ -170,10 +162,11 @@ def _decimals(value: float, significant: int) -> int:
     return max(0, significant - 1 - math.floor(math.log10(abs(value))))
 
 
-def _display(quantity: str, metric: str | None) -> tuple[float, int | None, int | None]:
+def _display(quantity: str, metric: Metric | None) -> tuple[float, int | None, int | None]:
     """(scale, fixed decimals, significant digits) used to show a quantity in Markdown."""
     if quantity in ("train_metric", "test_metric"):
-        return (100.0, 2, None) if metric == "accuracy" else (1.0, None, 4)
+        assert metric is not None, f"{quantity} is shown as its metric says"
+        return metric.scale, metric.decimals, metric.significant
     if quantity == "test_nfe":
         return 1.0, 1, None
     if quantity == "train_step_bytes":
@@ -181,8 +174,9 @@ def _display(quantity: str, metric: str | None) -> tuple[float, int | None, int 
     return 1.0, None, 3  # times
 
 
-def format_spread(value: Spread | None, quantity: str, metric: str | None) -> str:
-    """`mean ± sd` for Markdown; `mean ± n/a` for a single seed, `—` for no value."""
+def format_spread(value: Spread | None, quantity: str, metric: Metric | None = None) -> str:
+    """`mean ± sd` for Markdown; `mean ± n/a` for a single seed, `—` for no value.
+    `metric` (how to show it) is needed for the metric's quantities only."""
     if value is None:
         return "—"
     scale, fixed, significant = _display(quantity, metric)
@@ -192,10 +186,14 @@ def format_spread(value: Spread | None, quantity: str, metric: str | None) -> st
     return f"{mean:.{decimals}f} ± {sd}"
 
 
-def _format_ratio(ratio: float | None, signed: bool = False) -> str:
-    if ratio is None:
+def _format_ratio(value: float | None, quantity: str, metric: Metric) -> str:
+    """A ratio to vanilla's mean; for a metric compared `by_difference`, the difference
+    from vanilla's, signed and scaled as the metric's values are shown."""
+    if value is None:
         return "—"
-    return f"{ratio:+.3f}" if signed else f"{ratio:.2f}"
+    if quantity == "test_metric" and metric.by_difference:
+        return f"{metric.scale * value:+.3f}"
+    return f"{value:.2f}"
 
 
 def _runs_cell(row: MethodRow, footnote: int | None) -> str:
@@ -204,7 +202,7 @@ def _runs_cell(row: MethodRow, footnote: int | None) -> str:
     return f"{row.failed}/{row.runs} failed [^{footnote}]"
 
 
-def markdown_table(rows: Sequence[MethodRow], metric: str | None, drop_empty: bool = False) -> str:
+def markdown_table(rows: Sequence[MethodRow], metric: Metric, drop_empty: bool = False) -> str:
     """The table (GitHub Markdown) followed by its notes and footnotes.
 
     With `drop_empty`, the columns without a value in any row (every cell `—`, e.g. the
@@ -230,10 +228,7 @@ def markdown_table(rows: Sequence[MethodRow], metric: str | None, drop_empty: bo
             failures.append(row.first_error)
         cells = [f"`{row.method}`"]
         cells += [format_spread(row.stats[q], q, metric) for q in quantities]
-        cells += [
-            _format_ratio(row.ratios.get(q), q == "test_metric" and compares_by_difference(metric))
-            for q in ratio_quantities
-        ]
+        cells += [_format_ratio(row.ratios.get(q), q, metric) for q in ratio_quantities]
         cells.append(_runs_cell(row, len(failures) if row.failed else None))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -268,7 +263,7 @@ def _notes(
     quantities: Sequence[str],
     ratio_quantities: Sequence[str],
     single_seed: bool,
-    metric: str | None,
+    metric: Metric,
 ) -> list[str]:
     """Bullet points explaining the columns shown."""
     sd = "Mean ± sample standard deviation (ddof=1) over the successful seeds"
@@ -279,10 +274,12 @@ def _notes(
         notes.append("- " + " ".join(columns))
     if ratio_quantities:
         notes.append("- Columns marked ×: the method's mean divided by vanilla's mean.")
-        if compares_by_difference(metric) and "test_metric" in ratio_quantities:
+        if metric.by_difference and "test_metric" in ratio_quantities:
+            better = "positive" if metric.higher_is_better else "negative"
+            unit = f"{metric.unit}; " if metric.unit else ""
             notes.append(
-                f"- Test {_metric_name(metric)} − vanilla: the method's mean minus vanilla's "
-                "(nats; negative is better)."
+                f"- Test {metric.label} − vanilla: the method's mean minus vanilla's "
+                f"({unit}{better} is better)."
             )
     return notes + [""]
 
@@ -301,8 +298,8 @@ def coefficients_table(result: ComparisonResult) -> str:
             ]
             if all(len(set(h.get("by_epoch", [h["final"]]))) <= 1 for h in histories):
                 continue
-            final = format_spread(spread([h["final"] for h in histories]), "coefficient", None)
-            mean = format_spread(spread([h["mean"] for h in histories]), "coefficient", None)
+            final = format_spread(spread([h["final"] for h in histories]), "coefficient")
+            mean = format_spread(spread([h["mean"] for h in histories]), "coefficient")
             lines.append(f"| `{method}` | {term} | {final} | {mean} |")
     if not lines:
         return ""
@@ -327,17 +324,16 @@ def write_markdown(path: Path, header: Sequence[str], table: str) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
-def csv_columns(metric: str | None, with_ratios: bool) -> list[str]:
+def csv_columns(metric: Metric, with_ratios: bool) -> list[str]:
     """Column names of comparison.csv (metric fields named after the metric)."""
-    name = metric or "metric"
-    field = {"train_metric": f"train_{name}", "test_metric": f"test_{name}"}
+    field = {"train_metric": f"train_{metric.name}", "test_metric": f"test_{metric.name}"}
     columns = ["method", "runs", "failed"]
     for q in QUANTITIES:
         columns += [f"{field.get(q, q)}_mean", f"{field.get(q, q)}_sd"]
     if with_ratios:
         columns += [
             f"{field.get(q, q)}_minus_vanilla"
-            if q == "test_metric" and compares_by_difference(metric)
+            if q == "test_metric" and metric.by_difference
             else f"{field.get(q, q)}_ratio_to_vanilla"
             for q in RATIO_QUANTITIES
         ]
@@ -363,11 +359,10 @@ def _csv_spread(value: Spread | None) -> list[str]:
     return [_csv_number(value.mean), _csv_number(value.sd)]
 
 
-def write_csv(
-    path: Path, header: Sequence[str], rows: Sequence[MethodRow], metric: str | None
-) -> None:
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[MethodRow], metric: Metric) -> None:
     """`comparison.csv`: `#` comment lines, then one row per method (raw numbers, full
-    precision; accuracy as a fraction; empty sd for a single seed; empty for no value)."""
+    precision, as recorded: an accuracy as a fraction; empty sd for a single seed; empty
+    for no value)."""
     with_ratios = any(row.ratios for row in rows)
     with open(path, "w", newline="", encoding="utf-8") as f:
         for line in header:

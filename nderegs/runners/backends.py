@@ -8,19 +8,21 @@
   its own on whichever node runs it and returns the run's files, which the driver
   writes: no shared file system is needed.
 
-Each yields the `RunResult` of every job as it finishes (completion order).
+Each yields the `RunResult` of every job as it finishes (completion order). A backend
+is added by its class and its entry in `BACKENDS` (which `make_backend` and the CLI's
+`--backend` read).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 import math
 import multiprocessing
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from ..config import ConfigError
 from .run import FAILED, Job, read_files, run_job, RunResult, write_files
@@ -28,9 +30,6 @@ from .run import FAILED, Job, read_files, run_job, RunResult, write_files
 
 class AbstractBackend(abc.ABC):
     """Executes jobs; `run` yields each job's result as it finishes."""
-
-    #: The name of `--backend`.
-    name: ClassVar[str]
 
     @abc.abstractmethod
     def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
@@ -49,8 +48,6 @@ def _crashed(job: Job, error: BaseException) -> RunResult:
 
 class InProcess(AbstractBackend):
     """The runs one after the other, in this process."""
-
-    name: ClassVar[str] = "local"
 
     def run(self, jobs: Sequence[Job]) -> Iterator[RunResult]:
         for job in jobs:
@@ -71,8 +68,6 @@ class ProcessPool(AbstractBackend):
     out of memory), the pool is restarted and the runs it held are tried once more
     (they resume from their checkpoints); a run whose worker dies twice is recorded as
     failed. Ctrl-C cancels the runs not yet started."""
-
-    name: ClassVar[str] = "local"
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -125,8 +120,6 @@ class RayBackend(AbstractBackend):
     A task returns its run's files when it ends: a trial interrupted on Ray starts again
     from its last state on the driver (its start, or the checkpoint a local run left).
     """
-
-    name: ClassVar[str] = "ray"
 
     def __init__(
         self,
@@ -186,8 +179,17 @@ class RayBackend(AbstractBackend):
             self._ray.shutdown()
 
 
-#: `--backend` names.
-BACKENDS = ("local", "ray")
+def _local(
+    *, workers: int, address: str | None, cpus_per_trial: float, gpus_per_trial: float
+) -> AbstractBackend:
+    """This machine: this process for one worker, else a pool of `workers` processes."""
+    if address is not None:
+        raise ConfigError("--address is for --backend ray (a Ray cluster's address)")
+    return InProcess() if workers == 1 else ProcessPool(workers)
+
+
+#: `--backend` name -> what makes that backend from `make_backend`'s keyword options.
+BACKENDS: dict[str, Callable[..., AbstractBackend]] = {"local": _local, "ray": RayBackend}
 
 
 def make_backend(
@@ -208,8 +210,9 @@ def make_backend(
             f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial} "
             f"and {gpus_per_trial}"
         )
-    if name == "local":
-        if address is not None:
-            raise ConfigError("--address is for --backend ray (a Ray cluster's address)")
-        return InProcess() if workers == 1 else ProcessPool(workers)
-    return RayBackend(address, workers, cpus_per_trial, gpus_per_trial)
+    return BACKENDS[name](
+        workers=workers,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+    )

@@ -11,7 +11,8 @@ from jaxtyping import Array, PRNGKeyArray
 import numpy as np
 
 from ..core import Heuristics
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
+from .metric import Metric
 
 
 class Arrays(NamedTuple):
@@ -54,23 +55,22 @@ class AbstractTask(eqx.Module):
     listed in `nderegs.config.tasks`.
     """
 
-    #: The name of the evaluation metric ("accuracy", "mse").
-    metric: eqx.AbstractClassVar[str]
+    #: The evaluation metric: its name in the run's files, and how reports show it
+    #: (found again from a summary's name by `metric_named`).
+    metric: eqx.AbstractClassVar[Metric]
     #: The regularization method the task trains with.
     regularization: eqx.AbstractVar[Regularization]
-    #: Whether a higher metric is better (accuracy) or a lower one (a loss).
-    metric_higher_is_better: eqx.AbstractClassVar[bool]
     #: The kind of equation the model solves: an SDE rejects the components that
     #: declare themselves `ode_only`.
     equation: eqx.AbstractClassVar[Literal["ode", "sde"]]
-    #: Method components the task cannot train with -> why (besides the ODE-only ones
+    #: Method components (their classes) the task cannot train with -> why (besides the ODE-only ones
     #: of an SDE task).
-    rejected_components: eqx.AbstractClassVar[dict[str, str]]
+    rejected_components: eqx.AbstractClassVar[dict[type[AbstractRegularizer], str]]
 
     def __check_init__(self):
         reasons = []
         for component in self.regularization.regularizers:
-            reason = self.rejected_components.get(component.name)
+            reason = self.rejected_components.get(type(component))
             if reason is None and self.equation == "sde":
                 reason = component.ode_only
             if reason is not None:
@@ -110,6 +110,37 @@ class AbstractTask(eqx.Module):
         stiffness estimate in its solve (STEER is off without a key)."""
         evaluable: EvaluableModel = model
         return evaluable.for_evaluation()
+
+
+def task_metrics() -> dict[str, Metric]:
+    """Name -> metric of every task class defined (subclasses of `AbstractTask`, each
+    metric declared once, by the class that owns it), so that a new task's metric is
+    found without being listed anywhere. Raises `ValueError` if two tasks declare
+    different metrics under one name."""
+    metrics: dict[str, Metric] = {}
+    classes = [AbstractTask]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        # The metric the class declares itself (a subclass's inherited one is its parent's).
+        metric = vars(cls).get("metric")
+        if not isinstance(metric, Metric):
+            continue
+        if metrics.setdefault(metric.name, metric) != metric:
+            raise ValueError(
+                f"two tasks declare different metrics named {metric.name!r}: "
+                f"{metrics[metric.name]} and {metric} ({cls.__name__})"
+            )
+    return metrics
+
+
+def metric_named(name: str | None) -> Metric:
+    """The metric a run's `summary.json` names (its "metric"): the task's that declares
+    it (`task_metrics`). A name no task declares gets `Metric.generic`, and so does
+    None (no summary to read a name from, e.g. every run of a comparison failed), as
+    "metric"."""
+    generic = Metric.generic(name or "metric")
+    return task_metrics().get(generic.name, generic)
 
 
 def evaluation_key() -> PRNGKeyArray:

@@ -13,20 +13,20 @@ import optax
 from ..core import Heuristics
 from ..layers import MakeNode, MakeSDE
 from ..models import NODEClassifier, SDEClassifier
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import (
     AbstractTask,
     Evaluation,
     evaluation_key,
 )
+from .metric import ACCURACY, Metric
 
 
 class AbstractClassificationTask(AbstractTask):
     """Cross-entropy of the logits; the metric is the accuracy. A concrete task says
     how its model gives logits (`logits`, `key=None` at evaluation)."""
 
-    metric: ClassVar[str] = "accuracy"
-    metric_higher_is_better: ClassVar[bool] = True
+    metric: ClassVar[Metric] = ACCURACY
 
     @abc.abstractmethod
     def logits(self, model: Any, x: Array, key: PRNGKeyArray | None) -> tuple[Array, Heuristics]:
@@ -66,7 +66,7 @@ class ClassifierTask(AbstractClassificationTask):
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> NODEClassifier:
         return NODEClassifier(
@@ -100,7 +100,7 @@ class SDEClassifierTask(AbstractClassificationTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
     equation: ClassVar[Literal["ode", "sde"]] = "sde"
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> SDEClassifier:
         return SDEClassifier(

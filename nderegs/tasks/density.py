@@ -12,9 +12,10 @@ import numpy as np
 
 from ..layers import CNF
 from ..models import ConcatSquashMLP
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Arrays, Evaluation
 from .density_figures import density_figure, density_grid, PLOT_BOX
+from .metric import Metric, NLL
 
 #: Builds the flow around its vector field, e.g. `functools.partial(CNF, rtol=1e-5)`.
 MakeCNF = Callable[..., CNF]
@@ -30,8 +31,7 @@ class DensityTask(AbstractTask):
     [−4.5, 4.5]²) and samples of the flow.
     """
 
-    metric: ClassVar[str] = "nll"
-    metric_higher_is_better: ClassVar[bool] = False
+    metric: ClassVar[Metric] = NLL
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
     dim: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
@@ -39,7 +39,7 @@ class DensityTask(AbstractTask):
     activation: Callable = eqx.field(static=True)
     make_cnf: MakeCNF = eqx.field(static=True)
     regularization: Regularization
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> CNF:
         field = ConcatSquashMLP(

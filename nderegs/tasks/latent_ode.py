@@ -10,8 +10,9 @@ from jaxtyping import Array
 
 from ..layers import MakeNode
 from ..models import gaussian_kl, LatentODE
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization, Steer
 from .base import AbstractTask, Evaluation
+from .metric import Metric, MSE
 
 
 class LatentODETask(AbstractTask):
@@ -23,8 +24,7 @@ class LatentODETask(AbstractTask):
     (1 throughout when 0). The metric is the MSE over observed points.
     """
 
-    metric: ClassVar[str] = "mse"
-    metric_higher_is_better: ClassVar[bool] = False
+    metric: ClassVar[Metric] = MSE
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
     times: Array
     num_channels: int = eqx.field(static=True)
@@ -39,8 +39,8 @@ class LatentODETask(AbstractTask):
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
 
-    rejected_components: ClassVar[dict[str, str]] = {
-        "steer": "changes the end time of the solve, but the latent ODE must reach its data times"
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {
+        Steer: "changes the end time of the solve, but the latent ODE must reach its data times"
     }
 
     def init_model(self, key) -> LatentODE:
@@ -55,7 +55,7 @@ class LatentODETask(AbstractTask):
             make_node=self.make_node,
             key=key,
         )
-        t0, t1 = model.node.t0, model.node.t1
+        t0, t1 = model.node.options.t0, model.node.options.t1
         first, last = float(self.times[0]), float(self.times[-1])
         if not (t0 <= first and last <= t1):
             raise ValueError(

@@ -8,8 +8,9 @@ from jaxtyping import Array
 
 from ..layers import MakeSDE
 from ..models import SpiralSDE
-from ..regularization import Regularization
+from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Evaluation, evaluation_key
+from .metric import Metric, MSE
 
 
 class SpiralSDETask(AbstractTask):
@@ -18,8 +19,7 @@ class SpiralSDETask(AbstractTask):
     (mean error)² plus that of (variance error)², against the moments of an independent
     set of true paths, from `predict_trajectories` model paths at evaluation."""
 
-    metric: ClassVar[str] = "mse"
-    metric_higher_is_better: ClassVar[bool] = False
+    metric: ClassVar[Metric] = MSE
     equation: ClassVar[Literal["ode", "sde"]] = "sde"
     times: Array
     y0: Array
@@ -30,7 +30,7 @@ class SpiralSDETask(AbstractTask):
     make_sde: MakeSDE = eqx.field(static=True)
     regularization: Regularization
 
-    rejected_components: ClassVar[dict[str, str]] = {}
+    rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
     def init_model(self, key) -> SpiralSDE:
         return SpiralSDE(self.num_channels, self.vf_width, make_sde=self.make_sde, key=key)

@@ -14,6 +14,8 @@ where an adjoint's memory shows (RecursiveCheckpointAdjoint stores checkpoints,
 BacksolveAdjoint does not).
 """
 
+from collections.abc import Callable
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -33,7 +35,7 @@ import yaml
 from ..config import config_changes, config_to_dict, ConfigError, ExperimentConfig
 from ..data import iterate_batches, num_batches
 from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
-from ..tasks import AbstractTask, count_parameters, Evaluation
+from ..tasks import AbstractTask, Arrays, count_parameters, Evaluation
 from ..tracking import AbstractTracker, make_trackers
 from .run_directory import RunDirectory
 
@@ -311,26 +313,132 @@ def _train(
     stop_after_epoch: int | None,
     trackers: list[AbstractTracker],
 ) -> dict | None:
+    """`train`, phase by phase: set the run up, prepare its directory, compile, train
+    the epochs, then evaluate and summarize; returns the summary (a finished run resumed
+    without more epochs: its own), or None where `stop_after_epoch` stopped it.
+    `trackers` receives the trackers it opens (`train` closes them)."""
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory to continue.")
     # Before any JAX work: a multi-host run initialises jax.distributed here.
     parallel = config.parallel.build()
-    writes = jax.process_index() == 0  # one process writes the run directory
+    _check_same_config_on_every_process(config)
+    # One process writes the run directory.
+    directory = RunDirectory(
+        run_dir if run_dir is not None else default_run_dir(config),
+        writes=jax.process_index() == 0,
+    )
+    resumed_changes = _resumable_changes(directory, config) if resume else {}
+    extended = resume and directory.is_finished
+    if extended and "optim.epochs" not in resumed_changes:
+        logger.info(
+            f"{directory.path} is finished (optim.epochs={config.optim.epochs}): nothing "
+            "left to train (optim.epochs=N extends it); its summary follows."
+        )
+        return directory.read_summary()
+    run = _set_up(config, parallel, directory, resume)
+    state = _starting_state(run, resume, resumed_changes)
+    _prepare_directory(run, state, resume, extended)
+    _announce(run, state, resume, chosen_by_default=run_dir is None)
+    state.model, state.opt_state = parallel.replicate((state.model, state.opt_state))
+    if run.writes:  # mirrors of metrics.jsonl, each row flushed as it is logged
+        trackers += make_trackers(
+            config.tracking, directory.path, config_to_dict(config), state.epoch
+        )
+    steps = _compile(run, state)
+    for epoch in range(state.epoch, run.epochs):
+        _train_epoch(run, steps, state, epoch, trackers)
+        done = state.epoch
+        if stop_after_epoch is not None and done >= stop_after_epoch and done < run.epochs:
+            return None
+    return _summarize(run, steps, state)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What a run is fixed to once set up: its configuration, devices and directory,
+    the task and its data, the batch sizes, the optimizer, the key every step's key is
+    folded from, and what the loss budgets constrain (`"task_loss"` or `"metric"`)."""
+
+    config: ExperimentConfig
+    parallel: DataParallel
+    directory: RunDirectory
+    task: AbstractTask
+    arrays: Arrays
+    batch_size: int
+    eval_batch_size: int
+    steps_per_epoch: int
+    optimizer: optax.GradientTransformation
+    step_key: jax.Array
+    budget_measure: str
+
+    @property
+    def epochs(self) -> int:
+        return self.config.optim.epochs
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory (only the first does)."""
+        return self.directory.writes
+
+
+@dataclasses.dataclass
+class _State:
+    """Where a run stands after `epoch` epochs: what its checkpoint holds (the model,
+    optimizer and coefficient states, and `progress`, the checkpoint's record), the
+    metrics rows so far, the training time so far and the epoch of the last checkpoint
+    written. The phases update it in place."""
+
+    model: Any
+    opt_state: Any
+    coefficient_states: dict[str, Any]
+    epoch: int
+    progress: dict[str, Any]
+    rows: list[dict[str, Any]]
+    train_seconds: float
+    last_checkpoint_epoch: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+    """The compiled training step, the evaluation step, and what compiling cost: the
+    time (with one step on the first batch) and the training step's memory."""
+
+    train: Callable
+    evaluate: Callable[..., Evaluation]
+    compile_seconds: float
+    train_step_bytes: int | None
+
+
+@dataclasses.dataclass
+class _EpochFigures:
+    """One epoch's figures, gathered as its steps run: the coefficients λ it trains
+    with, the sums of its steps' loss, metric and NFE (mean and max over devices), and
+    what the coefficients' update reads (every solve's NFE, the budgets' measure of
+    every step)."""
+
+    coefficients: dict[str, float]
+    sums: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"loss": 0.0, "metric": 0.0, "nfe": 0.0, "nfe_max": 0.0}
+    )
+    nfes: list[np.ndarray] = dataclasses.field(default_factory=list)
+    measures: list[float] = dataclasses.field(default_factory=list)
+
+
+def _check_same_config_on_every_process(config: ExperimentConfig) -> None:
+    """A `ConfigError` where the processes of a multi-host run were given different
+    configs."""
     try:
         check_same_on_every_process(yaml.safe_dump(config_to_dict(config)), "configs")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    chosen_by_default = run_dir is None
-    run = RunDirectory(run_dir if run_dir is not None else default_run_dir(config), writes=writes)
-    run_dir = run.path
-    resumed_changes = _resumable_changes(run, config) if resume else {}
-    extended = resume and run.is_finished
-    if extended and "optim.epochs" not in resumed_changes:
-        logger.info(
-            f"{run_dir} is finished (optim.epochs={config.optim.epochs}): nothing left to "
-            "train (optim.epochs=N extends it); its summary follows."
-        )
-        return run.read_summary()
+
+
+def _set_up(
+    config: ExperimentConfig, parallel: DataParallel, directory: RunDirectory, resume: bool
+) -> _Run:
+    """The `_Run` of `config`: its task and data built, its batch sizes (the training
+    batch clamped to the training set) and its optimizer. Raises `ConfigError` where a
+    new run would train nothing or a batch does not split over the devices."""
     if not resume:
         config.check_trains_something()
     task, arrays = config.build()
@@ -348,271 +456,370 @@ def _train(
         parallel.check_batch_size(eval_batch_size, f"train.eval_batch_size={eval_batch_size}")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
-    epochs = config.optim.epochs
+    return _Run(
+        config=config,
+        parallel=parallel,
+        directory=directory,
+        task=task,
+        arrays=arrays,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        steps_per_epoch=num_batches(n_train, batch_size, drop_last=True),
+        optimizer=config.optim.build(),
+        step_key=jax.random.key(config.seed + 1),
+        budget_measure=config.loss_budget_measure(),
+    )
 
-    model = task.init_model(jax.random.key(config.seed))
-    optimizer = config.optim.build()
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    method = task.regularization
-    coefficient_states = method.init_coefficients()
-    step_key = jax.random.key(config.seed + 1)
 
-    if resume:
-        model, opt_state, start_epoch, progress, coefficient_states = run.load_checkpoint(
-            model, opt_state, coefficient_states
+def _starting_state(run: _Run, resume: bool, resumed_changes: dict) -> _State:
+    """The `_State` the run starts from: the initial model, optimizer and coefficient
+    states after 0 epochs; or, on `resume`, the run's last checkpoint with its metrics
+    rows up to it, `resumed_changes` appended to its progress record. Raises
+    `ConfigError` where the checkpoint is past `optim.epochs`."""
+    model = run.task.init_model(jax.random.key(run.config.seed))
+    opt_state = run.optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    coefficient_states = run.task.regularization.init_coefficients()
+    if not resume:
+        return _State(
+            model,
+            opt_state,
+            coefficient_states,
+            epoch=0,
+            progress={"train_seconds": 0.0},
+            rows=[],
+            train_seconds=0.0,
+            last_checkpoint_epoch=0,
         )
-        if start_epoch > epochs:
-            raise ConfigError(
-                f"--resume {run_dir}: optim.epochs={epochs} is below the {start_epoch} "
-                "epochs the run has already trained."
-            )
-        rows = [r for r in run.read_metrics() if r["epoch"] <= start_epoch]
-        if resumed_changes:
-            history = progress.get("resumed_changes", [])
-            progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
-    else:
-        start_epoch, rows = 0, []
-        progress: dict[str, Any] = {"train_seconds": 0.0}
-    # Process 0 prepares the run directory; if it cannot, every process stops.
+    model, opt_state, epoch, progress, coefficient_states = run.directory.load_checkpoint(
+        model, opt_state, coefficient_states
+    )
+    if epoch > run.epochs:
+        raise ConfigError(
+            f"--resume {run.directory.path}: optim.epochs={run.epochs} is below the {epoch} "
+            "epochs the run has already trained."
+        )
+    rows = [r for r in run.directory.read_metrics() if r["epoch"] <= epoch]
+    if resumed_changes:
+        history = progress.get("resumed_changes", [])
+        progress = {**progress, "resumed_changes": [*history, _jsonable(resumed_changes)]}
+    return _State(
+        model,
+        opt_state,
+        coefficient_states,
+        epoch=epoch,
+        progress=progress,
+        rows=rows,
+        train_seconds=float(progress.get("train_seconds", 0.0)),
+        last_checkpoint_epoch=epoch,
+    )
+
+
+def _prepare_directory(run: _Run, state: _State, resume: bool, extended: bool) -> None:
+    """Process 0 readies the run directory: a new run's is made and gets the initial
+    checkpoint; an `extended` finished run loses its summary; either gets the config and
+    the metrics rows so far. If process 0 cannot, every process raises its error."""
+    directory, path = run.directory, run.directory.path
     problem = None
-    if writes:
+    if run.writes:
         try:
             if not resume:
-                _check_location(run_dir)
+                _check_location(path)
             if extended:
                 # The summary describes the shorter run; a new one is written at the end
                 # (so an interrupted extension is not mistaken for a finished run).
-                run.summary_file.unlink()
+                directory.summary_file.unlink()
             if not resume:
-                if run.is_started:
+                if directory.is_started:
                     raise FileExistsError(
-                        f"{run_dir} already holds a run; resume it (--resume) or choose "
+                        f"{path} already holds a run; resume it (--resume) or choose "
                         "another output directory."
                     )
-                run_dir.mkdir(parents=True, exist_ok=True)
-                run.save_checkpoint(model, opt_state, 0, progress, coefficient_states)
-            run.write_config(config)
-            run.write_metrics(rows)
+                path.mkdir(parents=True, exist_ok=True)
+                directory.save_checkpoint(
+                    state.model, state.opt_state, 0, state.progress, state.coefficient_states
+                )
+            directory.write_config(run.config)
+            directory.write_metrics(state.rows)
         except Exception as e:  # re-raised below, on every process
             problem = e
     raise_on_every_process(problem)
+
+
+def _announce(run: _Run, state: _State, resume: bool, chosen_by_default: bool) -> None:
+    """The status line of the run starting (or resuming) in its directory, after the
+    one saying why it is not in the usual one, where a default directory was taken."""
+    config, path = run.config, run.directory.path
     if resume:
         logger.info(
-            f"resuming {config.method} on {config.task.name} in {run_dir} after epoch "
-            f"{start_epoch} of {epochs}"
+            f"resuming {config.method} on {config.task.name} in {path} after epoch "
+            f"{state.epoch} of {run.epochs}"
         )
-    else:
-        if chosen_by_default and run_dir != run_dir_name(config):
-            logger.info(_taken(RunDirectory(run_dir_name(config)), run_dir))
-        logger.info(f"training {config.method} on {config.task.name} in {run_dir}")
-    model, opt_state = parallel.replicate((model, opt_state))
+        return
+    if chosen_by_default and path != run_dir_name(config):
+        logger.info(_taken(RunDirectory(run_dir_name(config)), path))
+    logger.info(f"training {config.method} on {config.task.name} in {path}")
 
-    train_step = make_train_step(task, optimizer, parallel)
-    evaluate_batch = make_evaluate_step(task, parallel)
 
-    def own_coefficients(epoch: int) -> dict:
-        return {k: jnp.asarray(v, jnp.float32) for k, v in task.loss_coefficients(epoch).items()}
+def _own_coefficients(task: AbstractTask, epoch: int) -> dict[str, jax.Array]:
+    """The task's own loss weights at `epoch`, as the training step takes them."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in task.loss_coefficients(epoch).items()}
 
-    def step_inputs(key, epoch: int):
-        epoch_index = jnp.asarray(epoch, jnp.int32)
-        return parallel.replicate((key, coefficient_states, epoch_index, own_coefficients(epoch)))
 
-    # A few scalar operations once per epoch: run eagerly rather than compiled.
-    update_coefficients = method.update_coefficients
-    # The budgets answer the measure their constraint is on: the task loss, or the
-    # metric (as its negative where higher is better, so that lower is better).
-    measure = config.loss_budget_measure()
-    metric_sign = -1.0 if task.metric_higher_is_better else 1.0
+def _step_inputs(run: _Run, state: _State, key: jax.Array, epoch: int) -> tuple:
+    """The training step's arguments after the batch, on the devices: the step's key,
+    the coefficient states, the epoch and the task's own loss weights at `epoch`."""
+    epoch_index = jnp.asarray(epoch, jnp.int32)
+    return run.parallel.replicate(
+        (key, state.coefficient_states, epoch_index, _own_coefficients(run.task, epoch))
+    )
 
-    last_checkpoint_epoch = start_epoch
-    # Mirrors of metrics.jsonl (each row flushed as it is logged; closed by `train`).
-    if writes:
-        trackers += make_trackers(config.tracking, run_dir, config_to_dict(config), start_epoch)
 
-    def stop(message: str, epoch: int, step: int) -> NoReturn:
-        raise TrainingDiverged(
-            f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
-            f"(after epoch {last_checkpoint_epoch}) is in {run_dir}."
+def _stop(run: _Run, state: _State, message: str, epoch: int, step: int) -> NoReturn:
+    """Stop training at `step` of (0-based) `epoch`: raise `TrainingDiverged` with
+    `message`, naming the last good checkpoint."""
+    raise TrainingDiverged(
+        f"{message} (epoch {epoch + 1}, step {step}). The last good checkpoint "
+        f"(after epoch {state.last_checkpoint_epoch}) is in {run.directory.path}."
+    )
+
+
+def _run_step(run: _Run, state: _State, compiled_step, epoch: int, step: int, batch, key):
+    """`((model, opt_state, loss, aux), seconds)`: the compiled training step from
+    `state` on a host `batch`, waited for. Raises `TrainingDiverged` where a run-time
+    check of the step fails."""
+    inputs = _step_inputs(run, state, key, epoch)
+    # The batch goes to the devices within the timed call, as a one-device call
+    # transfers its host batch itself.
+    try:
+        return _timed(
+            lambda: compiled_step(state.model, state.opt_state, run.parallel.shard(batch), *inputs)
         )
+    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
+        # e.g. a non-finite input to the solve; an ahead-of-time compiled call
+        # raises equinox's run-time checks as a plain JaxRuntimeError.
+        if "EquinoxRuntimeError: " not in str(e) and not isinstance(e, eqx.EquinoxRuntimeError):
+            raise
+        reason = _runtime_error_reason(e)
+        _stop(run, state, f"Training stopped by a run-time check: {reason}", epoch, step)
 
-    # Compile ahead of time (which gives the step's memory), then run once on the
-    # first batch, discarding the result.
-    first = next(iterate_batches(arrays.train, batch_size, rng=None, drop_last=True))
-    first_args = (model, opt_state, parallel.shard(first), *step_inputs(step_key, start_epoch))
+
+def _compile(run: _Run, state: _State) -> _Steps:
+    """The run's `_Steps`: the training step compiled ahead of time (which gives its
+    memory), then run once on the first batch, its result discarded (both timed as
+    `compile_seconds`); and the evaluation step."""
+    train_step = make_train_step(run.task, run.optimizer, run.parallel)
+    evaluate_batch = make_evaluate_step(run.task, run.parallel)
+    first = next(iterate_batches(run.arrays.train, run.batch_size, rng=None, drop_last=True))
+    first_args = (
+        state.model,
+        state.opt_state,
+        run.parallel.shard(first),
+        *_step_inputs(run, state, run.step_key, state.epoch),
+    )
     logger.info("compiling the training step (the first one takes a while)...")
     start = time.perf_counter()
     compiled_step, train_step_bytes = compile_step(train_step, *first_args)
     compile_seconds = time.perf_counter() - start
+    _, first_seconds = _run_step(run, state, compiled_step, state.epoch, 0, first, run.step_key)
+    return _Steps(compiled_step, evaluate_batch, compile_seconds + first_seconds, train_step_bytes)
 
-    def run_step(epoch, step, model, opt_state, batch, *args):
-        # The batch goes to the devices within the timed call, as a one-device call
-        # transfers its host batch itself.
-        try:
-            return _timed(lambda: compiled_step(model, opt_state, parallel.shard(batch), *args))
-        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as e:
-            # e.g. a non-finite input to the solve; an ahead-of-time compiled call
-            # raises equinox's run-time checks as a plain JaxRuntimeError.
-            if "EquinoxRuntimeError: " not in str(e) and not isinstance(e, eqx.EquinoxRuntimeError):
-                raise
-            reason = _runtime_error_reason(e)
-            stop(f"Training stopped by a run-time check: {reason}", epoch, step)
 
-    _, first_seconds = run_step(
-        start_epoch, 0, model, opt_state, first, *step_inputs(step_key, start_epoch)
+def _train_epoch(
+    run: _Run, steps: _Steps, state: _State, epoch: int, trackers: list[AbstractTracker]
+) -> None:
+    """Train (0-based) `epoch`, then update the coefficients, evaluate and log (every
+    `train.eval_every` epochs, and after the last) and save a checkpoint (every
+    `train.checkpoint_every` epochs, and after the last); `state` ends after the
+    epoch."""
+    figures = _train_steps(run, steps, state, epoch)
+    _update_coefficients(run, state, figures)
+    state.epoch = done = epoch + 1
+    if done % run.config.train.eval_every == 0 or done == run.epochs:
+        _evaluate_epoch(run, steps, state, figures, trackers)
+    if done % run.config.train.checkpoint_every == 0 or done == run.epochs:
+        run.directory.save_checkpoint(
+            state.model,
+            state.opt_state,
+            done,
+            {**state.progress, "train_seconds": state.train_seconds},
+            state.coefficient_states,
+        )
+        state.last_checkpoint_epoch = done
+
+
+def _train_steps(run: _Run, steps: _Steps, state: _State, epoch: int) -> _EpochFigures:
+    """The steps of (0-based) `epoch` over its shuffle of the training set, each
+    updating `state`'s model and optimizer state and adding to its training time;
+    returns the epoch's figures. Raises `TrainingDiverged` where a solve fails or the
+    loss is not finite."""
+    config, task, spe = run.config, run.task, run.steps_per_epoch
+    rng = np.random.default_rng([config.seed, epoch])
+    batches = iterate_batches(run.arrays.train, run.batch_size, rng=rng, drop_last=True)
+    bar = tqdm(
+        batches,
+        total=spe,
+        desc=f"epoch {epoch + 1}/{run.epochs}",
+        disable=not (config.train.progress and run.writes),
+        leave=False,
     )
-    compile_seconds += first_seconds
-    train_seconds = float(progress.get("train_seconds", 0.0))
-    solver = config.solver
-
-    for epoch in range(start_epoch, epochs):
-        rng = np.random.default_rng([config.seed, epoch])
-        batches = iterate_batches(arrays.train, batch_size, rng=rng, drop_last=True)
-        bar = tqdm(
-            batches,
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not (config.train.progress and writes),
-            leave=False,
+    values = task.regularization.coefficient_values(
+        state.coefficient_states, jnp.asarray(epoch, jnp.int32)
+    )
+    figures = _EpochFigures({term: float(v) for term, v in values.items()})
+    # The budgets answer the measure their constraint is on: the task loss, or the
+    # metric (as its negative where higher is better, so that lower is better).
+    metric_sign = -1.0 if task.metric.higher_is_better else 1.0
+    sums = figures.sums
+    for i, batch in enumerate(bar):
+        step = epoch * spe + i
+        key = jax.random.fold_in(jax.random.fold_in(run.step_key, epoch), i)
+        (state.model, state.opt_state, loss, aux), seconds = _run_step(
+            run, state, steps.train, epoch, step, batch, key
         )
-        sums = {"loss": 0.0, "metric": 0.0, "nfe": 0.0, "nfe_max": 0.0}
-        # What the coefficients' update reads: every solve's NFE, and the measure.
-        epoch_nfes: list[np.ndarray] = []
-        epoch_measures: list[float] = []
-        epoch_lambdas = {
-            term: float(v)
-            for term, v in method.coefficient_values(
-                coefficient_states, jnp.asarray(epoch, jnp.int32)
-            ).items()
-        }
-        for i, batch in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            key = jax.random.fold_in(jax.random.fold_in(step_key, epoch), i)
-            (model, opt_state, loss, aux), seconds = run_step(
-                epoch, step, model, opt_state, batch, *step_inputs(key, epoch)
+        state.train_seconds += seconds
+        if not bool(aux["successful"]):
+            _stop(run, state, _solve_failed(config, step), epoch, step)
+        if not math.isfinite(float(loss)):
+            message = (
+                f"The training loss became {float(loss)}: lower optim.lr or set optim.grad_clip"
             )
-            train_seconds += seconds
-            if not bool(aux["successful"]):
-                stop(_solve_failed(config, step), epoch, step)
-            if not math.isfinite(float(loss)):
-                stop(
-                    f"The training loss became {float(loss)}: lower optim.lr or set "
-                    "optim.grad_clip",
-                    epoch,
-                    step,
-                )
-            sums["loss"] += float(loss)
-            sums["metric"] += float(aux["metric"])
-            nfe, nfe_max = _nfe_mean_max(aux["nfe"]) or (float("nan"), float("nan"))
-            sums["nfe"] += nfe
-            sums["nfe_max"] += nfe_max
-            if aux["nfe"] is not None:
-                epoch_nfes.append(np.asarray(aux["nfe"], np.float32).reshape(-1))
-            epoch_measures.append(
-                float(aux["task_loss"])
-                if measure == "task_loss"
-                else metric_sign * float(aux["metric"])
-            )
-            bar.set_postfix(
-                loss=f"{sums['loss'] / (i + 1):.4f}",
-                **{task.metric[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
-                nfe=f"{nfe:.0f}",
-            )
-        bar.close()
-
-        coefficient_states = update_coefficients(
-            coefficient_states,
-            nfe=np.concatenate(epoch_nfes) if epoch_nfes else None,
-            loss=np.asarray(epoch_measures, np.float32),
+            _stop(run, state, message, epoch, step)
+        sums["loss"] += float(loss)
+        sums["metric"] += float(aux["metric"])
+        nfe, nfe_max = _nfe_mean_max(aux["nfe"]) or (float("nan"), float("nan"))
+        sums["nfe"] += nfe
+        sums["nfe_max"] += nfe_max
+        if aux["nfe"] is not None:
+            figures.nfes.append(np.asarray(aux["nfe"], np.float32).reshape(-1))
+        figures.measures.append(
+            float(aux["task_loss"])
+            if run.budget_measure == "task_loss"
+            else metric_sign * float(aux["metric"])
         )
-        history = progress.setdefault("coefficients", {})
-        for term, value in epoch_lambdas.items():
-            history.setdefault(term, []).append(value)
-        done = epoch + 1
-        if done % config.train.eval_every == 0 or done == epochs:
-            test_metric, test_nfe, test_nfe_max, ok = _evaluate(
-                evaluate_batch, task.evaluation_model(model), arrays.test, eval_batch_size
-            )
-            if not ok:
-                stop(_solve_failed(config, step + 1, "the test set"), epoch, step)
-            row = {
-                "epoch": done,
-                "step": done * steps_per_epoch,
-                "train_loss": sums["loss"] / steps_per_epoch,
-                f"train_{task.metric}": sums["metric"] / steps_per_epoch,
-                "train_nfe": sums["nfe"] / steps_per_epoch,
-                "train_nfe_max": sums["nfe_max"] / steps_per_epoch,
-                f"test_{task.metric}": test_metric,
-                "test_nfe": test_nfe,
-                "test_nfe_max": test_nfe_max,
-                "train_seconds": train_seconds,
-                **{f"coefficient_{k}": v for k, v in epoch_lambdas.items()},
-                **{f"coefficient_{k}": float(v) for k, v in own_coefficients(epoch).items()},
-            }
-            rows.append(row)
-            run.write_metrics(rows)
-            for tracker in trackers:
-                tracker.log(row, done)
-            if config.train.progress and writes:
-                tqdm.write(
-                    f"epoch {done}/{epochs}: loss {row['train_loss']:.4f}, test "
-                    f"{task.metric} {test_metric:.4f}, test NFE {test_nfe}",
-                    file=sys.stderr,
-                )
-        if done % config.train.checkpoint_every == 0 or done == epochs:
-            run.save_checkpoint(
-                model,
-                opt_state,
-                done,
-                {**progress, "train_seconds": train_seconds},
-                coefficient_states,
-            )
-            last_checkpoint_epoch = done
-        if stop_after_epoch is not None and done >= stop_after_epoch and done < epochs:
-            return None
+        bar.set_postfix(
+            loss=f"{sums['loss'] / (i + 1):.4f}",
+            **{task.metric.name[:3]: f"{sums['metric'] / (i + 1):.4f}"},  # pyright: ignore[reportArgumentType]
+            nfe=f"{nfe:.0f}",
+        )
+    bar.close()
+    return figures
 
+
+def _update_coefficients(run: _Run, state: _State, figures: _EpochFigures) -> None:
+    """The coefficients' states after an epoch (from its NFE and budget measures; a few
+    scalar operations, run eagerly rather than compiled), and the λ it trained with
+    appended to the progress record's history."""
+    state.coefficient_states = run.task.regularization.update_coefficients(
+        state.coefficient_states,
+        nfe=np.concatenate(figures.nfes) if figures.nfes else None,
+        loss=np.asarray(figures.measures, np.float32),
+    )
+    history = state.progress.setdefault("coefficients", {})
+    for term, value in figures.coefficients.items():
+        history.setdefault(term, []).append(value)
+
+
+def _evaluate_epoch(
+    run: _Run,
+    steps: _Steps,
+    state: _State,
+    figures: _EpochFigures,
+    trackers: list[AbstractTracker],
+) -> None:
+    """The metrics row of the epoch `state` has just completed (its training `figures`
+    and the test set evaluated), written to metrics.jsonl, logged to the `trackers` and,
+    with a progress bar, shown. Raises `TrainingDiverged` where a test solve fails."""
+    config, task, spe = run.config, run.task, run.steps_per_epoch
+    done = state.epoch
+    test_metric, test_nfe, test_nfe_max, ok = _evaluate(
+        steps.evaluate, task.evaluation_model(state.model), run.arrays.test, run.eval_batch_size
+    )
+    if not ok:
+        step = done * spe - 1  # the epoch's last
+        _stop(run, state, _solve_failed(config, step + 1, "the test set"), done - 1, step)
+    sums = figures.sums
+    row = {
+        "epoch": done,
+        "step": done * spe,
+        "train_loss": sums["loss"] / spe,
+        f"train_{task.metric.name}": sums["metric"] / spe,
+        "train_nfe": sums["nfe"] / spe,
+        "train_nfe_max": sums["nfe_max"] / spe,
+        f"test_{task.metric.name}": test_metric,
+        "test_nfe": test_nfe,
+        "test_nfe_max": test_nfe_max,
+        "train_seconds": state.train_seconds,
+        **{f"coefficient_{k}": v for k, v in figures.coefficients.items()},
+        **{f"coefficient_{k}": float(v) for k, v in _own_coefficients(task, done - 1).items()},
+    }
+    state.rows.append(row)
+    run.directory.write_metrics(state.rows)
+    for tracker in trackers:
+        tracker.log(row, done)
+    if config.train.progress and run.writes:
+        tqdm.write(
+            f"epoch {done}/{run.epochs}: loss {row['train_loss']:.4f}, test "
+            f"{task.metric.name} {test_metric:.4f}, test NFE {test_nfe}",
+            file=sys.stderr,
+        )
+
+
+def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
+    """The finished run's summary: the final model evaluated on the training and test
+    sets (with its prediction time), the training and compilation costs, the
+    coefficients' history and any changes made on resume; written to summary.json
+    (with the task's figures, drawn on a single host) and returned."""
+    config, task, model = run.config, run.task, state.model
     eval_model = task.evaluation_model(model)
-    train_metric, _, _, _ = _evaluate(evaluate_batch, eval_model, arrays.train, eval_batch_size)
-    test = evaluate_test_set(
-        task, model, arrays.test, eval_batch_size, config.train.predict_repeats, evaluate_batch
+    train_metric, _, _, _ = _evaluate(
+        steps.evaluate, eval_model, run.arrays.train, run.eval_batch_size
     )
+    test = evaluate_test_set(
+        task,
+        model,
+        run.arrays.test,
+        run.eval_batch_size,
+        config.train.predict_repeats,
+        steps.evaluate,
+    )
+    solver = config.solver
     summary = {
         "method": config.method,
         "task": config.task.name,
         "data": config.task.data.name,
         "seed": config.seed,
-        "metric": task.metric,
+        "metric": task.metric.name,
         "train_metric": train_metric,
         "test_metric": test["test_metric"],
         "test_nfe": test["test_nfe"],
         "test_nfe_max": test["test_nfe_max"],
-        "train_seconds": train_seconds,
-        "compile_seconds": compile_seconds,
-        "train_step_bytes": train_step_bytes,
+        "train_seconds": state.train_seconds,
+        "compile_seconds": steps.compile_seconds,
+        "train_step_bytes": steps.train_step_bytes,
         "predict_seconds": test["predict_seconds"],
         "predict_batch_size": test["predict_batch_size"],
         "num_params": count_parameters(model),
-        "epochs": epochs,
-        "steps": epochs * steps_per_epoch,
-        "batch_size": batch_size,
+        "epochs": run.epochs,
+        "steps": run.epochs * run.steps_per_epoch,
+        "batch_size": run.batch_size,
         "solver": {"name": solver.name, "rtol": solver.rtol, "atol": solver.atol},
-        "devices": parallel.num_devices,
-        "device_kind": parallel.devices[0].device_kind,
+        "devices": run.parallel.num_devices,
+        "device_kind": run.parallel.devices[0].device_kind,
         "processes": jax.process_count(),
     }
-    history = progress.get("coefficients", {})
+    history = state.progress.get("coefficients", {})
     if history:
         # λ of each term: the last epoch's, the mean over the run, and every epoch's.
         summary["coefficients"] = {
             term: {"final": values[-1], "mean": float(np.mean(values)), "by_epoch": values}
             for term, values in history.items()
         }
-    if progress.get("resumed_changes"):
-        summary["resumed_changes"] = progress["resumed_changes"]
-    if writes and jax.process_count() == 1:  # drawing needs the whole model on this host
-        figures = task.write_figures(model, arrays, run.path)
+    if state.progress.get("resumed_changes"):
+        summary["resumed_changes"] = state.progress["resumed_changes"]
+    if run.writes and jax.process_count() == 1:  # drawing needs the whole model on this host
+        figures = task.write_figures(model, run.arrays, run.directory.path)
         summary["figures"] = [f.name for f in figures]
-    run.write_summary(summary)
+    run.directory.write_summary(summary)
     return summary
 
 
@@ -734,7 +941,7 @@ def evaluate_run(run_dir: str | Path, overrides=(), *, write: bool = True) -> di
         "method": config.method,
         "data": config.task.data.name,
         "overrides": list(overrides),
-        "metric": task.metric,
+        "metric": task.metric.name,
         "num_test": int(arrays.test[0].shape[0]),
         **test,
     }

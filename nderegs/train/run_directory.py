@@ -21,14 +21,6 @@ import jax.numpy as jnp
 from ..config import ConfigError, ExperimentConfig, load_config, save_config
 
 
-def _current_names(row: dict[str, Any]) -> dict[str, Any]:
-    # Runs written before nderegs 0.2 logged coefficients as coef_<name>.
-    return {
-        ("coefficient_" + k[len("coef_") :] if k.startswith("coef_") else k): v
-        for k, v in row.items()
-    }
-
-
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read back (truncated, corrupt, or of another model)."""
 
@@ -138,7 +130,7 @@ class RunDirectory:
         if not self.metrics_file.exists():
             return []
         lines = self.metrics_file.read_text().splitlines()
-        return [_current_names(json.loads(line)) for line in lines if line.strip()]
+        return [json.loads(line) for line in lines if line.strip()]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         if not self.writes:
@@ -171,8 +163,6 @@ class RunDirectory:
         seconds)."""
         if not self.writes:
             return
-        # Constant and scheduled coefficients have no leaves: such a checkpoint reads
-        # back like one written before coefficients had states.
         state = (model, opt_state, jnp.asarray(epoch, jnp.int32), coefficients)
         _replace_atomically(self.checkpoint_file, lambda p: eqx.tree_serialise_leaves(p, state))
         text = json.dumps({**progress, "epoch": epoch}, indent=2)
