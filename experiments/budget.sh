@@ -43,9 +43,14 @@ for table in ${tables[@]}; do
     cnf_loss_high)
       nderegs compare experiments/configs/budget_cnf_moons.yaml "${high[@]}" --seeds "$seeds" --workers 2 \
         --output-dir "$out/cnf_moons_loss_high" --methods "$fair" ;;
-    cnf_sweep)  # the CNF's error coefficient by search, to judge the budgets against
-      nderegs sweep experiments/configs/cnf_2d.yaml --methods vanilla,error --seeds "$seeds" --workers 2 \
-        --grid error:regularization.error.start=0.01,0.03,0.1,0.3 --output-dir "$out/cnf_moons_sweep" ;;
+    cnf_sweep)  # the CNF's coefficients by search, to judge the budgets against
+      nderegs sweep experiments/configs/cnf_2d.yaml --methods "vanilla,$fair" --seeds "$seeds" --workers 2 \
+        --grid error:regularization.error.start=0.01,0.03,0.1,0.3 \
+        --grid error+stiffness:regularization.error.start=0.01,0.03,0.1,0.3 \
+        --grid local-error:regularization.local_error.start=0.01,0.03,0.1,0.3 \
+        --grid stiffness:regularization.stiffness.start=0.003,0.01,0.03,0.1 \
+        --grid rnode:regularization.kinetic.start=0.003,0.01,0.03,0.1 \
+        --grid taynode:regularization.taynode.start=0.003,0.01,0.03,0.1 --output-dir "$out/cnf_moons_sweep" ;;
     latent_sweep)
       nderegs sweep experiments/configs/latent_ode.yaml --methods "vanilla,$fair" --seeds "$seeds" --workers 2 \
         --grid error:regularization.error.start=100,300,1000,3000 \
