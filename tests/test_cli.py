@@ -2,6 +2,7 @@
 status and nothing overwritten, runs that cannot lie about themselves, `nderegs eval`,
 and discoverability (`--version`, `--help`, `--print-config`, `python -m nderegs`)."""
 
+from collections import OrderedDict
 import json
 from pathlib import Path
 import shutil
@@ -50,7 +51,7 @@ def run_copy(finished, tmp_path):
 def test_train_prints_the_run_directory_and_only_json_on_stdout(trained):
     run_dir, out, err = trained
     assert json.loads(out)["method"] == "error"  # stdout: the summary only
-    assert f"in {run_dir}" in err and "compiling" in err
+    assert f"in {run_dir}" in err and "training step" in err
     assert f"done; run directory {run_dir}" in err
 
 
@@ -59,7 +60,7 @@ def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
     assert main(["train", "--resume", str(run_copy), "method=stiffness"]) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and "method: 'error' -> 'stiffness'" in err
-    assert "resuming" not in err and "compiling" not in err  # status only of what happens
+    assert "resuming" not in err and "training step" not in err  # status only of what happens
     assert "new run" in err and _files(run_copy) == before
     # A changed model size is refused the same way, before the checkpoint is read.
     assert main(["train", "--resume", str(run_copy), "task.model.hidden_size=16"]) == 2
@@ -74,7 +75,7 @@ def test_resume_of_a_finished_run_leaves_it_as_it_is(run_copy, capsys):
     assert json.loads(out) == json.loads(before["summary.json"])
     assert _files(run_copy) == before
     # It says why nothing happens, and nothing of what did not happen.
-    assert "nothing left to train" in err and "compiling" not in err
+    assert "nothing left to train" in err and "training step" not in err
 
 
 def test_resume_may_extend_the_run_and_an_interrupted_extension_is_not_finished(run_copy, capsys):
@@ -89,7 +90,7 @@ def test_resume_may_extend_the_run_and_an_interrupted_extension_is_not_finished(
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert summary["epochs"] == 3 and summary["resumed_changes"] == [{"optim.epochs": [1, 3]}]
-    lines = [f"resuming error on classifier in {run_copy} after epoch 2 of 3", "compiling"]
+    lines = [f"resuming error on classifier in {run_copy} after epoch 2 of 3", "training step"]
     lines += ["epoch 3/3: loss", f"done; run directory {run_copy}"]
     positions = [err.find(line) for line in lines]
     assert -1 not in positions and positions == sorted(positions), err
@@ -206,7 +207,7 @@ def test_configuration_errors_exit_2_before_anything_is_written(
     assert main(["train", *overrides, "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert needle in err and not (tmp_path / "r").exists()
-    assert "training" not in err and "compiling" not in err
+    assert "training" not in err and "training step" not in err
 
 
 def test_data_errors_come_before_any_status_line(tmp_path, capsys):
@@ -214,7 +215,7 @@ def test_data_errors_come_before_any_status_line(tmp_path, capsys):
     assert main([*argv, "--run-dir", str(tmp_path / "r")]) != 0
     err = capsys.readouterr().err
     assert err.startswith("nderegs train: ") and str(tmp_path / "none") in err
-    assert len(err.splitlines()) == 1 and "compiling" not in err and "training" not in err
+    assert len(err.splitlines()) == 1 and "training step" not in err and "training" not in err
 
 
 def test_a_repeated_command_says_where_its_run_goes(finished, tmp_path, capsys, monkeypatch):
@@ -222,13 +223,14 @@ def test_a_repeated_command_says_where_its_run_goes(finished, tmp_path, capsys, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr("nderegs.train.loop.compile_step", interrupted)
+    monkeypatch.setattr("nderegs.train.compiled_steps._shared", OrderedDict())  # none compiled
     shutil.copytree(finished, tmp_path / "digits-error-seed0")
     argv = ["train", *TINY, "method=error", f"output_dir={tmp_path}"]
     assert main(argv) == 130
     err = capsys.readouterr().err
     said = f"{tmp_path / 'digits-error-seed0'} exists (finished); this run goes to "
     assert said + f"{tmp_path / 'digits-error-seed0-2'}" in err
-    assert err.index(said) < err.index("training error") < err.index("compiling")
+    assert err.index(said) < err.index("training error") < err.index("training step")
     # An interrupted earlier run: the message names the command that continues it.
     (tmp_path / "digits-error-seed0" / "summary.json").unlink()
     assert main(argv) == 130

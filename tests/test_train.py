@@ -1,6 +1,7 @@
 """Training loop, schedules, regularization methods and the CLI, end to end on small
 settings."""
 
+from collections import OrderedDict
 import dataclasses
 import json
 import math
@@ -23,7 +24,7 @@ from nderegs.config import (
 from nderegs.config.optimizers import inverse_time_decay
 from nderegs.tasks import AbstractClassificationTask, Arrays
 import nderegs.train
-from nderegs.train import load_run, RunDirectory, train, TrainingDiverged
+from nderegs.train import compiled_steps, load_run, RunDirectory, train, TrainingDiverged
 from nderegs.train.loop import default_run_dir
 
 
@@ -196,6 +197,30 @@ def test_resume_equals_uninterrupted(tmp_path):
     coefficient = full["coefficients"]["local-error"]
     assert coefficient["by_epoch"] == lambdas and coefficient["final"] == lambdas[-1]
     assert coefficient["mean"] == pytest.approx(np.mean(lambdas))
+
+
+def test_runs_of_one_program_share_its_compiled_step(tmp_path, monkeypatch):
+    """Another seed of the same program takes the compiled step of the first run and
+    trains exactly as a step compiled afresh; another program gets a key of its own."""
+    monkeypatch.setattr(compiled_steps, "_shared", OrderedDict())  # none compiled yet
+    first = train(_config(tmp_path, "seed=0"), run_dir=tmp_path / "first")
+    shared = train(_config(tmp_path, "seed=1"), run_dir=tmp_path / "shared")
+    compiled_steps.clear()
+    fresh = train(_config(tmp_path, "seed=1"), run_dir=tmp_path / "fresh")
+    assert [run["compiled_step_reused"] for run in (first, shared, fresh)] == [0, 1, 0]
+    rows = lambda d: [_comparable(json.loads(line)) for line in (d / "metrics.jsonl").open()]
+    assert rows(tmp_path / "shared") == rows(tmp_path / "fresh")
+    checkpoint = lambda d: (d / "checkpoint.eqx").read_bytes()
+    assert checkpoint(tmp_path / "shared") == checkpoint(tmp_path / "fresh")
+    assert _comparable(shared) == _comparable(fresh) | {"compiled_step_reused": True}
+    # The seed is no part of the program; a tolerance, a method or a width are.
+    task_key = lambda *overrides: compiled_steps.fingerprint(
+        values=_config(tmp_path, *overrides).build()[0]
+    )
+    assert task_key("seed=0") == task_key("seed=7") is not None
+    for other in ("solver.rtol=1e-5", "method=stiffness", "task.model.vf_width=4"):
+        assert task_key(other) != task_key()
+    assert compiled_steps.fingerprint(extra=([1],)) is None  # unhashable: not shared
 
 
 def _parameters(model):

@@ -7,10 +7,10 @@ name in `SolverName` and its line in `SOLVERS`.
 from __future__ import annotations
 
 from collections.abc import Callable
-import functools
 from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import diffrax
+import equinox as eqx
 import jax
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -175,7 +175,7 @@ def solve_options(solver: SolverConfig, setup: SolveSetup) -> SolveOptions:
 def neural_ode(solver: SolverConfig, setup: SolveSetup) -> MakeNode:
     """`make_node(vector_field)` for the models: a `NeuralODE` with the solver section's
     settings and the method's solve set-up (integrals, STEER)."""
-    return functools.partial(
+    return eqx.Partial(
         NeuralODE,
         options=solve_options(solver, setup),
         integrals=setup.integrals,
@@ -188,7 +188,7 @@ def cnf(
 ) -> Callable[..., CNF]:
     """`make_cnf(vector_field, dim=d)`: a `CNF` with the solver section's settings, the
     method's solve set-up and the trace estimator."""
-    return functools.partial(
+    return eqx.Partial(
         CNF,
         options=solve_options(solver, setup),
         integrals=setup.integrals,
@@ -201,6 +201,4 @@ def cnf(
 def neural_sde(solver: SolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
     """`make_sde(drift, diffusion)` for the models: a `NeuralSDE` with the solver
     section's settings and the method's solve set-up."""
-    return functools.partial(
-        NeuralSDE, options=solve_options(solver, setup), brownian_tol=brownian_tol
-    )
+    return eqx.Partial(NeuralSDE, options=solve_options(solver, setup), brownian_tol=brownian_tol)

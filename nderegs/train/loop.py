@@ -4,7 +4,8 @@ update), evaluation, checkpoints, metrics and the run summary.
 Timing follows the papers: `train_seconds` sums the wall time of the gradient +
 update steps (each waited for), without compilation; `compile_seconds` is the first
 call of the step (compilation plus one step on the first batch, whose result is
-discarded); `predict_seconds` is the median over repeats of one compiled forward
+discarded; a run that takes the compiled step of an earlier run of its process, see
+`compiled_steps`, pays only the step, and its summary says `compiled_step_reused`); `predict_seconds` is the median over repeats of one compiled forward
 pass on a test batch.
 
 Memory: `train_step_bytes` is the memory of one compiled training step as XLA plans
@@ -37,6 +38,7 @@ from ..data import iterate_batches, num_batches
 from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
 from ..tasks import AbstractTask, Arrays, count_parameters, Evaluation
 from ..tracking import AbstractTracker, make_trackers
+from . import compiled_steps
 from .run_directory import RunDirectory
 
 #: Status lines ("training ... in DIR", "compiling ...", "nothing left to train"), each
@@ -407,6 +409,7 @@ class _Steps:
     evaluate: Callable[..., Evaluation]
     compile_seconds: float
     train_step_bytes: int | None
+    reused: bool
 
 
 @dataclasses.dataclass
@@ -605,10 +608,9 @@ def _run_step(run: _Run, state: _State, compiled_step, epoch: int, step: int, ba
 
 def _compile(run: _Run, state: _State) -> _Steps:
     """The run's `_Steps`: the training step compiled ahead of time (which gives its
-    memory), then run once on the first batch, its result discarded (both timed as
-    `compile_seconds`); and the evaluation step."""
-    train_step = make_train_step(run.task, run.optimizer, run.parallel)
-    evaluate_batch = make_evaluate_step(run.task, run.parallel)
+    memory), or taken from an earlier run of this process that runs the same program
+    (see `compiled_steps`), then run once on the first batch, its result discarded (both
+    timed as `compile_seconds`); and the evaluation step."""
     first = next(iterate_batches(run.arrays.train, run.batch_size, rng=None, drop_last=True))
     first_args = (
         state.model,
@@ -616,12 +618,32 @@ def _compile(run: _Run, state: _State) -> _Steps:
         run.parallel.shard(first),
         *_step_inputs(run, state, run.step_key, state.epoch),
     )
-    logger.info("compiling the training step (the first one takes a while)...")
+
+    def build() -> tuple[Callable, int | None, Callable[..., Evaluation]]:
+        logger.info("compiling the training step (the first one takes a while)...")
+        train_step = make_train_step(run.task, run.optimizer, run.parallel)
+        return (
+            *compile_step(train_step, *first_args),
+            make_evaluate_step(run.task, run.parallel),
+        )
+
+    # Everything the optimizer is built from but the run's length and batch size (the
+    # batch's shape is an argument's), and the code of the task's loss and evaluation
+    # (a method patched or reloaded since is another program).
+    optimizer = run.config.optim.model_dump_json(exclude={"epochs", "batch_size"})
+    code = (type(run.task).loss, type(run.task).evaluate)
+    key = compiled_steps.fingerprint(
+        values=run.task, shapes=first_args, extra=(optimizer, code, run.parallel.devices)
+    )
     start = time.perf_counter()
-    compiled_step, train_step_bytes = compile_step(train_step, *first_args)
+    (compiled_step, train_step_bytes, evaluate_batch), reused = compiled_steps.shared(key, build)
+    if reused:
+        logger.info("the training step is compiled already (an earlier run of this process)")
     compile_seconds = time.perf_counter() - start
     _, first_seconds = _run_step(run, state, compiled_step, state.epoch, 0, first, run.step_key)
-    return _Steps(compiled_step, evaluate_batch, compile_seconds + first_seconds, train_step_bytes)
+    return _Steps(
+        compiled_step, evaluate_batch, compile_seconds + first_seconds, train_step_bytes, reused
+    )
 
 
 def _train_epoch(
@@ -795,6 +817,7 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
         "test_nfe_max": test["test_nfe_max"],
         "train_seconds": state.train_seconds,
         "compile_seconds": steps.compile_seconds,
+        "compiled_step_reused": steps.reused,
         "train_step_bytes": steps.train_step_bytes,
         "predict_seconds": test["predict_seconds"],
         "predict_batch_size": test["predict_batch_size"],
