@@ -43,7 +43,7 @@ def _leaf_key(leaf: Any, *, by_value: bool) -> Hashable:
         array_key = (np.shape(leaf), str(leaf.dtype), str(getattr(leaf, "sharding", None)))
         if not by_value:
             return array_key
-        digest = hashlib.sha1(np.ascontiguousarray(jax.device_get(leaf))).hexdigest()
+        digest = hashlib.sha1(np.ascontiguousarray(jax.device_get(leaf)).tobytes()).hexdigest()
         return (*array_key, digest)
     hash(leaf)  # TypeError: not shareable
     return (type(leaf), leaf)
