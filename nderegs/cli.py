@@ -251,7 +251,7 @@ def _add_compare_parser(commands) -> None:
 def _add_runs_arguments(p, command: str, run: str, outputs: str) -> None:
     """What `compare` and `sweep` share: the config and the overrides of every `run`, the
     seeds, the folder of the runs and `outputs`, and where the runs execute."""
-    from .runners import BACKENDS
+    from .runners import BACKENDS, backends_help
 
     p.add_argument("config", nargs="?", help="YAML config file (default: digits)")
     p.add_argument("overrides", nargs="*", help=f"key=value overrides applied to every {run}")
@@ -271,8 +271,7 @@ def _add_runs_arguments(p, command: str, run: str, outputs: str) -> None:
         "--backend",
         choices=tuple(BACKENDS),
         default="local",
-        help="where runs execute: local (this machine; default) or ray (a Ray instance "
-        "or cluster; pip install 'nderegs[ray]')",
+        help=f"where runs execute (default local). {backends_help()}",
     )
     p.add_argument(
         "--workers",

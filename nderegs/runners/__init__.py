@@ -7,6 +7,7 @@ on a cluster (`make_backend`). Every run is one ordinary training run
 from .backends import (
     AbstractBackend,
     BACKENDS,
+    backends_help,
     InProcess,
     make_backend,
     ProcessPool,
@@ -17,6 +18,7 @@ from .run import execute_run, Job, RunResult, stale_run_problem
 __all__ = [
     "AbstractBackend",
     "BACKENDS",
+    "backends_help",
     "InProcess",
     "Job",
     "ProcessPool",

@@ -110,7 +110,9 @@ def _ray_task(job: Job):
 
 
 class RayBackend(AbstractBackend):
-    """Each run a Ray task requesting `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
+    """A Ray instance or cluster (pip install 'nderegs[ray]'), each run a Ray task.
+
+    Each run requests `cpus_per_trial` CPUs and `gpus_per_trial` GPUs.
 
     Without `address` a new local Ray instance is started with `workers ×
     cpus_per_trial` CPUs (no dashboard; Ray finds the GPUs) and shut down by `close`;
@@ -188,8 +190,17 @@ def _local(
     return InProcess() if workers == 1 else ProcessPool(workers)
 
 
-#: `--backend` name -> what makes that backend from `make_backend`'s keyword options.
+#: `--backend` name -> what makes that backend from `make_backend`'s keyword options
+#: (the first line of its docstring is its `--backend` help).
 BACKENDS: dict[str, Callable[..., AbstractBackend]] = {"local": _local, "ray": RayBackend}
+
+
+def backends_help() -> str:
+    """Each backend's name and the first line of its docstring."""
+    return "; ".join(
+        f"{name}: {(factory.__doc__ or '').strip().splitlines()[0].rstrip('.')}"
+        for name, factory in BACKENDS.items()
+    )
 
 
 def make_backend(
