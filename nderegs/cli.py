@@ -97,7 +97,9 @@ def _train(opts) -> int:
         # Without --run-dir the loop picks the default itself (and says so when an earlier
         # run holds the usual name); this is the same directory, for the messages here.
         run_dir = chosen or default_run_dir(config)
-        summary = train(config, run_dir=chosen, resume=opts.resume is not None)
+        summary = train(
+            config, run_dir=chosen, resume=opts.resume is not None, init_from=opts.init_from
+        )
     except ConfigError as e:
         _say(f"nderegs train: configuration error: {e}")
         return 2
@@ -368,6 +370,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--run-dir", help="where to write the run (default: output_dir/NAME-METHOD-seedN)"
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start this new run from the weights of a trained run (its last checkpoint; "
+        "the model's parameters must match), e.g. to fine-tune a flow-matching model with "
+        "method=error; the summary records it",
     )
     p.add_argument(
         "--print-config",

@@ -279,14 +279,14 @@ def test_default_run_directory_is_named_after_the_run(tmp_path, monkeypatch, cap
     # `nderegs train` without --run-dir trains there (the training itself: test_cli.py).
     calls = []
 
-    def fake_train(config, *, run_dir, resume):
-        calls.append((run_dir, resume))
+    def fake_train(config, *, run_dir, resume, init_from):
+        calls.append((run_dir, resume, init_from))
         return {"method": config.method}
 
     monkeypatch.setattr(nderegs.train, "train", fake_train)
     argv = ["train", *TINY, f"output_dir={tmp_path}", "method=error+stiffness", "seed=3"]
     assert main(argv) == 0
-    assert calls == [(None, False)]  # the loop picks the default run directory itself
+    assert calls == [(None, False, None)]  # the loop picks the default run directory itself
     out, err = capsys.readouterr()
     assert json.loads(out) == {"method": "error+stiffness"}
     assert f"done; run directory {first} " in err

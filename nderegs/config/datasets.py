@@ -12,6 +12,7 @@ from ..data import (
     ClassificationData,
     DensityData,
     load_digits,
+    load_digits_density,
     load_maf,
     load_mnist,
     load_physionet,
@@ -161,6 +162,17 @@ class Toy2D(AbstractDensityData):
         return make_toy_density(self.density, self.num_train, self.num_test, seed=seed)
 
 
+class Digits64(AbstractDensityData):
+    """scikit-learn's 8×8 digits as a 64-D density: dequantized, standardized, the NLL
+    reported for the dequantized pixels (`nderegs.data.load_digits_density`)."""
+
+    name: Literal["digits64"] = "digits64"
+    test_fraction: Float = Field(default=0.2, gt=0, lt=1)
+
+    def load(self, seed: int) -> DensityData:
+        return load_digits_density(self.test_fraction, seed=seed)
+
+
 class MAFTabular(AbstractDensityData):
     """A tabular set of MAF's benchmark (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) read
     from `path` (see `nderegs.data.maf` for the files and the preprocessing)."""
@@ -179,4 +191,4 @@ class MAFTabular(AbstractDensityData):
 
 ClassificationDataConfig = Annotated[Digits | MNIST | MNIST1D, Choice(default="digits")]
 TimeSeriesDataConfig = Annotated[Spirals | Irregular | PhysioNet, Choice(default="irregular")]
-DensityDataConfig = Annotated[Toy2D | MAFTabular, Choice(default="toy2d")]
+DensityDataConfig = Annotated[Toy2D | Digits64 | MAFTabular, Choice(default="toy2d")]

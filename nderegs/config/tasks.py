@@ -9,9 +9,10 @@ from typing import Annotated, ClassVar, Literal
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..layers.cnf import NoiseKind, TraceEstimator
+from ..layers.flow_matching import Coupling
 from ..models import Activation, activation
 from ..regularization import Regularization
 from ..tasks import (
@@ -23,7 +24,8 @@ from ..tasks import (
     SDEClassifierTask,
     SpiralSDETask,
 )
-from .base import Choice, Float, Int, Section, Variant
+from ..tasks.density import Training
+from .base import Choice, Float, Int, Problems, Section, Variant
 from .datasets import (
     AbstractDataConfig,
     ClassificationDataConfig,
@@ -245,6 +247,20 @@ class Density(AbstractTaskConfig):
     task_class = DensityTask
     data: DensityDataConfig = Field(default_factory=Toy2D)
     model: DensityModel = Field(default_factory=DensityModel)
+    #: maximum_likelihood (FFJORD: a solve per step) or flow_matching (no solve; a
+    #: method's terms are then those of the sampling solve).
+    training: Training = "maximum_likelihood"
+    #: Flow matching's pairing of data and base samples: independent | ot (minibatch
+    #: optimal transport, ott-jax).
+    coupling: Coupling = "independent"
+
+    @model_validator(mode="after")
+    def _check_coupling(self) -> Density:
+        if self.coupling != "independent" and self.training != "flow_matching":
+            raise Problems(
+                ("coupling", self.coupling, "pairs samples for training=flow_matching only")
+            )
+        return self
 
     def build(self, seed, regularization, solver):
         data = self.data.load(seed)
@@ -256,6 +272,9 @@ class Density(AbstractTaskConfig):
             activation=activation(m.activation),
             make_cnf=cnf(solver, regularization.setup, m.trace, m.noise),
             regularization=regularization,
+            training=self.training,
+            coupling=self.coupling,
+            nll_offset=data.nll_offset,
         )
         train = _first((data.x_train,), self.data.subset)
         return task, Arrays(train, (data.x_test,))

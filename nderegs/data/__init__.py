@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .batching import iterate_batches, num_batches
 from .containers import ClassificationData, DensityData, TimeSeriesData
-from .digits import load_digits
+from .digits import load_digits, load_digits_density
 from .idx import read_idx, write_idx
 from .irregular import make_irregular_series
 from .maf import load_maf, MAF_DATASETS
@@ -30,6 +30,7 @@ __all__ = [
     "TimeSeriesData",
     "iterate_batches",
     "load_digits",
+    "load_digits_density",
     "load_maf",
     "load_mnist",
     "load_physionet",

@@ -194,6 +194,41 @@ class CNF(AbstractNeuralDE):
             **options.solve_kwargs(),
         )
 
+    def transport(
+        self,
+        z: Array,
+        *,
+        reverse: bool = False,
+        args: PyTree = None,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Array, Heuristics]:
+        """The flow of `z` `(batch, dim)` alone, without the log-density channel: from
+        t0 to t1 (data → base), or with `reverse=True` from t1 to t0 (base → data, the
+        sampling solve). It solves z' = f(t, z) with the layer's settings (its local and
+        stiffness estimates included, so a regularizer of the sampling solve reads `h`);
+        it is the cheaper solve of sampling when no density is wanted, and its steps are
+        those of the sampling NFE that `DensityTask` reports. Returns `(z(end), h)`."""
+        self._check_batch(z, "transport")
+        self.check_trainable(args)
+        options = self.options
+        start, end = (options.t1, options.t0) if reverse else (options.t0, options.t1)
+        flow = FlowDynamics(self.vector_field, None).flow
+        sol, h = solve(
+            diffrax.ODETerm(flow),
+            options.solver,
+            start,
+            end,
+            options.dt0,
+            z,
+            args,
+            saveat=diffrax.SaveAt(t1=True),
+            key=key,
+            integrals=self.integrals,
+            **options.solve_kwargs(),
+        )
+        assert sol.ys is not None
+        return sol.ys[0], h
+
     def log_prob(
         self, x: Array, *, args: PyTree = None, key: PRNGKeyArray | None = None
     ) -> tuple[Array, Heuristics]:

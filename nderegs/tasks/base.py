@@ -105,6 +105,11 @@ class AbstractTask(eqx.Module):
         """Figures of the trained model, written into the run directory `directory`;
         returns the files written ([] if the task draws none)."""
 
+    @abc.abstractmethod
+    def summary_figures(self, model: Any, arrays: Arrays, test_metric: float) -> dict[str, Any]:
+        """The task's own figures of the trained model for `summary.json` (besides
+        the metric, `test_metric` on the test set); {} if it has none."""
+
     def evaluation_model(self, model: Any) -> Any:
         """The model as used at test time: no local sampling, no integrals and no
         stiffness estimate in its solve (STEER is off without a key)."""

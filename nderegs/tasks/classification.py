@@ -52,6 +52,9 @@ class AbstractClassificationTask(AbstractTask):
     def write_figures(self, model, arrays, directory) -> list:
         return []
 
+    def summary_figures(self, model, arrays, test_metric) -> dict:
+        return {}
+
 
 class ClassifierTask(AbstractClassificationTask):
     """x → tanh(W₁[x; t₀]) → neural ODE → W₂ z(t₁) → logits (Pal et al. 2021, 2023)."""

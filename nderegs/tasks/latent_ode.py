@@ -92,3 +92,6 @@ class LatentODETask(AbstractTask):
 
     def write_figures(self, model, arrays, directory) -> list:
         return []
+
+    def summary_figures(self, model, arrays, test_metric) -> dict:
+        return {}

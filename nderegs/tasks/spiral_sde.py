@@ -57,3 +57,6 @@ class SpiralSDETask(AbstractTask):
 
     def write_figures(self, model, arrays, directory) -> list:
         return []
+
+    def summary_figures(self, model, arrays, test_metric) -> dict:
+        return {}

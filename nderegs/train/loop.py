@@ -157,6 +157,10 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _nfe_mean_max(nfe) -> tuple[float, float] | None:
     """The mean and max over devices of one step's NFE (a scalar on one device)."""
     if nfe is None:
@@ -291,9 +295,17 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = False,
     stop_after_epoch: int | None = None,
+    init_from: str | Path | None = None,
 ) -> dict | None:
     """Train `config`; write `config.yaml`, `metrics.jsonl`, the checkpoint and
     `summary.json` under the run directory and return the summary.
+
+    `init_from` (a run directory) starts a new run from that run's last weights instead
+    of the seed's initialisation: the model's weights only (the optimizer, coefficients
+    and epochs start afresh), so a trained flow or classifier continues with any
+    method; the summary records where it started (`init_from`). Its model must have
+    the same parameters (names and shapes) as this config's, else a `ConfigError` says
+    which differ.
 
     `resume=True` continues the run in `run_dir` from its last checkpoint with the
     same numbers an uninterrupted run gives (per-epoch shuffles and per-step keys are
@@ -302,7 +314,7 @@ def train(
     """
     trackers: list[AbstractTracker] = []
     try:
-        return _train(config, run_dir, resume, stop_after_epoch, trackers)
+        return _train(config, run_dir, resume, stop_after_epoch, trackers, init_from)
     finally:  # also when training stops with an error or an interrupt
         for tracker in trackers:
             tracker.close()
@@ -314,6 +326,7 @@ def _train(
     resume: bool,
     stop_after_epoch: int | None,
     trackers: list[AbstractTracker],
+    init_from: str | Path | None = None,
 ) -> dict | None:
     """`train`, phase by phase: set the run up, prepare its directory, compile, train
     the epochs, then evaluate and summarize; returns the summary (a finished run resumed
@@ -321,6 +334,11 @@ def _train(
     `trackers` receives the trackers it opens (`train` closes them)."""
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory to continue.")
+    if resume and init_from is not None:
+        raise ConfigError(
+            "--init-from starts a new run from another run's weights; a resumed run "
+            "continues from its own checkpoint (drop one of --resume and --init-from)."
+        )
     # Before any JAX work: a multi-host run initialises jax.distributed here.
     parallel = config.parallel.build()
     _check_same_config_on_every_process(config)
@@ -339,6 +357,8 @@ def _train(
         return directory.read_summary()
     run = _set_up(config, parallel, directory, resume)
     state = _starting_state(run, resume, resumed_changes)
+    if init_from is not None:
+        state.model, state.progress["init_from"] = _weights_of(run, state.model, init_from)
     _prepare_directory(run, state, resume, extended)
     _announce(run, state, resume, chosen_by_default=run_dir is None)
     state.model, state.opt_state = parallel.replicate((state.model, state.opt_state))
@@ -515,6 +535,39 @@ def _starting_state(run: _Run, resume: bool, resumed_changes: dict) -> _State:
         train_seconds=float(progress.get("train_seconds", 0.0)),
         last_checkpoint_epoch=epoch,
     )
+
+
+def _weights_of(run: _Run, model: Any, source: str | Path) -> tuple[Any, dict]:
+    """`model` with the weights of the run directory `source`'s last checkpoint, and
+    the record of where they came from. Raises `ConfigError` where `source` is not a
+    run with a checkpoint or its parameters differ from `model`'s (names or shapes)."""
+    if not RunDirectory(source).has_checkpoint:
+        raise ConfigError(
+            f"--init-from {source}: not a run directory with a checkpoint (expected the "
+            "directory of an earlier `nderegs train`, holding config.yaml and "
+            "checkpoint.eqx)"
+        )
+    trained, source_config, epoch, _, _ = restore_run(source)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    ours = jax.tree_util.tree_flatten_with_path(params)[0]
+    theirs = jax.tree_util.tree_flatten_with_path(eqx.filter(trained, eqx.is_inexact_array))[0]
+    shapes = lambda leaves: {jax.tree_util.keystr(k): tuple(x.shape) for k, x in leaves}
+    here, there = shapes(ours), shapes(theirs)
+    if here != there:
+        name = next(k for k in [*here, *there] if here.get(k) != there.get(k))
+        changed = config_changes(source_config, run.config)
+        differ = "; ".join(
+            f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items() if k.startswith("task.")
+        )
+        raise ConfigError(
+            f"--init-from {source}: its model does not fit this config's: parameter {name} "
+            f"has shape {there.get(name, 'none')} there and {here.get(name, 'none')} here"
+            + (f" (the task settings that differ: {differ})" if differ else "")
+        )
+    weights = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), [x for _, x in theirs]
+    )
+    return eqx.combine(weights, static), {"run": str(source), "epoch": epoch}
 
 
 def _prepare_directory(run: _Run, state: _State, resume: bool, extended: bool) -> None:
@@ -764,9 +817,10 @@ def _evaluate_epoch(
         "epoch": done,
         "step": done * spe,
         "train_loss": sums["loss"] / spe,
-        f"train_{task.metric.name}": sums["metric"] / spe,
-        "train_nfe": sums["nfe"] / spe,
-        "train_nfe_max": sums["nfe_max"] / spe,
+        # None where the training step computes no metric (a flow-matching step).
+        f"train_{task.metric.name}": _finite_or_none(sums["metric"] / spe),
+        "train_nfe": _finite_or_none(sums["nfe"] / spe),
+        "train_nfe_max": _finite_or_none(sums["nfe_max"] / spe),
         f"test_{task.metric.name}": test_metric,
         "test_nfe": test_nfe,
         "test_nfe_max": test_nfe_max,
@@ -837,8 +891,11 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
             term: {"final": values[-1], "mean": float(np.mean(values)), "by_epoch": values}
             for term, values in history.items()
         }
+    if state.progress.get("init_from"):
+        summary["init_from"] = state.progress["init_from"]
     if state.progress.get("resumed_changes"):
         summary["resumed_changes"] = state.progress["resumed_changes"]
+    summary.update(task.summary_figures(model, run.arrays, test["test_metric"]))
     if run.writes and jax.process_count() == 1:  # drawing needs the whole model on this host
         figures = task.write_figures(model, run.arrays, run.directory.path)
         summary["figures"] = [f.name for f in figures]
