@@ -3,6 +3,7 @@ coupling against a known plan), the sampling solve, the sample metric, the 64-D 
 density and starting a run from another run's weights."""
 
 from collections import OrderedDict
+import itertools
 import json
 import math
 
@@ -69,11 +70,19 @@ def test_ot_coupling_finds_the_permutation_that_is_the_plan():
     x = jax.random.normal(jax.random.key(0), (24, 2))
     permutation = jax.random.permutation(jax.random.key(1), 24)
     z = x[permutation] + 1e-3 * jax.random.normal(jax.random.key(2), (24, 2))
-    paired = ot_pairing(x, z, jax.random.key(3))
-    np.testing.assert_allclose(paired, x, atol=1e-2)  # each x_i with its own copy
+    np.testing.assert_array_equal(ot_pairing(x, z), z[jnp.argsort(permutation)])
+    # The cheapest of all 720 pairings of 6 points, by brute force.
+    x, z = (jax.random.normal(jax.random.key(k), (6, 3)) for k in (3, 4))
+    cost = lambda paired: float(jnp.sum((x - paired) ** 2))
+    best = min(cost(z[np.array(order)]) for order in itertools.permutations(range(6)))
+    assert cost(ot_pairing(x, z)) == pytest.approx(best, rel=1e-6)
+    # Under vmap, each batch is paired on its own.
+    batched = jax.vmap(ot_pairing)(jnp.stack([x, z]), jnp.stack([z, x]))
+    np.testing.assert_array_equal(batched[0], ot_pairing(x, z))
     # The independent coupling leaves the draws as they are; OT moves them closer.
     field = ConcatSquashMLP(2, 8, 1, key=jax.random.key(4))
     cnf = nderegs.CNF(field, dim=2)
+    x = jax.random.normal(jax.random.key(0), (24, 2))
     independent = flow_matching_loss(cnf, x, jax.random.key(5))
     ot = flow_matching_loss(cnf, x, jax.random.key(5), coupling="ot")
     assert float(ot) < float(independent)

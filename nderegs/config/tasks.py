@@ -250,8 +250,8 @@ class Density(AbstractTaskConfig):
     #: maximum_likelihood (FFJORD: a solve per step) or flow_matching (no solve; a
     #: method's terms are then those of the sampling solve).
     training: Training = "maximum_likelihood"
-    #: Flow matching's pairing of data and base samples: independent | ot (minibatch
-    #: optimal transport, ott-jax).
+    #: Flow matching's pairing of data and base samples: independent | ot (the batch's
+    #: exact optimal-transport assignment).
     coupling: Coupling = "independent"
 
     @model_validator(mode="after")
