@@ -630,7 +630,7 @@ def test_global_heuristics_need_an_adjoint_through_the_solver():
         load_config(None, ["method=error", "solver.adjoint=backsolve"])
     cfg = load_config(None, ["method=local-error", "solver.adjoint=backsolve"])
     assert cfg.solver.adjoint == AdjointConfig(name="backsolve")
-    assert isinstance(cfg.solver.adjoint.build(), diffrax.BacksolveAdjoint)
+    assert isinstance(cfg.solver.adjoint.build(CONTROLLER), diffrax.BacksolveAdjoint)
 
 
 def test_steer_half_width_must_fit_the_interval():
@@ -666,8 +666,28 @@ def test_solver_variants_build_their_solver(name, cls):
 )
 def test_adjoint_variants_build_their_adjoint(name, cls, through_solver):
     adjoint = load_config(None, [f"solver.adjoint={name}"]).solver.adjoint
-    assert type(adjoint.build()) is cls
+    assert type(adjoint.build(CONTROLLER)) is cls
     assert adjoint.differentiates_through_solver is through_solver
+
+
+CONTROLLER = diffrax.PIDController(rtol=1e-6, atol=1e-6)
+
+
+def test_backsolve_with_the_adjoint_seminorm():
+    """`solver.adjoint: {name: backsolve, seminorm: true}` controls the adjoint solve as
+    the forward one, under diffrax's adjoint seminorm; other adjoints refuse it."""
+    config = load_config(
+        None, ["method=local-error", "solver.adjoint={name: backsolve, seminorm: true}"]
+    )
+    adjoint = config.solver.adjoint.build(CONTROLLER)
+    assert isinstance(adjoint, diffrax.BacksolveAdjoint)
+    controller = adjoint.kwargs["stepsize_controller"]
+    assert controller.norm is diffrax.adjoint_rms_seminorm and controller.rtol == 1e-6
+    assert not load_config(None, ["solver.adjoint=backsolve"]).solver.adjoint.seminorm
+    with pytest.raises(
+        ConfigError, match=r"'solver.adjoint.seminorm': True \(applies to name=backsolve only"
+    ):
+        load_config(None, ["solver.adjoint.seminorm=true"])
 
 
 def test_every_name_has_a_table_row():

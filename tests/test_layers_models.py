@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import nderegs
+from nderegs.config import load_config
 from nderegs.layers import NeuralODE
 from nderegs.models import gaussian_kl, LatentODE, NODEClassifier, TimeMLP
 
@@ -70,6 +71,15 @@ def test_parameters_get_gradients_with_backsolve_and_local():
     leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
+    # The adjoint seminorm (the config's `seminorm: true`) steps the adjoint solve
+    # differently, to the same gradient within the tolerances.
+    config = load_config(
+        None, ["method=local-error", "solver.adjoint={name: backsolve, seminorm: true}"]
+    )
+    seminorm = config.solver.adjoint.build(layer.options.stepsize_controller())
+    with_seminorm = eqx.filter_grad(loss)(eqx.tree_at(lambda m: m.options.adjoint, layer, seminorm))
+    for a, b in zip(leaves, jax.tree_util.tree_leaves(eqx.filter(with_seminorm, eqx.is_array))):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-6)
 
 
 def test_classifier_shapes_and_heuristics():
