@@ -805,7 +805,7 @@ def test_save_load_round_trip(tmp_path, name):
 def test_config_to_dict_is_plain():
     d = config_to_dict(load_config(None, ["method=steer"]))
     assert d["method"] == "steer" and d["solver"]["rtol"] == 1e-6
-    assert d["solver"]["adjoint"] == {"name": "recursive_checkpoint"}
+    assert d["solver"]["adjoint"] == {"name": "recursive_checkpoint", "seminorm": False}
     assert "components" not in d
     yaml.safe_dump(d)  # only built-in types
 
