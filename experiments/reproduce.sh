@@ -3,14 +3,14 @@
 # Each line is one table: `nderegs compare` runs every method x seed (resumable: re-running
 # skips finished runs) and writes comparison.md/.csv and the plots to experiments/results/NAME.
 #
-#   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto|cnf_2d ...]   (default: all)
+#   bash experiments/reproduce.sh [digits|digits_paper2|latent_ode|spiral_sde|digits_sde|digits_pareto|cnf_2d|flows ...]   (default: all)
 #
 # Runs are sequential on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
 results=experiments/results
-tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d}")
+tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d flows}")
 trajectory="regularization.local_gradient=trajectory"
 backsolve="solver.adjoint=backsolve"
 
@@ -47,6 +47,8 @@ for table in ${tables[@]}; do
           --output-dir "$results/cnf_2d/$density" --workers "${WORKERS:-2}" \
           --methods "vanilla,error,stiffness,error+stiffness,local-error,steer[regularization.steer_b=0.25],rnode[regularization.kinetic.start=0.03,regularization.jacobian.start=0.1],taynode[regularization.taynode.start=0.1]"
       done ;;
-    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d" >&2; exit 2 ;;
+    flows)  # flow matching against FFJORD, and fine-tuned for cheap sampling (experiments/flows.sh)
+      SEEDS="$seeds" bash experiments/flows.sh moons pinwheel 8gaussians checkerboard digits64 ;;
+    *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d flows" >&2; exit 2 ;;
   esac
 done

@@ -313,7 +313,6 @@ class _GainTask(AbstractTask):
         label="gain",
         higher_is_better=True,
         tolerance=0.1,
-        tolerance_words="at least 0.9 × vanilla's mean",
     )
 
 

@@ -41,8 +41,18 @@ class Metric:
     #: vanilla's mean when `relative_tolerance`, else in the metric's recorded units.
     tolerance: float = 0.01
     relative_tolerance: bool = True
-    #: That condition as `pareto.md` states it (the default states the default one).
-    tolerance_words: str = "at most 1.01 × vanilla's mean"
+
+    @property
+    def tolerance_words(self) -> str:
+        """The tolerance of `matches` in words, for report headers: "at most 1.01 ×
+        vanilla's mean", "at least vanilla's mean − 1 point" (a percentage's points)."""
+        if self.relative_tolerance:
+            factor = 1 - self.tolerance if self.higher_is_better else 1 + self.tolerance
+            return f"at {'least' if self.higher_is_better else 'most'} {factor:g} × vanilla's mean"
+        unit = "point" if self.unit == "%" else self.unit
+        amount = f"{self.tolerance * self.scale:g} {unit}".rstrip()
+        bound = "least vanilla's mean −" if self.higher_is_better else "most vanilla's mean +"
+        return f"at {bound} {amount}"
 
     @classmethod
     def generic(cls, name: str) -> Metric:
@@ -90,7 +100,6 @@ ACCURACY = Metric(
     decimals=2,
     tolerance=0.01,
     relative_tolerance=False,
-    tolerance_words="at least vanilla's mean accuracy − 1 point",
 )
 #: A regression's (the latent ODE's, the spiral SDE's): a mean squared error.
 MSE = Metric(name="mse", label="MSE")
@@ -103,5 +112,4 @@ NLL = Metric(
     by_difference=True,
     tolerance=0.05,
     relative_tolerance=False,
-    tolerance_words="at most vanilla's mean + 0.05 nats",
 )
