@@ -4,18 +4,22 @@
 # experiments/configs/flows_digits64.yaml). Per seed: FFJORD (maximum likelihood) without
 # and with the error regularizer, flow matching with the independent and the OT coupling,
 # and each flow-matching model fine-tuned from its weights (--init-from) with the error
-# regularizer of its sampling solve at each λ of LAMBDAS. Finished runs are kept
-# (resumable); then flows_report.py writes the density's table.
+# regularizer of its sampling solve at each λ of LAMBDAS. Finished runs are kept and
+# interrupted ones resumed; then flows_report.py writes the density's table.
 #
 #   SEEDS=3 LAMBDAS="0 0.1 0.3 1" bash experiments/flows.sh [moons pinwheel 8gaussians checkerboard digits64 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
 lambdas="${LAMBDAS:-0 0.1 0.3 1}"  # 0: the control, fine-tuned without the regularizer
-run() {  # run DIR OVERRIDES...: train unless DIR holds a finished run
+run() {  # run DIR OVERRIDES...: train, resume an interrupted run, or keep a finished one
   local dir=$1
   shift
-  if [ ! -f "$dir/summary.json" ]; then
+  if [ -f "$dir/summary.json" ]; then
+    return
+  elif [ -f "$dir/checkpoint.eqx" ]; then
+    nderegs train --resume "$dir" > /dev/null
+  else
     rm -rf "$dir"
     nderegs train "$config" "$@" --run-dir "$dir" > /dev/null
   fi

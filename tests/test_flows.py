@@ -121,7 +121,10 @@ def test_energy_distance_of_two_gaussians_matches_its_closed_form():
     cross = s * math.sqrt(2 / math.pi) * math.exp(-(m**2) / 4) + m * (1 - 2 * norm.cdf(-m / s))
     expected = 2 * cross - 2 * (2 / math.sqrt(math.pi))
     assert float(energy_distance(x, y)) == pytest.approx(expected, abs=0.03)
-    assert abs(float(energy_distance(x, x[::-1] + 0))) < 0.01  # the same law: about 0
+    # Exactly, on two points each: the cross term over all pairs, the within terms over
+    # distinct pairs (2·1 − 1 − 2; with the diagonal's zeros counted it would be +0.5).
+    a, b = jnp.array([[0.0], [1.0]]), jnp.array([[0.0], [2.0]])
+    assert float(energy_distance(a, b)) == pytest.approx(-1.0)
 
 
 def test_digits_as_a_64_dimensional_density():
@@ -168,7 +171,7 @@ def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    fine_tune = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "method=error", "seed=5"])
+    fine_tune = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "method=error"])
     with monkeypatch.context() as patch:
         patch.setattr("nderegs.train.loop.compile_step", interrupted)
         patch.setattr(compiled_steps, "_shared", OrderedDict())
@@ -194,6 +197,9 @@ def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):
         match=r"(?s)shape \(.*8.*\) there and \(.*16.*\) here.*task.model.width: 8 -> 16",
     ):
         train(wider, run_dir=tmp_path / "wider", init_from=source)
+    other_seed = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "seed=5"])
+    with pytest.raises(ConfigError, match=r"trained on other data \(seed: 0 -> 5\)"):
+        train(other_seed, run_dir=tmp_path / "other", init_from=source)
     with pytest.raises(ConfigError, match="not a run directory with a checkpoint"):
         train(config, run_dir=tmp_path / "none", init_from=tmp_path)
     with pytest.raises(ConfigError, match="drop one of --resume and --init-from"):
@@ -205,3 +211,13 @@ def test_flow_matching_settings_are_checked():
         load_config("configs/cnf_2d.yaml", ["task.coupling=ot"])
     with pytest.raises(ConfigError, match="task.training.*maximum_likelihood, flow_matching"):
         load_config("configs/cnf_2d.yaml", ["task.training=score_matching"])
+    flow_matching = ["task.training=flow_matching"]
+    with pytest.raises(ConfigError, match="'method': 'steer'.*no training trajectory"):
+        load_config("configs/cnf_2d.yaml", [*flow_matching, "method=steer"])
+    budget = "regularization.error={kind: loss_budget, tolerance: 0.01, constrain: metric}"
+    with pytest.raises(ConfigError, match="constrain': 'metric'.*computes no likelihood"):
+        load_config("configs/cnf_2d.yaml", [*flow_matching, "method=error", budget])
+    load_config(
+        "configs/cnf_2d.yaml",
+        [*flow_matching, "method=error", budget.replace("metric", "task_loss")],
+    )

@@ -77,6 +77,8 @@ def test_parameters_get_gradients_with_backsolve_and_local():
         None, ["method=local-error", "solver.adjoint={name: backsolve, seminorm: true}"]
     )
     seminorm = config.solver.adjoint.build(layer.options.stepsize_controller())
+    built = config.build()[0].make_node.keywords["options"].adjoint  # the config's layers
+    assert built.kwargs["stepsize_controller"].norm is diffrax.adjoint_rms_seminorm
     with_seminorm = eqx.filter_grad(loss)(eqx.tree_at(lambda m: m.options.adjoint, layer, seminorm))
     for a, b in zip(leaves, jax.tree_util.tree_leaves(eqx.filter(with_seminorm, eqx.is_array))):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-6)

@@ -17,7 +17,7 @@ from .optimizers import Adam, OptimizerConfig
 from .parallel import ParallelConfig
 from .regularization import method_problem, parse_method, RegularizationConfig
 from .solvers import solver_names, SolverConfig
-from .tasks import Classifier, TaskConfig
+from .tasks import Classifier, Density, TaskConfig
 
 
 class TrainConfig(Section):
@@ -116,6 +116,7 @@ class ExperimentConfig(Section):
                         f"the {self.task.name} task cannot train with '{component.name}': it {reason}",
                     )
                 )
+        problems += self._flow_matching_problems(regularization)
         if any(isinstance(component, Steer) for component in regularization.regularizers):
             span = abs(self.solver.t1 - self.solver.t0)
             b = self.regularization.steer_b
@@ -131,6 +132,29 @@ class ExperimentConfig(Section):
         if problems:
             raise Problems(*problems)
         return self
+
+    def _flow_matching_problems(self, regularization) -> list:
+        """A flow-matching step solves nothing but the sampling solve: STEER, which
+        draws the end time of the training solve, has nothing to act on, and no
+        training metric (a likelihood) is computed for a budget to constrain."""
+        if not (isinstance(self.task, Density) and self.task.training == "flow_matching"):
+            return []
+        problems = []
+        if any(isinstance(c, Steer) for c in regularization.regularizers):
+            reason = (
+                "flow matching solves no training trajectory whose end time STEER could "
+                "draw; use another method, or task.training=maximum_likelihood"
+            )
+            problems.append(("method", self.method, reason))
+        for field in RegularizationConfig.model_fields:
+            section = getattr(self.regularization, field)
+            if isinstance(section, LossBudgetCoefficient) and section.constrain == "metric":
+                reason = (
+                    "a flow-matching step computes no likelihood for the budget to "
+                    "constrain; use constrain: task_loss (the flow-matching loss)"
+                )
+                problems.append((f"regularization.{field}.constrain", "metric", reason))
+        return problems
 
     def check_trains_something(self) -> None:
         """Raise `ConfigError` when a method component would be a silent no-op (all its

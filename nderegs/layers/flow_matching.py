@@ -48,10 +48,10 @@ COUPLINGS: tuple[Coupling, ...] = ("independent", "ot")
 def _assignment(cost: np.ndarray) -> np.ndarray:
     import scipy.optimize
 
-    # A batch of such problems under `vmap` comes as one stacked array.
-    if cost.ndim == 3:
-        return np.stack([_assignment(c) for c in cost])
-    return scipy.optimize.linear_sum_assignment(cost)[1].astype(np.int32)
+    # Problems under (nested) `vmap` come stacked in the leading axes.
+    problems = cost.reshape(-1, *cost.shape[-2:])
+    columns = [scipy.optimize.linear_sum_assignment(c)[1] for c in problems]
+    return np.stack(columns).astype(np.int32).reshape(cost.shape[:-1])
 
 
 def ot_pairing(x: Array, z: Array) -> Array:

@@ -92,7 +92,8 @@ class DensityTask(AbstractTask):
             log_p, h = model.log_prob(x, key=key)
             nll = -jnp.mean(log_p)
             total, aux = self.regularization.penalize(nll, h, x.shape[0], coefficients)
-            aux.update(task_loss=nll, metric=nll)
+            # The metric in the data's own units, as evaluation reports it.
+            aux.update(task_loss=nll, metric=nll + jnp.asarray(self.nll_offset, nll.dtype))
             return total, aux
         match_key, base_key, solve_key = jax.random.split(key, 3)
         matching = flow_matching_loss(model, x, match_key, coupling=self.coupling)
@@ -115,7 +116,8 @@ class DensityTask(AbstractTask):
     def summary_figures(self, model, arrays: Arrays, test_metric: float) -> dict[str, float | None]:
         """The sampling solve's NFE for `SAMPLES` base points (the flow alone, at the
         evaluation settings), the energy distance of those samples to (up to
-        `SAMPLES` points of) the test set, and the test NLL per dimension."""
+        `SAMPLES` points of) the test set (both None where the sampling solve fails or
+        the test set has one point), and the test NLL per dimension."""
         (x_test,) = arrays.test
         reference = jnp.asarray(x_test[:SAMPLES])
 
@@ -123,13 +125,18 @@ class DensityTask(AbstractTask):
         def sample_figures(cnf: CNF, key):
             base = jax.random.normal(key, (SAMPLES, self.dim), reference.dtype)
             samples, h = cnf.transport(base, reverse=True)
-            return h.nfe, energy_distance(samples, reference)
+            return h.nfe, energy_distance(samples, reference), h.successful
 
-        nfe, distance = sample_figures(self.evaluation_model(model), jax.random.key(0))
+        per_dim = {"test_nll_per_dim": test_metric / self.dim}
+        if reference.shape[0] < 2:  # the energy distance needs two test points
+            return {"sample_nfe": None, "sample_energy_distance": None, **per_dim}
+        nfe, distance, ok = sample_figures(self.evaluation_model(model), jax.random.key(0))
+        if not bool(ok):  # a failed sampling solve: its samples and count mean nothing
+            return {"sample_nfe": None, "sample_energy_distance": None, **per_dim}
         return {
             "sample_nfe": None if nfe is None else float(nfe),
             "sample_energy_distance": float(distance),
-            "test_nll_per_dim": test_metric / self.dim,
+            **per_dim,
         }
 
     def loss_coefficients(self, epoch: int) -> dict[str, float]:

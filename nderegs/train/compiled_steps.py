@@ -30,6 +30,7 @@ _NUMERIC_FLAGS = (
     "jax_default_matmul_precision",
     "jax_debug_nans",
     "jax_debug_infs",
+    "jax_threefry_partitionable",
 )
 
 #: How many programs a process keeps; the oldest unused one goes first.

@@ -5,7 +5,8 @@ Timing follows the papers: `train_seconds` sums the wall time of the gradient +
 update steps (each waited for), without compilation; `compile_seconds` is the first
 call of the step (compilation plus one step on the first batch, whose result is
 discarded; a run that takes the compiled step of an earlier run of its process, see
-`compiled_steps`, pays only the step, and its summary says `compiled_step_reused`); `predict_seconds` is the median over repeats of one compiled forward
+`compiled_steps`, reports what compiling that program took, which it did not pay
+again, and its summary says `compiled_step_reused`); `predict_seconds` is the median over repeats of one compiled forward
 pass on a test batch.
 
 Memory: `train_step_bytes` is the memory of one compiled training step as XLA plans
@@ -548,6 +549,18 @@ def _weights_of(run: _Run, model: Any, source: str | Path) -> tuple[Any, dict]:
             "checkpoint.eqx)"
         )
     trained, source_config, epoch, _, _ = restore_run(source)
+    data_changes = {
+        k: v
+        for k, v in config_changes(source_config, run.config).items()
+        if k == "seed" or k.startswith("task.data.")
+    }
+    if data_changes:
+        differ = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in data_changes.items())
+        raise ConfigError(
+            f"--init-from {source}: it was trained on other data ({differ}): the seed and "
+            "task.data settings pick the data and its split, so its training points could "
+            "be in this run's test set. Start from a run of the same seed and data."
+        )
     params, static = eqx.partition(model, eqx.is_inexact_array)
     ours = jax.tree_util.tree_flatten_with_path(params)[0]
     theirs = jax.tree_util.tree_flatten_with_path(eqx.filter(trained, eqx.is_inexact_array))[0]
@@ -662,8 +675,9 @@ def _run_step(run: _Run, state: _State, compiled_step, epoch: int, step: int, ba
 def _compile(run: _Run, state: _State) -> _Steps:
     """The run's `_Steps`: the training step compiled ahead of time (which gives its
     memory), or taken from an earlier run of this process that runs the same program
-    (see `compiled_steps`), then run once on the first batch, its result discarded (both
-    timed as `compile_seconds`); and the evaluation step."""
+    (see `compiled_steps`; `compile_seconds` is then that program's compilation), then
+    run once on the first batch, its result discarded (both timed as
+    `compile_seconds`); and the evaluation step."""
     first = next(iterate_batches(run.arrays.train, run.batch_size, rng=None, drop_last=True))
     first_args = (
         state.model,
@@ -672,13 +686,13 @@ def _compile(run: _Run, state: _State) -> _Steps:
         *_step_inputs(run, state, run.step_key, state.epoch),
     )
 
-    def build() -> tuple[Callable, int | None, Callable[..., Evaluation]]:
+    def build() -> tuple[Callable, int | None, Callable[..., Evaluation], float]:
         logger.info("compiling the training step (the first one takes a while)...")
+        start = time.perf_counter()
         train_step = make_train_step(run.task, run.optimizer, run.parallel)
-        return (
-            *compile_step(train_step, *first_args),
-            make_evaluate_step(run.task, run.parallel),
-        )
+        compiled, memory = compile_step(train_step, *first_args)
+        seconds = time.perf_counter() - start
+        return compiled, memory, make_evaluate_step(run.task, run.parallel), seconds
 
     # Everything the optimizer is built from but the run's length and batch size (the
     # batch's shape is an argument's), and the code of the task's loss and evaluation
@@ -688,11 +702,10 @@ def _compile(run: _Run, state: _State) -> _Steps:
     key = compiled_steps.fingerprint(
         values=run.task, shapes=first_args, extra=(optimizer, code, run.parallel.devices)
     )
-    start = time.perf_counter()
-    (compiled_step, train_step_bytes, evaluate_batch), reused = compiled_steps.shared(key, build)
+    program, reused = compiled_steps.shared(key, build)
+    compiled_step, train_step_bytes, evaluate_batch, compile_seconds = program
     if reused:
         logger.info("the training step is compiled already (an earlier run of this process)")
-    compile_seconds = time.perf_counter() - start
     _, first_seconds = _run_step(run, state, compiled_step, state.epoch, 0, first, run.step_key)
     return _Steps(
         compiled_step, evaluate_batch, compile_seconds + first_seconds, train_step_bytes, reused
