@@ -155,9 +155,10 @@ TINY_FLOW = [
 
 
 def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):
-    """Flow matching trains without a solve; a new run starts from its exact weights and
-    fine-tunes it with the error regularizer of its sampling solve."""
-    config = load_config("configs/cnf_2d.yaml", TINY_FLOW)
+    """Flow matching (OT-paired, through the compiled step) trains without a solve; a new
+    run starts from its exact weights and fine-tunes it with the error regularizer of its
+    sampling solve."""
+    config = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "task.coupling=ot"])
     source = tmp_path / "fm"
     summary = train(config, run_dir=source)
     assert summary is not None
@@ -171,7 +172,7 @@ def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    fine_tune = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "method=error"])
+    fine_tune = load_config("configs/cnf_2d.yaml", [*TINY_FLOW, "task.coupling=ot", "method=error"])
     with monkeypatch.context() as patch:
         patch.setattr("nderegs.train.loop.compile_step", interrupted)
         patch.setattr(compiled_steps, "_shared", OrderedDict())
