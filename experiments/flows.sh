@@ -7,11 +7,11 @@
 # regularizer of its sampling solve at each λ of LAMBDAS. Finished runs are kept and
 # interrupted ones resumed; then flows_report.py writes the density's table.
 #
-#   SEEDS=3 LAMBDAS="0 0.1 0.3 1" bash experiments/flows.sh [moons pinwheel 8gaussians checkerboard digits64 ...]
+#   SEEDS=3 LAMBDAS="0 0.1 0.3 1 3" bash experiments/flows.sh [moons pinwheel 8gaussians checkerboard digits64 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SEEDS:-3}"
-lambdas="${LAMBDAS:-0 0.1 0.3 1}"  # 0: the control, fine-tuned without the regularizer
+lambdas="${LAMBDAS:-0 0.1 0.3 1 3}"  # 0: the control, fine-tuned without the regularizer
 run() {  # run DIR OVERRIDES...: train, resume an interrupted run, or keep a finished one
   local dir=$1
   shift
