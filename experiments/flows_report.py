@@ -32,20 +32,29 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").open()]
+
+
 def _reach(runs: Path, variant: Path, summaries: dict[int, dict], dim: float) -> dict:
-    """Flow matching against FFJORD of the same seed: the training time to its first
-    evaluation within FFJORD's band (its NLL + 0.05 nats, per dimension + 0.01) as a
-    fraction of FFJORD's whole training time, and the whole training times' ratio."""
+    """Flow matching against FFJORD of the same seed, both at their evaluations: the
+    training time to flow matching's first test NLL within FFJORD's band (FFJORD's best
+    evaluated test NLL + 0.05 nats, per dimension + 0.01) as a fraction of the training
+    time FFJORD took to that best NLL, and the whole training times' ratio. FFJORD's best
+    rather than its last: on the 64-D digits it overfits (the best is picked on the test
+    set, which favours FFJORD)."""
     ffjord = _summaries(runs / "ffjord")
     band = NLL_SLACK_2D if dim <= 2 else NLL_SLACK_PER_DIM * dim
     reach, whole = [], []
     for seed, summary in summaries.items():
         if seed not in ffjord:
             continue
-        target = ffjord[seed]["test_metric"] + band
-        rows = [json.loads(line) for line in (variant / f"seed{seed}" / "metrics.jsonl").open()]
-        first = next((r["train_seconds"] for r in rows if r["test_nll"] <= target), None)
-        reach.append(None if first is None else first / ffjord[seed]["train_seconds"])
+        best = min(_rows(runs / "ffjord" / f"seed{seed}"), key=lambda r: r["test_nll"])
+        rows = _rows(variant / f"seed{seed}")
+        first = next(
+            (r["train_seconds"] for r in rows if r["test_nll"] <= best["test_nll"] + band), None
+        )
+        reach.append(None if first is None else first / best["train_seconds"])
         whole.append(summary["train_seconds"] / ffjord[seed]["train_seconds"])
     if not whole:
         return {}
@@ -143,10 +152,11 @@ def main(folder: Path) -> None:
         "",
         "Flow matching against FFJORD (same seeds): its whole training time as a fraction "
         "of FFJORD's, and the time to its first evaluation within FFJORD's NLL band "
-        "(+0.05 nats; on 64-D data +0.01 per dimension) as a fraction of FFJORD's whole "
-        "training time (the target on 64-D data: ≤ 0.3).",
+        "(FFJORD's best evaluated test NLL + 0.05 nats; on 64-D data + 0.01 per "
+        "dimension) as a fraction of the time FFJORD took to that best (the target on "
+        "64-D data: ≤ 0.3). On the 2-D densities both are evaluated at the end only.",
         "",
-        "| row | training time / FFJORD's | time to FFJORD's NLL / FFJORD's time | seeds within the band |",
+        "| row | training time / FFJORD's | time to FFJORD's best NLL / FFJORD's time to it | seeds within the band |",
         "|---|---|---|---|",
     ]
     for e in table:
