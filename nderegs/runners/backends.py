@@ -197,10 +197,12 @@ BACKENDS: dict[str, Callable[..., AbstractBackend]] = {"local": _local, "ray": R
 
 def backends_help() -> str:
     """Each backend's name and the first line of its docstring."""
-    return "; ".join(
-        f"{name}: {(factory.__doc__ or '').strip().splitlines()[0].rstrip('.')}"
-        for name, factory in BACKENDS.items()
-    )
+
+    def summary(factory: Callable[..., AbstractBackend]) -> str:
+        lines = (factory.__doc__ or "").strip().splitlines()
+        return lines[0].rstrip(".") if lines else "(undocumented)"
+
+    return "; ".join(f"{name}: {summary(factory)}" for name, factory in BACKENDS.items())
 
 
 def make_backend(
