@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny import TINY_CNF
 
 import nderegs
 from nderegs.config import load_config, METHOD_COMPONENTS
@@ -432,16 +433,6 @@ def test_maf_errors(tmp_path):
 # --------------------------------------------------------------------------- #
 # Through the CLI
 # --------------------------------------------------------------------------- #
-
-TINY_CNF = [
-    "task.data.num_train=256",
-    "task.data.num_test=128",
-    "task.model.width=8",
-    "optim.batch_size=128",
-    "optim.epochs=1",
-    "train.progress=false",
-    "train.predict_repeats=1",
-]
 
 
 def test_train_and_compare_density_from_the_cli(tmp_path, capsys):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 import sklearn.datasets
+from tiny import TINY_CNF
 
 import nderegs
 from nderegs.config import ConfigError, load_config
@@ -142,16 +143,7 @@ def test_digits_as_a_64_dimensional_density():
     assert data.nll_offset == pytest.approx(expected, abs=1.0)
 
 
-TINY_FLOW = [
-    "task.data.num_train=256",
-    "task.data.num_test=128",
-    "task.model.width=8",
-    "optim.batch_size=128",
-    "optim.epochs=1",
-    "train.progress=false",
-    "train.predict_repeats=1",
-    "task.training=flow_matching",
-]
+TINY_FLOW = [*TINY_CNF, "task.training=flow_matching"]
 
 
 def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):

@@ -26,6 +26,18 @@ TINY = [
 ]
 
 
+#: The suite's tiny CNF run on a 2-D toy density (configs/cnf_2d.yaml).
+TINY_CNF = [
+    "task.data.num_train=256",
+    "task.data.num_test=128",
+    "task.model.width=8",
+    "optim.batch_size=128",
+    "optim.epochs=1",
+    "train.progress=false",
+    "train.predict_repeats=1",
+]
+
+
 class TinyRuns:
     """Tiny runs trained once per pytest run and shared by every test and xdist worker
     (the `tiny_runs` fixture of conftest.py).
