@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .core import (
     AbstractIntegral,
+    BackwardCount,
     Heuristics,
     JacobianFrobenius,
     KineticEnergy,

@@ -60,6 +60,8 @@ def _summary(method, seed, **values):
         "train_metric": 0.9,
         "test_metric": 0.8,
         "test_nfe": 20.0,
+        "train_nfe": 20.0,
+        "train_backward_nfe": 40.0,
         "train_seconds": 10.0,
         "predict_seconds": 0.01,
     }
@@ -154,7 +156,14 @@ def test_rows_average_successful_seeds_and_divide_by_vanilla():
     # The made-up summaries have no train_step_bytes: that ratio is undefined.
     assert vanilla.ratios.pop("train_step_bytes") is None
     assert vanilla.ratios == pytest.approx(
-        {"train_seconds": 1.0, "predict_seconds": 1.0, "test_nfe": 1.0, "test_metric": 1.0}
+        {
+            "train_seconds": 1.0,
+            "predict_seconds": 1.0,
+            "test_nfe": 1.0,
+            "train_nfe": 1.0,
+            "train_backward_nfe": 1.0,
+            "test_metric": 1.0,
+        }
     )
     assert error.ratios["train_seconds"] == pytest.approx(30.0 / 12.0)
     assert error.ratios["test_nfe"] == pytest.approx(10.0 / 25.0)
@@ -164,8 +173,9 @@ def test_rows_average_successful_seeds_and_divide_by_vanilla():
 
 
 #: Made-up values of two seeds per method. Every method's mean is a different known
-#: fraction of vanilla's (error: train 0.75, prediction 0.40, NFE 0.45, metric 0.80,
-#: memory 1.25; steer: 1.50, 1.10, 1.30, 0.90, 1.75), and vanilla is not the first
+#: fraction of vanilla's (error: train 0.75, prediction 0.40, NFE 0.45, training
+#: forward NFE 0.50, backward 0.60, metric 0.80, memory 1.25; steer: 1.50, 1.10, 1.30,
+#: 1.20, 1.40, 0.90, 1.75), and vanilla is not the first
 #: method: a ratio that is always 1, inverted, or divided by another method's mean
 #: shows in the cells.
 RATIO_SEEDS = {
@@ -182,12 +192,23 @@ RATIO_SEEDS = {
         dict(train_seconds=19.0, predict_seconds=0.036, test_nfe=70.0, test_metric=0.78),
     ],
 }
+#: Training forward and backward NFE of the two seeds (vanilla means 40 and 80).
+TRAINING_NFE = {
+    "error": [(18.0, 44.0), (22.0, 52.0)],
+    "vanilla": [(30.0, 60.0), (50.0, 100.0)],
+    "steer": [(46.0, 110.0), (50.0, 114.0)],
+}
+for _method, _seeds in RATIO_SEEDS.items():
+    for _seed, (_forward, _backward) in zip(_seeds, TRAINING_NFE[_method]):
+        _seed.update(train_nfe=_forward, train_backward_nfe=_backward)
 RATIO_MIB = {"error": 5, "vanilla": 4, "steer": 7}  # train-step memory (MiB, every seed)
 #: How the table labels each ratio column (Markdown) and names it (CSV, accuracy).
 RATIO_COLUMNS = {
     "train_seconds": ("Train time ×", "train_seconds_ratio_to_vanilla"),
     "predict_seconds": ("Prediction time ×", "predict_seconds_ratio_to_vanilla"),
     "test_nfe": ("NFE ×", "test_nfe_ratio_to_vanilla"),
+    "train_nfe": ("Forward NFE ×", "train_nfe_ratio_to_vanilla"),
+    "train_backward_nfe": ("Backward NFE ×", "train_backward_nfe_ratio_to_vanilla"),
     "test_metric": ("Test acc. ×", "test_accuracy_ratio_to_vanilla"),
     "train_step_bytes": ("Memory ×", "train_step_bytes_ratio_to_vanilla"),
 }
@@ -209,7 +230,14 @@ def _hand_ratios(method, metric):
     def mean(m, q):
         return statistics.fmean(seed[q] for seed in RATIO_SEEDS[m])
 
-    quantities = ("train_seconds", "predict_seconds", "test_nfe", "test_metric")
+    quantities = (
+        "train_seconds",
+        "predict_seconds",
+        "test_nfe",
+        "train_nfe",
+        "train_backward_nfe",
+        "test_metric",
+    )
     ratios = {q: mean(method, q) / mean("vanilla", q) for q in quantities}
     ratios["train_step_bytes"] = RATIO_MIB[method] / RATIO_MIB["vanilla"]
     if metric == "nll":
@@ -257,6 +285,8 @@ def test_ratio_cells_of_markdown_and_csv_are_the_hand_computed_ratios(tmp_path, 
             train_seconds=0.75,
             predict_seconds=0.40,
             test_nfe=0.45,
+            train_nfe=0.50,
+            train_backward_nfe=0.60,
             test_metric=0.80,
             train_step_bytes=1.25,
         )
@@ -266,6 +296,8 @@ def test_ratio_cells_of_markdown_and_csv_are_the_hand_computed_ratios(tmp_path, 
             train_seconds=1.50,
             predict_seconds=1.10,
             test_nfe=1.30,
+            train_nfe=1.20,
+            train_backward_nfe=1.40,
             test_metric=0.90,
             train_step_bytes=1.75,
         )

@@ -44,6 +44,16 @@ class Heuristics(eqx.Module):
     (`optimistix.root_find`'s `stats`), so no wrapper can read it; also None with
     `ImplicitAdjoint`, and for solvers the cost model does not cover (`nderegs.core.nfe`).
 
+    The backward pass (reverse-mode differentiation of this solve) costs
+    `backward_vjps` VJPs of the vector field and `backward_nfe` primal evaluations
+    (the values those VJPs need, rebuilt by the adjoint's checkpointing), known when
+    the forward solve ends: exact for `RecursiveCheckpointAdjoint` (within one
+    first-stage evaluation per step before the first accepted one when the solve
+    takes more steps than the checkpoints; NaN past the schedule's optimal range)
+    and `DirectAdjoint`; None for other adjoints (`BacksolveAdjoint`'s backward pass is a
+    second adaptive solve, whose statistics diffrax discards) and where `nfe` is None. See
+    `nderegs.core.backward_nfe`.
+
     Local estimates (None unless `local=` was given): one accepted step, re-taken
     from its (constant) start state with its own step size:
 
@@ -93,3 +103,5 @@ class Heuristics(eqx.Module):
     local_weight: Float[Array, ""] | None = None
     local_nfe: int | None = None
     integrals: tuple[Float[Array, ""], ...] | None = None
+    backward_nfe: Float[Array, ""] | None = None
+    backward_vjps: Float[Array, ""] | None = None

@@ -11,6 +11,14 @@ import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
 import numpy as np
 
+from .backward_count import (
+    active_probe,
+    BackwardCount,
+    CountingBacksolveAdjoint,
+    report_to_probe,
+    with_probe,
+)
+from .backward_nfe import backward_cost
 from .counting_controller import EvaluationCountingController
 from .estimates import find_stage_pair
 from .heuristics import Heuristics
@@ -48,6 +56,7 @@ def solve(
     key=None,
     stiffness: bool | None = None,
     integrals: Sequence[AbstractIntegral] = (),
+    backward_count: BackwardCount | None = None,
     **diffeqsolve_kwargs,
 ) -> tuple[diffrax.Solution, Heuristics]:
     r"""Solve like `diffrax.diffeqsolve` and return the solver's heuristics too.
@@ -90,6 +99,11 @@ def solve(
       extra state channels that take no part in step-size control (the steps stay
       those of the plain solve); reported in `h.integrals` in the same order. Needs a
       single `diffrax.ODETerm` and a `SaveAt` of `t0`/`t1`/`ts` with the default `fn`.
+    - `backward_count`: a [`nderegs.BackwardCount`][] probe (zeros) the caller
+      differentiates with respect to; its gradient receives this solve's backward-pass
+      evaluations and VJPs, for `RecursiveCheckpointAdjoint`, `DirectAdjoint` and
+      `BacksolveAdjoint` (NaN for solves it cannot count). Defaults to the probe of an
+      enclosing `nderegs.core.backward_count.counting_backward`, if any.
     - `stiffness`: True to require the stiffness estimate (error if the solver has no
       pair of stages with equal abscissa), False to skip it, None (default) for
       "when the solver has one" (Tsit5, Dopri5, Dopri8, ...).
@@ -128,8 +142,10 @@ def solve(
     """
     integrals = tuple(integrals)
     _check_arguments(stepsize_controller, local, local_gradient, key, integrals, stiffness)
+    probe = backward_count if backward_count is not None else active_probe()
     if isinstance(adjoint, diffrax.ImplicitAdjoint):
         return _implicit_solve(
+            probe,
             terms,
             solver,
             t0,
@@ -162,11 +178,21 @@ def solve(
             "adjoint=diffrax.RecursiveCheckpointAdjoint()."
         )
     save_local_state = local == "unbiased" and local_gradient == "trajectory"
+    counted_by_backsolve = False
     if isinstance(adjoint, diffrax.BacksolveAdjoint):
         # The backward solve defaults to the forward solver and controller: give it
         # the user's own, not our wrappers.
-        backward = dict(solver=solver, stepsize_controller=stepsize_controller)
-        adjoint = diffrax.BacksolveAdjoint(**{**backward, **adjoint.kwargs})
+        backward = {
+            **dict(solver=solver, stepsize_controller=stepsize_controller),
+            **adjoint.kwargs,
+        }
+        adjoint = diffrax.BacksolveAdjoint(**backward)
+        if probe is not None and step_cost(backward["solver"], terms, t0, t1, y0, args) is not None:
+            # In the state's dtype: the adjoint state carries the probe's channel.
+            in_state_dtype = jtu.tree_map(lambda p: p.astype(real_dtype(y0)), probe)
+            terms, args = with_probe(terms, args, in_state_dtype)
+            adjoint = CountingBacksolveAdjoint(**backward)
+            counted_by_backsolve = True
 
     local_key = integral_key = None
     if key is not None:
@@ -253,17 +279,26 @@ def solve(
     if cost is not None and drift_index is not None:
         cost = cost._replace(extra=2)  # the drift stiffness estimate, every attempt
     num_steps = jnp.asarray(sol.stats["num_steps"])
+    nfe = None if cost is None else cost.total(num_steps, counting_state.first_stage_evaluations)
+    backward = backward_cost(
+        adjoint, cost, nfe, num_steps, counting_state.first_stage_evaluations, max_steps
+    )
     heuristics = Heuristics(
         error=acc.error,
         stiffness=acc.stiffness,
         max_stiffness=acc.max_stiffness,
-        nfe=None if cost is None else cost.total(num_steps, counting_state.first_stage_evaluations),
+        nfe=nfe,
         num_steps=num_steps,
         num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"]),
         num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
         successful=sol.result == diffrax.RESULTS.successful,
         integrals=integral_values,
+        backward_nfe=None if backward is None else backward[0],
+        backward_vjps=None if backward is None else backward[1],
     )
+    if probe is not None and not counted_by_backsolve:
+        counts = (jnp.nan, jnp.nan) if backward is None else backward
+        sol, heuristics = _report_backward(sol, heuristics, probe, counts)
     if local is None:
         return sol, heuristics
 
@@ -289,6 +324,7 @@ def solve(
 
 
 def _implicit_solve(
+    probe,
     terms,
     solver,
     t0,
@@ -340,6 +376,8 @@ def _implicit_solve(
         max_steps=max_steps,
         **kwargs,
     )
+    if probe is not None:  # not counted
+        sol = dataclasses.replace(sol, ys=report_to_probe(sol.ys, probe, jnp.nan, jnp.nan))
     return sol, Heuristics(
         error=None,
         stiffness=None,
@@ -350,6 +388,29 @@ def _implicit_solve(
         num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"]),
         successful=sol.result == diffrax.RESULTS.successful,
     )
+
+
+def _report_backward(sol, heuristics, probe, counts):
+    """(sol, heuristics) whose VJP, when the backward pass reaches the solve, adds
+    `counts` to the probe's cotangent: once, whichever of the solve's outputs the
+    loss uses."""
+    outputs = (
+        sol.ys,
+        heuristics.error,
+        heuristics.stiffness,
+        heuristics.max_stiffness,
+        heuristics.integrals,
+    )
+    ys, error, stiffness, max_stiffness, integrals = report_to_probe(outputs, probe, *counts)
+    sol = dataclasses.replace(sol, ys=ys)
+    heuristics = dataclasses.replace(
+        heuristics,
+        error=error,
+        stiffness=stiffness,
+        max_stiffness=max_stiffness,
+        integrals=integrals,
+    )
+    return sol, heuristics
 
 
 def _without_solver_gradients(acc, adjoint_name: str):

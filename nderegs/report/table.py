@@ -27,6 +27,8 @@ QUANTITIES = (
     "train_seconds",
     "predict_seconds",
     "test_nfe",
+    "train_nfe",
+    "train_backward_nfe",
     "train_step_bytes",
 )
 #: The fields also given relative to vanilla's mean (method mean / vanilla mean).
@@ -34,6 +36,8 @@ RATIO_QUANTITIES = (
     "train_seconds",
     "predict_seconds",
     "test_nfe",
+    "train_nfe",
+    "train_backward_nfe",
     "test_metric",
     "train_step_bytes",
 )
@@ -139,6 +143,8 @@ def _column_labels(metric: Metric) -> dict[str, str]:
         "train_seconds": "Train time (s)",
         "predict_seconds": "Prediction time (s)",
         "test_nfe": "Test NFE",
+        "train_nfe": "Train NFE, forward",
+        "train_backward_nfe": "Train NFE, backward",
         "train_step_bytes": "Train-step memory (MiB)",
     }
 
@@ -148,6 +154,8 @@ def _ratio_labels(metric: Metric) -> dict[str, str]:
         "train_seconds": "Train time ×",
         "predict_seconds": "Prediction time ×",
         "test_nfe": "NFE ×",
+        "train_nfe": "Forward NFE ×",
+        "train_backward_nfe": "Backward NFE ×",
         "test_metric": f"Test {metric.label} − vanilla"
         if metric.by_difference
         else f"Test {metric.label} ×",
@@ -167,7 +175,7 @@ def _display(quantity: str, metric: Metric | None) -> tuple[float, int | None, i
     if quantity in ("train_metric", "test_metric"):
         assert metric is not None, f"{quantity} is shown as its metric says"
         return metric.scale, metric.decimals, metric.significant
-    if quantity == "test_nfe":
+    if quantity in ("test_nfe", "train_nfe", "train_backward_nfe"):
         return 1.0, 1, None
     if quantity == "train_step_bytes":
         return 1 / _MIB, 2, None
@@ -253,6 +261,11 @@ _COLUMN_NOTES = {
     "predict_seconds": "Prediction time: median over repeats of one compiled forward pass "
     "on a test batch.",
     "test_nfe": "Test NFE: mean vector-field evaluations per test batch.",
+    "train_nfe": "Train NFE: per training step, mean over the run; forward: the solves of "
+    "the loss; backward: the vector-field evaluations of its backward pass (rebuilding "
+    "what its VJPs need; `nderegs.BackwardCount`). Each forward evaluation also costs one "
+    "VJP in the backward pass (Backsolve: each backward evaluation); summary.json has "
+    "them as `train_backward_vjps`.",
     "train_step_bytes": "Train-step memory: the buffers of one compiled training step as XLA "
     "plans them (arguments + outputs + temporaries - aliased), an upper bound of its peak "
     "memory.",

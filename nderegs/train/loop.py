@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 import yaml
 
 from ..config import config_changes, config_to_dict, ConfigError, ExperimentConfig
+from ..core import BackwardCount, counting_backward
 from ..data import iterate_batches, num_batches
 from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
 from ..tasks import AbstractTask, Arrays, count_parameters, Evaluation
@@ -88,7 +89,7 @@ def make_train_step(
     unchanged. With a `parallel` over several devices, the loss and gradient are means
     over the devices' shards and `aux["nfe"]` holds each device's NFE (see
     `DataParallel.mean_over_shards`)."""
-    value_and_grad = eqx.filter_value_and_grad(task.loss, has_aux=True)
+    value_and_grad = _counting_backward(task)
     if parallel is not None:
         value_and_grad = parallel.mean_over_shards(value_and_grad)
 
@@ -108,6 +109,28 @@ def make_train_step(
         return _select(ok, new_model, model), _select(ok, new_opt_state, opt_state), loss, aux
 
     return train_step
+
+
+def _counting_backward(task: AbstractTask):
+    """`value_and_grad(model, batch, key, coefficients)` of `task.loss`, with the
+    backward pass's vector-field evaluations and VJPs (summed over the step's solves)
+    in `aux["backward_nfe"]` and `aux["backward_vjps"]`: the gradient of a
+    `nderegs.BackwardCount` probe that every solve of the loss reports to."""
+
+    def loss(model_and_probe, batch, key, coefficients):
+        model, probe = model_and_probe
+        with counting_backward(probe):
+            return task.loss(model, batch, key, coefficients)
+
+    with_probe = eqx.filter_value_and_grad(loss, has_aux=True)
+
+    def value_and_grad(model, batch, key, coefficients):
+        (value, aux), (grads, count) = with_probe(
+            (model, BackwardCount.probe()), batch, key, coefficients
+        )
+        return (value, {**aux, "backward_nfe": count.nfe, "backward_vjps": count.vjps}), grads
+
+    return value_and_grad
 
 
 def make_evaluate_step(task: AbstractTask, parallel: DataParallel | None = None):
@@ -442,7 +465,14 @@ class _EpochFigures:
 
     coefficients: dict[str, float]
     sums: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {"loss": 0.0, "metric": 0.0, "nfe": 0.0, "nfe_max": 0.0}
+        default_factory=lambda: {
+            "loss": 0.0,
+            "metric": 0.0,
+            "nfe": 0.0,
+            "nfe_max": 0.0,
+            "backward_nfe": 0.0,
+            "backward_vjps": 0.0,
+        }
     )
     nfes: list[np.ndarray] = dataclasses.field(default_factory=list)
     measures: list[float] = dataclasses.field(default_factory=list)
@@ -779,6 +809,10 @@ def _train_steps(run: _Run, steps: _Steps, state: _State, epoch: int) -> _EpochF
         sums["nfe_max"] += nfe_max
         if aux["nfe"] is not None:
             figures.nfes.append(np.asarray(aux["nfe"], np.float32).reshape(-1))
+        for count in ("backward_nfe", "backward_vjps"):
+            # NaN where a step solves nothing (a flow-matching step without a method).
+            solved = aux["nfe"] is not None
+            sums[count] += float(np.mean(aux[count])) if solved else float("nan")
         figures.measures.append(
             float(aux["task_loss"])
             if run.budget_measure == "task_loss"
@@ -834,6 +868,8 @@ def _evaluate_epoch(
         f"train_{task.metric.name}": _finite_or_none(sums["metric"] / spe),
         "train_nfe": _finite_or_none(sums["nfe"] / spe),
         "train_nfe_max": _finite_or_none(sums["nfe_max"] / spe),
+        "train_backward_nfe": _finite_or_none(sums["backward_nfe"] / spe),
+        "train_backward_vjps": _finite_or_none(sums["backward_vjps"] / spe),
         f"test_{task.metric.name}": test_metric,
         "test_nfe": test_nfe,
         "test_nfe_max": test_nfe_max,
@@ -851,6 +887,16 @@ def _evaluate_epoch(
             f"{task.metric.name} {test_metric:.4f}, test NFE {test_nfe}",
             file=sys.stderr,
         )
+
+
+def _training_cost(rows: list[dict]) -> dict:
+    """Forward and backward NFE per training step, means over the run's epochs (None
+    where not counted)."""
+    cost = {}
+    for name in ("train_nfe", "train_backward_nfe", "train_backward_vjps"):
+        values = [row[name] for row in rows if row.get(name) is not None]
+        cost[name] = float(np.mean(values)) if values and len(values) == len(rows) else None
+    return cost
 
 
 def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
@@ -882,6 +928,7 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
         "test_metric": test["test_metric"],
         "test_nfe": test["test_nfe"],
         "test_nfe_max": test["test_nfe_max"],
+        **_training_cost(state.rows),
         "train_seconds": state.train_seconds,
         "compile_seconds": steps.compile_seconds,
         "compiled_step_reused": steps.reused,
