@@ -2,11 +2,18 @@
 
 A neural vector field (time-dependent tanh MLP, 64 wide) on a batch solved as one
 system, Tsit5, rtol = atol = 1e-6. Prints, for the forward solve and for
-value-and-grad of a loss (task loss + λ·R_E + λ·R_S against the task loss alone):
-compile time of each, the median wall-clock of each over interleaved repeats, their
-ratio, and the NFE of both (nderegs' count against a run-time count for diffrax).
+value-and-grad of a loss (task loss + λ·R_E + λ·R_S against the task loss alone), and
+for value-and-grad with the backward pass counted (`nderegs.BackwardCount`) against
+the same without: compile time of each, and the wall-clock of each over interleaved
+repeats, and the NFE of both (nderegs' count against a run-time count for diffrax).
 
-    python benchmarks/overhead.py [--batch 256] [--repeats 30]
+The ratio is that of the *fastest* of the repeats of each (the run least disturbed by
+the rest of the machine: noise only ever adds time), the pair run alternately so that
+a drift in load hits both; the ratio of the medians is shown beside it. Two runs of the
+script back to back on a quiet 2-core machine gave ratios within ±1 % with
+`--repeats 40` (benchmarks/results/overhead_cpu.md).
+
+    python benchmarks/overhead.py [--batch 256] [--repeats 40]
 """
 
 import argparse
@@ -38,18 +45,21 @@ def _timed(fn, *args):
     return time.perf_counter() - start
 
 
-def _compare(name, plain, ours, args, repeats):
+def _compare(name, plain, ours, args, repeats, labels=("diffrax", "nderegs")):
     compile_plain = _timed(plain, *args)
     compile_ours = _timed(ours, *args)
     plain_times, our_times = [], []
-    for _ in range(repeats):  # interleaved, so drifts in machine load hit both
-        plain_times.append(_timed(plain, *args))
-        our_times.append(_timed(ours, *args))
-    p, o = statistics.median(plain_times), statistics.median(our_times)
+    for i in range(repeats):  # alternating (and which goes first), so drifts hit both
+        first, second = (plain, ours) if i % 2 == 0 else (ours, plain)
+        a, b = _timed(first, *args), _timed(second, *args)
+        plain_times.append(a if i % 2 == 0 else b)
+        our_times.append(b if i % 2 == 0 else a)
+    p, o = min(plain_times), min(our_times)
+    median_ratio = statistics.median(our_times) / statistics.median(plain_times)
     print(
-        f"{name:<16} diffrax {p * 1e3:8.2f} ms   nderegs {o * 1e3:8.2f} ms   "
-        f"ratio {o / p:5.3f}   compile diffrax {compile_plain:5.2f} s / "
-        f"nderegs {compile_ours:5.2f} s"
+        f"{name:<22} {labels[0]} {p * 1e3:8.2f} ms   {labels[1]} {o * 1e3:8.2f} ms   "
+        f"ratio {o / p:5.3f} (of medians {median_ratio:5.3f})   compile "
+        f"{compile_plain:5.2f} s / {compile_ours:5.2f} s"
     )
     return o / p
 
@@ -61,7 +71,7 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--t1", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
 
@@ -100,6 +110,17 @@ def main(argv=None):
         return eqx.filter_value_and_grad(loss)(f)
 
     @eqx.filter_jit
+    def grad_counted_only(f, y):
+        def loss(f_and_probe):
+            f, probe = f_and_probe
+            sol, h = nderegs.solve(
+                term, solver, 0.0, opts.t1, None, y, f, backward_count=probe, **common
+            )
+            return jnp.mean(sol.ys**2) + lam * h.error + lam * h.stiffness
+
+        return eqx.filter_value_and_grad(loss)((f, nderegs.BackwardCount.probe()))
+
+    @eqx.filter_jit
     def forward_local(f, y):
         sol, h = nderegs.solve(
             term,
@@ -118,11 +139,20 @@ def main(argv=None):
     print(
         f"backend {jax.default_backend()}, {jax.device_count()} device(s); batch "
         f"{opts.batch} x dim {opts.dim} as one system, MLP width {opts.width}, "
-        f"Tsit5, rtol=atol={opts.tol:g}, {opts.repeats} interleaved repeats (median)"
+        f"Tsit5, rtol=atol={opts.tol:g}, {opts.repeats} alternating repeats (fastest of each)"
     )
     _compare("forward", forward_plain, forward_ours, (field, y0), opts.repeats)
     _compare("value_and_grad", grad_plain, grad_ours, (field, y0), opts.repeats)
     _compare("forward+local", forward_plain, forward_local, (field, y0), opts.repeats)
+    _compare(
+        "value_and_grad counted",
+        grad_ours,
+        grad_counted_only,
+        (field, y0),
+        opts.repeats,
+        labels=("uncounted", "counted"),
+    )
+    (_, (_, count)) = grad_counted_only(field, y0)
 
     calls = []
     counted = diffrax.ODETerm(
@@ -136,7 +166,8 @@ def main(argv=None):
     print(
         f"NFE: nderegs {int(h.nfe)}, diffrax (run-time count of vector-field calls) "
         f"{len(calls)}; steps {int(h.num_steps)} ({int(h.num_rejected_steps)} rejected); "
-        f"R_E {float(h.error):.4g}, R_S {float(h.stiffness):.4g}"
+        f"R_E {float(h.error):.4g}, R_S {float(h.stiffness):.4g}; backward pass: "
+        f"{float(count.nfe):.0f} evaluations, {float(count.vjps):.0f} VJPs"
     )
     return 0 if int(h.nfe) == len(calls) else 1
 

@@ -13,15 +13,16 @@ results=experiments/results
 tables=("${@:-digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d flows}")
 trajectory="regularization.local_gradient=trajectory"
 backsolve="solver.adjoint=backsolve"
+seminorm="solver.adjoint=backsolve,solver.adjoint.seminorm=true"
 
 for table in ${tables[@]}; do
   case "$table" in
     digits)  # paper 1 and paper 2 MNIST tables
       nderegs compare experiments/configs/digits.yaml --seeds "$seeds" --output-dir "$results/digits" \
         --methods "vanilla,steer,taynode,rnode,error,stiffness,error+stiffness,local-error,local-error-biased,local-error[$trajectory],steer+error" ;;
-    digits_paper2)  # paper 2's MNIST architecture (linear-output field), each method with both adjoints
+    digits_paper2)  # paper 2's MNIST architecture (linear-output field), each method with both adjoints (Backsolve also under the adjoint seminorm)
       nderegs compare experiments/configs/digits_paper2.yaml --seeds "$seeds" --output-dir "$results/digits_paper2" \
-        --methods "vanilla,error,local-error,local-error-biased,local-error[$trajectory],local-error-biased[$trajectory],vanilla[$backsolve],local-error[$backsolve],local-error-biased[$backsolve],local-error[$trajectory,$backsolve]" ;;
+        --methods "vanilla,error,local-error,local-error-biased,local-error[$trajectory],local-error-biased[$trajectory],vanilla[$backsolve],local-error[$backsolve],local-error-biased[$backsolve],local-error[$trajectory,$backsolve],vanilla[$seminorm],local-error[$seminorm],local-error[$trajectory,$seminorm]" ;;
     latent_ode)  # PhysioNet table analogue (PhysioNet itself: configs/latent_ode_physionet.yaml task.data.path=...)
       nderegs compare experiments/configs/latent_ode.yaml --seeds "$seeds" --output-dir "$results/latent_ode" \
         --methods vanilla,taynode,rnode,error,stiffness,local-error,local-error-biased ;;

@@ -70,7 +70,8 @@ RC, DIRECT, BACKSOLVE = (
     diffrax.DirectAdjoint,
     diffrax.BacksolveAdjoint,
 )
-#: (adjoint, solver, SDE?, rtol, dt0, max_steps). dt0=3 forces rejected first steps
+#: (adjoint, solver, SDE?, rtol, dt0, max_steps[, local_gradient of a local estimate
+#: added to the loss]). dt0=3 forces rejected first steps
 #: (FSAL first stages evaluated again); max_steps=256 gives 22 checkpoints by default,
 #: fewer than the ODE solves' 27-28 steps, so some steps are re-run.
 CASES = {
@@ -89,11 +90,24 @@ CASES = {
         256,
     ),
     "backsolve-heun-sde": (BACKSOLVE(), diffrax.Heun(), True, 1e-3, None, 2048),
+    # the re-taken step's own backward pass; y(t) saved for it: one more backward segment
+    "backsolve-local-trajectory": (
+        BACKSOLVE(),
+        diffrax.Tsit5(),
+        False,
+        1e-6,
+        None,
+        256,
+        "trajectory",
+    ),
 }
 
 
 def _loss(w, probe, case):
-    adjoint, solver, sde, rtol, dt0, max_steps = case
+    adjoint, solver, sde, rtol, dt0, max_steps, *local = case
+    local_kwargs = {}
+    if local:
+        local_kwargs = dict(local="unbiased", local_gradient=local[0], key=jax.random.key(3))
     sol, h = nderegs.solve(
         _terms(sde),
         solver,
@@ -106,8 +120,9 @@ def _loss(w, probe, case):
         adjoint=adjoint,
         max_steps=max_steps,
         backward_count=probe,
+        **local_kwargs,
     )
-    return jnp.sum(sol.ys[-1] ** 2), h
+    return jnp.sum(sol.ys[-1] ** 2) + (h.local_error if local else 0.0), h
 
 
 def _weights():
@@ -129,7 +144,7 @@ def test_backward_counts_equal_the_host_count(name):
     _, count = backward(vjp)
     jax.block_until_ready(count)
     backward_evaluations = _calls["primal"] - forward_evaluations
-    assert forward_evaluations == int(h.nfe)  # the forward count, as before
+    assert forward_evaluations == int(h.nfe) + (h.local_nfe or 0)  # the forward count
     assert _calls["vjp"] > 0 and backward_evaluations > 0
     assert (float(count.nfe), float(count.vjps)) == (backward_evaluations, _calls["vjp"])
     if isinstance(case[0], BACKSOLVE):

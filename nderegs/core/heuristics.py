@@ -47,12 +47,11 @@ class Heuristics(eqx.Module):
     The backward pass (reverse-mode differentiation of this solve) costs
     `backward_vjps` VJPs of the vector field and `backward_nfe` primal evaluations
     (the values those VJPs need, rebuilt by the adjoint's checkpointing), known when
-    the forward solve ends: exact for `RecursiveCheckpointAdjoint` (within one
-    first-stage evaluation per step before the first accepted one when the solve
-    takes more steps than the checkpoints; NaN past the schedule's optimal range)
-    and `DirectAdjoint`; None for other adjoints (`BacksolveAdjoint`'s backward pass is a
-    second adaptive solve, whose statistics diffrax discards) and where `nfe` is None. See
-    `nderegs.core.backward_nfe`.
+    the forward solve ends for `RecursiveCheckpointAdjoint` (NaN past the checkpoint
+    schedule's optimal range: a small explicit `checkpoints`) and `DirectAdjoint`;
+    None for other adjoints (`BacksolveAdjoint`'s backward pass is a second adaptive
+    solve, counted only as it runs: see [`nderegs.BackwardCount`][]) and where `nfe`
+    is None. See `nderegs.core.backward_nfe`.
 
     Local estimates (None unless `local=` was given): one accepted step, re-taken
     from its (constant) start state with its own step size:

@@ -319,6 +319,12 @@ def solve(
         drift_index,
         cost,
     )
+    if probe is not None:
+        # The re-taken step's own backward pass: its stages rebuilt once, one VJP each.
+        step = jnp.nan if cost is None else cost.num_stages + cost.extra
+        local_outputs = (local_estimates["local_error"], local_estimates["local_stiffness"])
+        tagged = report_to_probe(local_outputs, probe, step, step)
+        local_estimates.update(local_error=tagged[0], local_stiffness=tagged[1])
     heuristics = dataclasses.replace(heuristics, **local_estimates)
     return sol, heuristics
 
