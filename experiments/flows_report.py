@@ -123,7 +123,7 @@ def main(folder: Path) -> None:
         f"`python experiments/flows_report.py {folder}`; means ± standard deviations over "
         "the seeds. Sampling NFE: the sampling solve (the flow alone, base → data) of "
         "1,000 points at the training tolerance; NLL: test, exact trace, nats per sample; "
-        "energy distance: those samples to the test set; seconds: training steps only "
+        "energy distance: those samples to the test set (the unbiased estimate, which near zero can come out negative); seconds: training steps only "
         "(fine-tuned rows: the fine-tuning alone, and its fraction of the flow-matching "
         "training it started from). Target of a fine-tuned row: sampling NFE ≤ 0.6× the "
         "model it started from at ≤ +0.05 nats, energy distance within that model's seed "

@@ -18,7 +18,10 @@ counts are known when the forward solve ends:
 - `DirectAdjoint`: equinox's bounded while loop nests d = ⌈log₁₆ max_steps⌉ levels
   of `jax.checkpoint`ed scans; each level but the outermost re-runs the forward:
   (d − 1)·NFE primal evaluations.
-- `BacksolveAdjoint`, `ForwardMode`, `ImplicitAdjoint`: not counted here (None).
+- `BacksolveAdjoint`, `ForwardMode`, `ImplicitAdjoint`: not counted here (None);
+  nor a Runge--Kutta solver whose stage loop is not the default checkpointed one
+  (`scan_kind`), nor an SDE solve with the drift stiffness estimate (its two extra
+  evaluations per step sit outside the stage loop).
   Backsolve's backward pass is a second adaptive solve whose statistics diffrax
   discards; forward mode has no backward pass.
 
@@ -62,6 +65,7 @@ def _nesting_depth(max_steps: int, base: int = 16) -> int:
 
 def backward_cost(
     adjoint: diffrax.AbstractAdjoint,
+    solver: diffrax.AbstractSolver,
     cost: StepCost | None,
     nfe: Array | None,
     num_steps: Array,
@@ -74,6 +78,11 @@ def backward_cost(
         # cost.extra: the SDE drift stiffness estimate's evaluations sit outside the
         # stage loop and follow another schedule; not modelled.
         return None
+    if isinstance(solver, diffrax.AbstractRungeKutta) and solver.scan_kind not in (
+        None,
+        "checkpointed",
+    ):
+        return None  # the 2·NFE of a step's VJP comes from the checkpointed stage loop
     nfe = jnp.asarray(nfe, jnp.float32)
     if isinstance(adjoint, diffrax.DirectAdjoint):
         return max(_nesting_depth(max_steps) - 1, 0) * nfe, nfe

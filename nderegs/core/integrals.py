@@ -30,9 +30,13 @@ def _squared_norm(tree: PyTree[Array]) -> Array:
 class AbstractIntegral(eqx.Module):
     """An integrand g(t, y) whose integral over the solve is reported in
     `Heuristics.integrals`. `noise(key, y0)` draws what the integrand needs once per
-    solve (None if nothing; then `needs_key` is False)."""
+    solve (None if nothing; then `needs_key` is False). `uses_field_value_only`: the
+    integrand is a function of f alone (no derivative of the field), so the augmented
+    field's backward pass costs what the field's does (one VJP per evaluation) and the
+    backward count of `nderegs.core.backward_nfe` applies."""
 
     needs_key: ClassVar[bool]
+    uses_field_value_only: ClassVar[bool]
 
     @abc.abstractmethod
     def noise(self, key, y0: PyTree[Array]):
@@ -61,6 +65,7 @@ class KineticEnergy(AbstractIntegral):
     """
 
     needs_key = False
+    uses_field_value_only = True
 
     def noise(self, key, y0):
         return None
@@ -80,6 +85,7 @@ class JacobianFrobenius(AbstractIntegral):
     """
 
     needs_key = True
+    uses_field_value_only = False  # a VJP of the field in every evaluation
 
     def noise(self, key, y0):
         leaves, treedef = jtu.tree_flatten(y0)
@@ -107,6 +113,7 @@ class TaylorDerivative(AbstractIntegral):
 
     order: int = eqx.field(static=True, default=2)
     needs_key = False
+    uses_field_value_only = False  # Taylor-mode derivatives of the field
 
     def noise(self, key, y0):
         return None

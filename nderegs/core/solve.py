@@ -13,6 +13,7 @@ import numpy as np
 
 from .backward_count import (
     active_probe,
+    backsolve_counting_refusal,
     BackwardCount,
     CountingBacksolveAdjoint,
     report_to_probe,
@@ -142,7 +143,14 @@ def solve(
     """
     integrals = tuple(integrals)
     _check_arguments(stepsize_controller, local, local_gradient, key, integrals, stiffness)
+    if backward_count is not None and not isinstance(backward_count, BackwardCount):
+        raise TypeError(
+            "backward_count= takes the probe nderegs.BackwardCount.probe() (differentiate "
+            f"with respect to it to read the counts); got {type(backward_count).__name__}."
+        )
     probe = backward_count if backward_count is not None else active_probe()
+    if isinstance(adjoint, diffrax.ForwardMode):
+        probe = None  # forward mode: no backward pass to count
     if isinstance(adjoint, diffrax.ImplicitAdjoint):
         return _implicit_solve(
             probe,
@@ -187,12 +195,18 @@ def solve(
             **adjoint.kwargs,
         }
         adjoint = diffrax.BacksolveAdjoint(**backward)
-        if probe is not None and step_cost(backward["solver"], terms, t0, t1, y0, args) is not None:
-            # In the state's dtype: the adjoint state carries the probe's channel.
-            in_state_dtype = jtu.tree_map(lambda p: p.astype(real_dtype(y0)), probe)
-            terms, args = with_probe(terms, args, in_state_dtype)
-            adjoint = CountingBacksolveAdjoint(**backward)
-            counted_by_backsolve = True
+        if probe is not None:
+            refusal = backsolve_counting_refusal(
+                terms, args, y0, t0, t1, backward["solver"], backward["stepsize_controller"]
+            ) or _integrals_refusal(integrals)
+            if refusal is not None and backward_count is not None:
+                raise ValueError(f"nderegs.solve: backward_count= {refusal}")
+            if refusal is None:
+                # In the state's dtype: the adjoint state carries the probe's channel.
+                in_state_dtype = jtu.tree_map(lambda p: p.astype(real_dtype(y0)), probe)
+                terms, args = with_probe(terms, args, in_state_dtype)
+                adjoint = CountingBacksolveAdjoint(**backward)
+                counted_by_backsolve = True
 
     local_key = integral_key = None
     if key is not None:
@@ -260,6 +274,22 @@ def solve(
     inner_solver_state, acc = sol.solver_state  # pyright: ignore[reportGeneralTypeIssues]
     counting_state = sol.controller_state
     assert counting_state is not None  # always saved: the NFE count is read from it
+    cost = step_cost(solver, user_terms, t0, t1, user_y0, args)
+    if cost is not None and drift_index is not None:
+        cost = cost._replace(extra=2)  # the drift stiffness estimate, every attempt
+    num_steps = jnp.asarray(sol.stats["num_steps"])
+    nfe = None if cost is None else cost.total(num_steps, counting_state.first_stage_evaluations)
+    backward = None
+    if _integrals_refusal(integrals) is None:
+        backward = backward_cost(
+            adjoint, solver, cost, nfe, num_steps, counting_state.first_stage_evaluations, max_steps
+        )
+    if probe is not None and not counted_by_backsolve:
+        # Every differentiable output of the solve, before anything is split off (the
+        # local state, the integral channels), so whichever the loss uses reports once.
+        counts = (jnp.nan, jnp.nan) if backward is None else backward
+        ys, acc, interpolation = report_to_probe((sol.ys, acc, sol.interpolation), probe, *counts)
+        sol = dataclasses.replace(sol, ys=ys, interpolation=interpolation)
     sol = dataclasses.replace(
         sol,
         solver_state=inner_solver_state if saveat.solver_state else None,
@@ -275,14 +305,6 @@ def solve(
         acc = _without_solver_gradients(acc, type(adjoint).__name__)
 
     terms, y0 = user_terms, user_y0
-    cost = step_cost(solver, terms, t0, t1, y0, args)
-    if cost is not None and drift_index is not None:
-        cost = cost._replace(extra=2)  # the drift stiffness estimate, every attempt
-    num_steps = jnp.asarray(sol.stats["num_steps"])
-    nfe = None if cost is None else cost.total(num_steps, counting_state.first_stage_evaluations)
-    backward = backward_cost(
-        adjoint, cost, nfe, num_steps, counting_state.first_stage_evaluations, max_steps
-    )
     heuristics = Heuristics(
         error=acc.error,
         stiffness=acc.stiffness,
@@ -296,9 +318,6 @@ def solve(
         backward_nfe=None if backward is None else backward[0],
         backward_vjps=None if backward is None else backward[1],
     )
-    if probe is not None and not counted_by_backsolve:
-        counts = (jnp.nan, jnp.nan) if backward is None else backward
-        sol, heuristics = _report_backward(sol, heuristics, probe, counts)
     if local is None:
         return sol, heuristics
 
@@ -320,8 +339,9 @@ def solve(
         cost,
     )
     if probe is not None:
-        # The re-taken step's own backward pass: its stages rebuilt once, one VJP each.
-        step = jnp.nan if cost is None else cost.num_stages + cost.extra
+        # The re-taken step's own backward pass: its stages rebuilt once, one VJP each
+        # (not modelled with the SDE drift stiffness's extra evaluations: NaN).
+        step = jnp.nan if cost is None or cost.extra else cost.num_stages
         local_outputs = (local_estimates["local_error"], local_estimates["local_stiffness"])
         tagged = report_to_probe(local_outputs, probe, step, step)
         local_estimates.update(local_error=tagged[0], local_stiffness=tagged[1])
@@ -396,27 +416,14 @@ def _implicit_solve(
     )
 
 
-def _report_backward(sol, heuristics, probe, counts):
-    """(sol, heuristics) whose VJP, when the backward pass reaches the solve, adds
-    `counts` to the probe's cotangent: once, whichever of the solve's outputs the
-    loss uses."""
-    outputs = (
-        sol.ys,
-        heuristics.error,
-        heuristics.stiffness,
-        heuristics.max_stiffness,
-        heuristics.integrals,
-    )
-    ys, error, stiffness, max_stiffness, integrals = report_to_probe(outputs, probe, *counts)
-    sol = dataclasses.replace(sol, ys=ys)
-    heuristics = dataclasses.replace(
-        heuristics,
-        error=error,
-        stiffness=stiffness,
-        max_stiffness=max_stiffness,
-        integrals=integrals,
-    )
-    return sol, heuristics
+def _integrals_refusal(integrals) -> str | None:
+    second_order = [type(i).__name__ for i in integrals if not i.uses_field_value_only]
+    if second_order:
+        return (
+            f"cannot count the backward pass with {', '.join(second_order)}: its integrand "
+            "differentiates the field, so each backward evaluation is a second-order one."
+        )
+    return None
 
 
 def _without_solver_gradients(acc, adjoint_name: str):
