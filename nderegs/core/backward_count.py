@@ -73,7 +73,10 @@ _active = threading.local()
 def counting_backward(probe: BackwardCount) -> Iterator[BackwardCount]:
     """While tracing the body, every `nderegs.solve` without its own
     `backward_count=` counts its backward pass into `probe` (for code that calls the
-    layers, which do not take a probe)."""
+    layers, which do not take a probe). It acts at trace time: a function compiled
+    outside the context reports nothing, and a solve differentiated by an inner
+    `jax.grad` reports to that gradient. A solve it cannot count reports NaN rather
+    than raising (an explicit `backward_count=` raises, saying why)."""
     stack = _active.__dict__.setdefault("stack", [])
     stack.append(probe)
     try:

@@ -50,8 +50,9 @@ class Heuristics(eqx.Module):
     the forward solve ends for `RecursiveCheckpointAdjoint` (NaN past the checkpoint
     schedule's optimal range: a small explicit `checkpoints`) and `DirectAdjoint`;
     None for other adjoints (`BacksolveAdjoint`'s backward pass is a second adaptive
-    solve, counted only as it runs: see [`nderegs.BackwardCount`][]) and where `nfe`
-    is None. See `nderegs.core.backward_nfe`.
+    solve, counted only as it runs: see [`nderegs.BackwardCount`][]), where `nfe` is
+    None, for an SDE solve with the drift stiffness estimate and with integrals that
+    differentiate the field. See `nderegs.core.backward_nfe`.
 
     Local estimates (None unless `local=` was given): one accepted step, re-taken
     from its (constant) start state with its own step size:

@@ -30,13 +30,16 @@ def _squared_norm(tree: PyTree[Array]) -> Array:
 class AbstractIntegral(eqx.Module):
     """An integrand g(t, y) whose integral over the solve is reported in
     `Heuristics.integrals`. `noise(key, y0)` draws what the integrand needs once per
-    solve (None if nothing; then `needs_key` is False). `uses_field_value_only`: the
-    integrand is a function of f alone (no derivative of the field), so the augmented
-    field's backward pass costs what the field's does (one VJP per evaluation) and the
-    backward count of `nderegs.core.backward_nfe` applies."""
+    solve (None if nothing; then `needs_key` is False)."""
 
     needs_key: ClassVar[bool]
-    uses_field_value_only: ClassVar[bool]
+
+    @property
+    @abc.abstractmethod
+    def uses_field_value_only(self) -> bool:
+        """Whether the integrand is a function of f alone (no derivative of the field),
+        so that the augmented field's backward pass costs what the field's does (one VJP
+        per evaluation) and the backward count of `nderegs.core.backward_nfe` applies."""
 
     @abc.abstractmethod
     def noise(self, key, y0: PyTree[Array]):
@@ -65,7 +68,10 @@ class KineticEnergy(AbstractIntegral):
     """
 
     needs_key = False
-    uses_field_value_only = True
+
+    @property
+    def uses_field_value_only(self) -> bool:
+        return True
 
     def noise(self, key, y0):
         return None
@@ -85,7 +91,10 @@ class JacobianFrobenius(AbstractIntegral):
     """
 
     needs_key = True
-    uses_field_value_only = False  # a VJP of the field in every evaluation
+
+    @property
+    def uses_field_value_only(self) -> bool:
+        return False  # a VJP of the field in every evaluation
 
     def noise(self, key, y0):
         leaves, treedef = jtu.tree_flatten(y0)
@@ -113,7 +122,10 @@ class TaylorDerivative(AbstractIntegral):
 
     order: int = eqx.field(static=True, default=2)
     needs_key = False
-    uses_field_value_only = False  # Taylor-mode derivatives of the field
+
+    @property
+    def uses_field_value_only(self) -> bool:
+        return False  # Taylor-mode derivatives of the field
 
     def noise(self, key, y0):
         return None

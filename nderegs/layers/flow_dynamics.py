@@ -61,6 +61,10 @@ class _AbstractOnFlow(AbstractIntegral):
 
     inner: eqx.AbstractVar[AbstractIntegral]
 
+    @property
+    def uses_field_value_only(self) -> bool:
+        return self.inner.uses_field_value_only
+
     def noise(self, key, y0):
         z, _ = y0
         return self.inner.noise(key, z)

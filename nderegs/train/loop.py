@@ -88,7 +88,9 @@ def make_train_step(
     `filter_jit`. `own_coefficients` are the task's own loss weights. A failed solve or a non-finite loss leaves the model and optimizer
     unchanged. With a `parallel` over several devices, the loss and gradient are means
     over the devices' shards and `aux["nfe"]` holds each device's NFE (see
-    `DataParallel.mean_over_shards`)."""
+    `DataParallel.mean_over_shards`). `aux["backward_nfe"]` and `aux["backward_vjps"]`
+    are the backward pass's evaluations and VJPs (`nderegs.BackwardCount`; NaN where a
+    solve of the loss cannot be counted)."""
     value_and_grad = _counting_backward(task)
     if parallel is not None:
         value_and_grad = parallel.mean_over_shards(value_and_grad)
