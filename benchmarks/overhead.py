@@ -9,11 +9,12 @@ repeats, and the NFE of both (nderegs' count against a run-time count for diffra
 
 The ratio is that of the *fastest* of the repeats of each (the run least disturbed by
 the rest of the machine: noise only ever adds time), the pair run alternately so that
-a drift in load hits both; the ratio of the medians is shown beside it. Two runs of the
-script back to back on a quiet 2-core machine gave ratios within ±1 % with
-`--repeats 40` (benchmarks/results/overhead_cpu.md).
+a drift in load hits both; the ratio of the medians is shown beside it. Two runs back to
+back on the 2-core machine (`--t1 100 --repeats 30`, benchmarks/results/overhead_cpu.md)
+repeated the forward and the counting ratios within ±0.3 %, not the value-and-grad one
+(1.042, 1.068): the shared machine's speed drifts by more within a run.
 
-    python benchmarks/overhead.py [--batch 256] [--repeats 40]
+    python benchmarks/overhead.py [--batch 256] [--t1 100] [--repeats 30]
 """
 
 import argparse

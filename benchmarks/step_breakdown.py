@@ -14,7 +14,10 @@ each also as a fraction of the step. The split is one of separately compiled pro
 not of one trace: XLA may fuse the step's parts differently, so the parts can differ
 from a profiler's split by a little, and a part near zero can come out slightly negative.
 The table also gives the forward and backward NFE of the step and, per NFE, the forward
-and backward time. Prints a Markdown table whose header names the command.
+and backward time. Every method starts from the same initial model, so the NFE are
+(nearly) equal and the table shows what each method's own terms cost per step, not the
+NFE a trained model saves (for that, the comparison tables' forward and backward NFE
+columns). Prints a Markdown table whose header names the command.
 
     python benchmarks/step_breakdown.py [--repeats 20] [--methods vanilla,error,...] [overrides]
 """
@@ -112,7 +115,8 @@ def main(argv=None):
     print(
         f"Task: {opts.config or 'configs/digits.yaml'}, batch {config.optim.batch_size}, "
         f"{config.solver.name} rtol={config.solver.rtol:g} atol={config.solver.atol:g}, "
-        f"adjoint {config.solver.adjoint.name}; fastest of {opts.repeats} round-robin repeats\n"
+        f"adjoint {config.solver.adjoint.name}; the initial model; fastest of {opts.repeats} "
+        "round-robin repeats\n"
     )
     print(
         "| method | step (ms) | forward (ms) | backward (ms) | update (ms) | forward % | "

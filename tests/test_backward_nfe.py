@@ -85,7 +85,6 @@ CASES = {
     "checkpoint-20-spark-sde": (RC(20), diffrax.SPaRK(), True, 1e-3, None, 256),
     "checkpoint-local-only": (RC(), diffrax.Tsit5(), False, 1e-6, None, 256, {"local": "only"}),
     "checkpoint-kinetic": (RC(), diffrax.Dopri5(), False, 1e-6, None, 256, {"kinetic": True}),
-    "direct-tsit5-rejections": (DIRECT(), diffrax.Tsit5(), False, 1e-6, 3.0, 256),
     "direct-300-dopri5": (DIRECT(), diffrax.Dopri5(), False, 1e-6, None, 300),
     "direct-heun-sde-rejections": (DIRECT(), diffrax.Heun(), True, 1e-3, 3.0, 256),
     "backsolve-tsit5-rejections": (BACKSOLVE(), diffrax.Tsit5(), False, 1e-6, 3.0, 256),
