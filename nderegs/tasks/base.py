@@ -16,10 +16,12 @@ from .metric import Metric
 
 
 class Arrays(NamedTuple):
-    """The arrays of a task's training and test sets (numpy; batched along axis 0)."""
+    """The arrays of a task's training and test sets (numpy; batched along axis 0), and
+    where they come from in words (`ClassificationData.source`; "" if not said)."""
 
     train: tuple[np.ndarray, ...]
     test: tuple[np.ndarray, ...]
+    source: str = ""
 
 
 class Evaluation(NamedTuple):

@@ -924,6 +924,7 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
         "method": config.method,
         "task": config.task.name,
         "data": config.task.data.name,
+        **_data_source(run.arrays),
         "seed": config.seed,
         "metric": task.metric.name,
         "train_metric": train_metric,
@@ -963,6 +964,14 @@ def _summarize(run: _Run, steps: _Steps, state: _State) -> dict:
         summary["figures"] = [f.name for f in figures]
     run.directory.write_summary(summary)
     return summary
+
+
+def _data_source(arrays: Arrays) -> dict[str, Any]:
+    """Where the data came from and the sizes of the split, where the loader says."""
+    if not arrays.source:
+        return {}
+    split = {"train": len(arrays.train[0]), "test": len(arrays.test[0])}
+    return {"data_source": arrays.source, "data_split": split}
 
 
 #: Settings that `--resume` may change: how long the run goes on, how it reports, and
