@@ -58,8 +58,9 @@ def test_train_prints_the_run_directory_and_only_json_on_stdout(trained):
 def test_the_summary_says_where_the_data_came_from(trained):
     summary = json.loads(trained[1])
     assert summary["data_source"].startswith("sklearn.datasets.load_digits(): 1797 8x8 images")
-    assert "seed 0, test_fraction 0.2" in summary["data_source"]
-    assert summary["data_split"] == {"train": 1437, "test": 360}
+    assert "seed 0, test_fraction 0.1424" in summary["data_source"]  # TINY's
+    # the split as trained: TINY's subset of the training digits, and its 256 test digits
+    assert summary["data_split"] == {"train": 256, "test": 256}
 
 
 def test_resume_refuses_changes_to_what_is_trained(run_copy, capsys):
