@@ -15,13 +15,14 @@ trajectory="regularization.local_gradient=trajectory"
 backsolve="solver.adjoint=backsolve"
 seminorm="solver.adjoint=backsolve,solver.adjoint.seminorm=true"
 
-# The overrides that put the terms $2.. under a loss budget whose reference is the vanilla
-# runs of the table $1 (made with the same config).
+# The overrides that put the terms $2.. (TERM=λ) under a loss budget whose reference is the
+# vanilla runs of the table $1 (made with the same config), starting from the config's λ.
 budget() {
   local table="$1"; shift
-  for term in "$@"; do
+  for setting in "$@"; do
+    local term="${setting%%=*}"
     printf ' regularization.%s.%s' "$term" kind=loss_budget "$term" tolerance=0.005 "$term" constrain=metric \
-      "$term" "reference=$results/$table/vanilla/seed{seed}"
+      "$term" "initial=${setting#*=}" "$term" "reference=$results/$table/vanilla/seed{seed}"
   done
 }
 
@@ -64,7 +65,7 @@ for table in ${tables[@]}; do
       nderegs compare experiments/configs/mnist_paper1.yaml --seeds "$seeds" --output-dir "$results/mnist_paper1" \
         --methods "vanilla,steer,taynode,stiffness,error,steer+error,error+stiffness,rnode,local-error,local-error-biased,local-error[$trajectory]"
       # the regularized methods at a loss budget: training accuracy within 0.5 % of the vanilla runs above
-      nderegs compare experiments/configs/mnist_paper1.yaml $(budget mnist_paper1 error stiffness) \
+      nderegs compare experiments/configs/mnist_paper1.yaml $(budget mnist_paper1 error=10 stiffness=0.01) \
         --seeds "$seeds" --output-dir "$results/mnist_paper1_budget" \
         --methods "error,error+stiffness,steer+error,local-error,local-error[$trajectory]"
       nderegs compare experiments/configs/mnist_paper2.yaml --seeds "$seeds" --output-dir "$results/mnist_paper2" \

@@ -73,6 +73,7 @@ class _StatusLines(logging.Handler):
 def _train(opts) -> int:
     import jax
 
+    from .data import MissingExtra
     from .parallel import ProcessStopped
     from .train import default_run_dir, RunDirectory, train, TrainingDiverged
 
@@ -121,7 +122,7 @@ def _train(opts) -> int:
         NotImplementedError,
         ValueError,
         ProcessStopped,
-        ImportError,  # an optional extra the data need (e.g. nderegs[mnist])
+        MissingExtra,  # an optional extra the data need (e.g. nderegs[mnist])
     ) as e:
         _say(f"nderegs train: {e}")
         return 1
@@ -136,6 +137,7 @@ def _train(opts) -> int:
 
 
 def _eval(opts) -> int:
+    from .data import MissingExtra
     from .train import evaluate_run
 
     try:
@@ -149,7 +151,7 @@ def _eval(opts) -> int:
     except PermissionError as e:
         _say(_unwritable(e, "eval") + " (or pass --no-write)")
         return 1
-    except (OSError, ValueError, ImportError) as e:
+    except (OSError, ValueError, MissingExtra) as e:
         _say(f"nderegs eval: {e}")
         return 1
     if not opts.no_write:

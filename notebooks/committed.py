@@ -86,23 +86,26 @@ def settings(run_dir, *keys):
         print(f"  {key}={value:g}" if isinstance(value, float) else f"  {key}={value}")
 
 
-def print_ratios(result, methods=None):
+def print_ratios(result, methods=None, vanilla_of=None):
     """Prints each method's test NFE, prediction time and train time relative to vanilla's
     (its mean over the seeds divided by vanilla's), and its test accuracy in points above
-    vanilla's (another metric: relative to vanilla's too)."""
+    vanilla's (another metric: relative to vanilla's too). Vanilla is `result`'s own row,
+    or that of the comparison `vanilla_of` (a table without a vanilla row: budgets)."""
     rows = {row.method: row for row in method_rows(result)}
-    vanilla = rows["vanilla"].stats["test_metric"].mean
+    reference = {row.method: row for row in method_rows(vanilla_of or result)}["vanilla"].stats
     name = result.metric.name
-    methods = list(rows) if methods is None else methods
+    methods = [m for m in rows if m != "vanilla"] if methods is None else methods
     width = 1 + max(map(len, methods))
     for method in methods:
-        row = rows[method]
+        stats = rows[method].stats
+        ratio = {k: stats[k].mean / reference[k].mean for k in ("test_nfe", "predict_seconds", "train_seconds")}
         if result.metric == AbstractClassificationTask.metric:
-            metric = f"test {name} {100 * (row.stats['test_metric'].mean - vanilla):+.2f} points"
+            diff = stats["test_metric"].mean - reference["test_metric"].mean
+            metric = f"test {name} {100 * diff:+.2f} points"
         else:
-            metric = f"test {name.upper()} × {row.ratios['test_metric']:.2f}"
-        print(f"{method:>{width}}: test NFE × {row.ratios['test_nfe']:.2f}, prediction time × "
-              f"{row.ratios['predict_seconds']:.2f}, train time × {row.ratios['train_seconds']:.2f}, {metric}")
+            metric = f"test {name.upper()} × {stats['test_metric'].mean / reference['test_metric'].mean:.2f}"
+        print(f"{method:>{width}}: test NFE × {ratio['test_nfe']:.2f}, prediction time × "
+              f"{ratio['predict_seconds']:.2f}, train time × {ratio['train_seconds']:.2f}, {metric}")
 
 
 def retrain(config, methods, folder, name, smoke_overrides=SMOKE_DIGITS):

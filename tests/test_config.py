@@ -266,7 +266,7 @@ def test_wrong_type(override, key, needle):
         ("seed=-1", "seed", "must be >= 0"),
         ("task.data.test_fraction=1", "task.data.test_fraction", "must be < 1"),
         ("task.data.test_fraction=0", "task.data.test_fraction", "must be > 0"),
-        ("task.model.vf_depth=0", "task.model.vf_depth", "must be >= 1"),
+        ("task.model.vf_depth=-1", "task.model.vf_depth", "must be >= 0"),
         ("optim.grad_clip=0", "optim.grad_clip", "must be > 0"),
         ("solver.t1=0", "solver.t1", "must differ from t0"),
     ],

@@ -210,3 +210,18 @@ def test_a_field_whose_parameters_a_gradient_cannot_reach_is_warned_about():
         eqx.filter_eval_shape(NeuralODE(TimeMLP(2, 8, 1, key=key)), y0)
         by_args = NeuralODE(lambda t, y, net: net(y))
         eqx.filter_eval_shape(lambda y: by_args(y, args=mlp), y0)
+
+
+@pytest.mark.parametrize("activation", [jnp.tanh, lambda x: x])
+def test_a_depth_zero_field_is_one_layer_with_its_output_activation(activation):
+    # Paper 1's MNIST field, f(t, z) = tanh(W [z; t] + b), computed from the weights.
+    field = TimeMLP(4, 7, 0, final_activation=activation, key=jax.random.key(3))
+    (layer,) = field.mlp.layers
+    t, z = 0.3, jnp.array([0.5, -1.0, 2.0, 0.25])
+    expected = activation(layer.weight @ jnp.append(z, t) + layer.bias)
+    assert jnp.allclose(field(t, z), expected, atol=1e-6)
+    # depth >= 1 leaves the activation to the MLP (applied once, not twice)
+    deep = TimeMLP(4, 7, 1, final_activation=jnp.tanh, key=jax.random.key(3))
+    first, last = deep.mlp.layers
+    hidden = jnp.tanh(first.weight @ jnp.append(z, t) + first.bias)
+    assert jnp.allclose(deep(t, z), jnp.tanh(last.weight @ hidden + last.bias), atol=1e-6)

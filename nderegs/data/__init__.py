@@ -8,6 +8,7 @@ downloaded. Configs select a data set by name through `nderegs.config.datasets`.
 
 from __future__ import annotations
 
+from ._checks import MissingExtra
 from .batching import iterate_batches, num_batches
 from .containers import ClassificationData, DensityData, TimeSeriesData
 from .digits import load_digits, load_digits_density
@@ -33,6 +34,7 @@ __all__ = [
     "load_digits_density",
     "load_maf",
     "load_mnist",
+    "MissingExtra",
     "load_mnist_subset",
     "MNIST_SUBSET_TEST_PER_CLASS",
     "load_physionet",

@@ -10,6 +10,11 @@ from __future__ import annotations
 import numbers
 
 
+class MissingExtra(ImportError):
+    """A data set needs an optional dependency that is not installed; the message names
+    the extra (``pip install 'nderegs[...]'``) and any alternative."""
+
+
 def check_int(name: str, value: object, *, minimum: int) -> int:
     """Return ``value`` as an ``int`` if it is an integer ``>= minimum``."""
     # bool is an Integral too, but passing True as a count is always a mistake.

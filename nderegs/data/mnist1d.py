@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from ._checks import check_int, check_seed
+from ._checks import check_int, check_seed, MissingExtra
 from .containers import ClassificationData
 
 _NUM_CLASSES = 10
@@ -31,7 +31,7 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> ClassificationData:
     try:
         import mnist1d.data  # optional dependency, only needed here
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtra(
             "make_mnist1d needs the optional 'mnist1d' package; install it with "
             "`pip install mnist1d`"
         ) from error

@@ -38,9 +38,12 @@ def activation(name: str) -> Callable:
 class TimeMLP(eqx.Module):
     """f(t, z) = MLP([z; t]) with `depth` hidden layers of `width` units; the output
     goes through `final_activation` (tanh in paper 1's MNIST field, identity for the
-    latent ODE dynamics)."""
+    latent ODE dynamics). Depth 0 is one layer, f(t, z) = final_activation(W [z; t] + b)."""
 
     mlp: eqx.nn.MLP
+    # eqx.nn.MLP of depth 0 returns its one layer's output without `final_activation`
+    # (equinox 0.13), so the activation of a depth-0 field is applied here.
+    single_layer_activation: Callable | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -61,9 +64,13 @@ class TimeMLP(eqx.Module):
             final_activation=final_activation,
             key=key,
         )
+        self.single_layer_activation = final_activation if depth == 0 else None
 
     def __call__(self, t, z, args=None):
-        return self.mlp(time_concat(t, z))
+        out = self.mlp(time_concat(t, z))
+        if self.single_layer_activation is not None:
+            out = self.single_layer_activation(out)
+        return out
 
 
 class ConcatSquashLinear(eqx.Module):
