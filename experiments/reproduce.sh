@@ -65,7 +65,7 @@ for table in ${tables[@]}; do
       nderegs compare experiments/configs/mnist_paper1.yaml --seeds "$seeds" --output-dir "$results/mnist_paper1" \
         --methods "vanilla,steer,taynode,stiffness,error,steer+error,error+stiffness,rnode,local-error,local-error-biased,local-error[$trajectory]"
       # the regularized methods at a loss budget: training accuracy within 0.5 % of the vanilla runs above
-      nderegs compare experiments/configs/mnist_paper1.yaml $(budget mnist_paper1 error=10 stiffness=0.01) \
+      nderegs compare experiments/configs/mnist_paper1.yaml $(budget mnist_paper1 error=3 stiffness=0.01) \
         --seeds "$seeds" --output-dir "$results/mnist_paper1_budget" \
         --methods "error,error+stiffness,steer+error,local-error,local-error[$trajectory]"
       nderegs compare experiments/configs/mnist_paper2.yaml --seeds "$seeds" --output-dir "$results/mnist_paper2" \
