@@ -30,7 +30,8 @@ RESULTS = REPO / "experiments" / "results"
 # The tables (directories under experiments/results) and the methods as the CSVs name them.
 D, P2, LAT, SPI, SDE = "digits", "digits_paper2", "latent_ode", "spiral_sde", "digits_sde"
 MOONS, PINWHEEL = "cnf_2d/moons", "cnf_2d/pinwheel"
-TABLES = (D, P2, LAT, SPI, SDE, MOONS, PINWHEEL)
+M1, M1B, M2, MSDE = "mnist_paper1", "mnist_paper1_budget", "mnist_paper2", "mnist_sde"
+TABLES = (D, P2, LAT, SPI, SDE, MOONS, PINWHEEL, M1, M1B, M2, MSDE)
 TRAJ = "local-error[regularization.local_gradient=trajectory]"
 TRAJ_BIASED = "local-error-biased[regularization.local_gradient=trajectory]"
 BACKSOLVE = "solver.adjoint=backsolve"
@@ -62,6 +63,24 @@ NOT_RESULTS = (
     "train-step memory of local ≤ 0.5 × global",
     "test NFE ≤ 0.5 with test loss within 5 %",
     "test NFE ≤ 0.6 at test NLL within 0.05 nats",
+    # the papers' MNIST ratios (papers.md) and the MNIST targets
+    "| 177/253 = 0.70× |",
+    "ERNODE, prediction time | 0.64× |",
+    "ERNODE, training time | 0.84× |",
+    "ERNODE, test accuracy | −0.62 points |",
+    "| 188.0/303.6 = 0.62× |",
+    "local unbiased, prediction time | 0.52× |",
+    "local unbiased, test accuracy | −0.08 points |",
+    "| 185/411 = 0.45× |",
+    "within 0.5 % of the vanilla runs'",
+    "at test accuracy within 0.5 point of vanilla: NFE ≤ 0.6, prediction ≤ 0.6, training ≤ 0.84",
+    "at test accuracy within 0.5 point of vanilla: NFE ≤ 0.62",
+    "at test accuracy within 0.5 point of vanilla: NFE ≤ 0.45",
+    "Tsit5 spends 6 evaluations on a step",
+    "the paper's 0.45× would need",
+    "from 1-seed probes",
+    "Paper 1's model",
+    "moves in steps of 6",
 )
 
 _NUMBER = re.compile(r"(?<![\w.\-])[+\-]?\d+(?:\.\d+)?(?:e[+\-]?\d+)?(?!\w)")
@@ -219,6 +238,16 @@ def config(run_dir: str, key: str) -> V:
     return V(value, f"{run_dir}/config.yaml: {key} = {value!r}")
 
 
+def summary_value(run_dir: str, key: str) -> V:
+    """A value of a committed run directory's summary.json (key dotted)."""
+    import json
+
+    value = json.loads((RESULTS / run_dir / "summary.json").read_text(encoding="utf-8"))
+    for part in key.split("."):
+        value = value[part]
+    return V(value, f"{run_dir}/summary.json: {key} = {value!r}")
+
+
 def coefficient(run_dir: str, term: str) -> V:
     """A regularization term's coefficient; a local term without its own schedule uses
     the global term's (`regularization.local_error: null` -> `error`)."""
@@ -315,6 +344,237 @@ def grid_value(s: Setting, kind=str) -> V:
 # --------------------------------------------------------------------------- #
 # The claims, in README order: (text with format fields, value of each field)
 # --------------------------------------------------------------------------- #
+
+
+def _mnist_claims(claim) -> None:
+    """The section on the papers' MNIST tables and their rows of "Against the targets"."""
+    run1, sde_run = f"{M1}/vanilla/seed0", f"{MSDE}/vanilla/seed0"
+    claim(
+        "split once and for all into {} training and {} test images",
+        summary_value(run1, "data_split.train"),
+        summary_value(run1, "data_split.test"),
+    )
+    claim(
+        "(SGD with momentum, batch {}) and ODE tolerance (rtol = atol = {:g}); their headers "
+        "say where they depart from the papers and why: gradients clipped at norm {:g}, {} "
+        "epochs ({} steps, where the papers train for thousands), the SDE at tolerance {:g}",
+        same(*(config(f"{t}/vanilla/seed0", "optim.batch_size") for t in (M1, M2, MSDE))),
+        same(
+            *(
+                config(f"{t}/vanilla/seed0", k)
+                for t in (M1, M2)
+                for k in ("solver.rtol", "solver.atol")
+            )
+        ),
+        same(*(config(f"{t}/vanilla/seed0", "optim.grad_clip") for t in (M1, M2, MSDE))),
+        same(*(config(f"{t}/vanilla/seed0", "optim.epochs") for t in (M1, M2, MSDE))),
+        same(*(summary_value(f"{t}/vanilla/seed0", "steps") for t in (M1, M2, MSDE))),
+        config(sde_run, "solver.rtol"),
+    )
+    claim(
+        "Each table: {} seeds per method on {} CPU cores ({}).",
+        seeds(M1, M1B, M2, MSDE),
+        cores(M1, M1B, M2, MSDE),
+        date(M1, M1B, M2, MSDE),
+    )
+    # the papers' ratios beside ours
+    claim(
+        "| paper 1, ERNODE (`error`), test NFE | 177/253 = 0.70× | {:.2f}× ({:.0f}/{:.0f}) |",
+        ratio(M1, "error", "test_nfe"),
+        mean(M1, "error", "test_nfe"),
+        mean(M1, "vanilla", "test_nfe"),
+    )
+    claim(
+        "| paper 1, ERNODE, prediction time | 0.64× | {:.2f}× |",
+        ratio(M1, "error", "predict_seconds"),
+    )
+    claim(
+        "| paper 1, ERNODE, training time | 0.84× | {:.2f}× |", ratio(M1, "error", "train_seconds")
+    )
+    claim(
+        "| paper 1, ERNODE, test accuracy | −0.62 points | {:+.2f} points ({:.2f} vs {:.2f} %) |",
+        acc(M1, "error") - acc(M1, "vanilla"),
+        acc(M1, "error"),
+        acc(M1, "vanilla"),
+    )
+    claim(
+        "| paper 2, local unbiased (`local-error`), test NFE | 188.0/303.6 = 0.62× | {:.2f}× "
+        "({:.0f}/{:.0f}) |",
+        ratio(M2, "local-error", "test_nfe"),
+        mean(M2, "local-error", "test_nfe"),
+        mean(M2, "vanilla", "test_nfe"),
+    )
+    claim(
+        "| paper 2, local unbiased, prediction time | 0.52× | {:.2f}× |",
+        ratio(M2, "local-error", "predict_seconds"),
+    )
+    claim(
+        "| paper 2, local unbiased, test accuracy | −0.08 points | {:+.2f} points ({:.2f} vs "
+        "{:.2f} %) |",
+        acc(M2, "local-error") - acc(M2, "vanilla"),
+        acc(M2, "local-error"),
+        acc(M2, "vanilla"),
+    )
+    claim(
+        "| paper 1, MNIST SDE, ERNSDE (`error`), test NFE | 185/411 = 0.45× | {:.2f}× ({:.1f}/{:.1f}) |",
+        ratio(MSDE, "error", "test_nfe"),
+        mean(MSDE, "error", "test_nfe"),
+        mean(MSDE, "vanilla", "test_nfe"),
+    )
+    # paper 1's table
+    claim(
+        "`error` does better than the paper's ERNODE on all four counts: NFE {:.2f}, prediction "
+        "{:.2f}, training {:.2f}, at {:+.2f} points.",
+        ratio(M1, "error", "test_nfe"),
+        ratio(M1, "error", "predict_seconds"),
+        ratio(M1, "error", "train_seconds"),
+        acc(M1, "error") - acc(M1, "vanilla"),
+    )
+    claim(
+        "`error+stiffness` (NFE {:.2f}, {:+.2f} points) and `steer+error` ({:.2f}, {:+.2f}) cut "
+        "no further and lose more accuracy; `stiffness` ({:.2f}) and STEER ({:.2f}) alone leave "
+        "the NFE at vanilla's.",
+        ratio(M1, "error+stiffness", "test_nfe"),
+        acc(M1, "error+stiffness") - acc(M1, "vanilla"),
+        ratio(M1, "steer+error", "test_nfe"),
+        acc(M1, "steer+error") - acc(M1, "vanilla"),
+        ratio(M1, "stiffness", "test_nfe"),
+        ratio(M1, "steer", "test_nfe"),
+    )
+    claim(
+        "raises the NFE on this tanh-output field ({:.2f} unbiased, {:.2f} biased), as on the "
+        "digits, and `local_gradient=trajectory` matches the global method (NFE {:.2f} at "
+        "{:+.2f} points, training {:.2f}).",
+        ratio(M1, "local-error", "test_nfe"),
+        ratio(M1, "local-error-biased", "test_nfe"),
+        ratio(M1, TRAJ, "test_nfe"),
+        acc(M1, TRAJ) - acc(M1, "vanilla"),
+        ratio(M1, TRAJ, "train_seconds"),
+    )
+    claim(
+        "RNODE reaches the NFE of `error` ({:.2f}, {:+.2f} points) at {:.2f}× vanilla's training "
+        "time, TayNODE {:.2f} at {:.2f}×.",
+        ratio(M1, "rnode", "test_nfe"),
+        acc(M1, "rnode") - acc(M1, "vanilla"),
+        ratio(M1, "rnode", "train_seconds"),
+        ratio(M1, "taynode", "test_nfe"),
+        ratio(M1, "taynode", "train_seconds"),
+    )
+    claim(
+        "does not beat the hand-picked λ here: `error` ends at {:.2f}× vanilla's NFE and {:+.2f} "
+        "points (`local-error` with `local_gradient=trajectory`: {:.2f}×, {:+.2f}), its λ "
+        "lowered from {:g} to {:.4f}",
+        mean(M1B, "error", "test_nfe") / mean(M1, "vanilla", "test_nfe"),
+        acc(M1B, "error") - acc(M1, "vanilla"),
+        mean(M1B, TRAJ, "test_nfe") / mean(M1, "vanilla", "test_nfe"),
+        acc(M1B, TRAJ) - acc(M1, "vanilla"),
+        config(f"{M1B}/error/seed0", "regularization.error.initial"),
+        same(
+            *(summary_value(f"{M1B}/error/seed{i}", "coefficients.error.final") for i in range(3))
+        ),
+    )
+    claim(
+        "Tsit5 spends 6 evaluations on a step (and one more at the start), so a test batch's "
+        "NFE moves in steps of 6: vanilla's {:.0f} are {:.0f} steps, `error`'s {:.0f} are "
+        "{:.0f}, and the bound, {:.1f}, needs a step fewer.",
+        mean(M1, "vanilla", "test_nfe"),
+        (mean(M1, "vanilla", "test_nfe") - 1) / 6,
+        mean(M1, "error", "test_nfe"),
+        (mean(M1, "error", "test_nfe") - 1) / 6,
+        mean(M1, "vanilla", "test_nfe") * 0.6,
+    )
+    # against the targets
+    claim(
+        "| `error`: NFE {:.2f}, prediction {:.2f}, training {:.2f}, accuracy {:+.2f} points; "
+        "`error+stiffness`: NFE {:.2f}, prediction {:.2f}, at {:+.2f} points (outside the band) | "
+        "NFE: no ({:.2f} over); prediction: no; training: yes |",
+        ratio(M1, "error", "test_nfe"),
+        ratio(M1, "error", "predict_seconds"),
+        ratio(M1, "error", "train_seconds"),
+        acc(M1, "error") - acc(M1, "vanilla"),
+        ratio(M1, "error+stiffness", "test_nfe"),
+        ratio(M1, "error+stiffness", "predict_seconds"),
+        acc(M1, "error+stiffness") - acc(M1, "vanilla"),
+        ratio(M1, "error", "test_nfe") - 0.6,
+    )
+    _mnist_later_claims(claim)
+
+
+def _mnist_later_claims(claim) -> None:
+    """Paper 2's and the SDE's MNIST tables."""
+    step, backsolve = ("local-error", "local-error-biased"), f"local-error[{BACKSOLVE}]"
+    claim(
+        "both local samplings cut the test NFE to {:.2f}× ({:+.2f} and {:+.2f} points) and the "
+        "prediction time to {:.2f}–{:.2f}×, at vanilla's training time ({:.2f}–{:.2f}×); with "
+        "BacksolveAdjoint, the same NFE at {:.2f}× vanilla's training time (vanilla with "
+        "recursive checkpointing) and {:.2f}× its train-step memory ({:.1f} vs {:.1f} MiB).",
+        same(*(ratio(M2, m, "test_nfe") for m in (*step, backsolve))),
+        acc(M2, "local-error") - acc(M2, "vanilla"),
+        acc(M2, "local-error-biased") - acc(M2, "vanilla"),
+        lo(*(ratio(M2, m, "predict_seconds") for m in step)),
+        hi(*(ratio(M2, m, "predict_seconds") for m in step)),
+        lo(*(ratio(M2, m, "train_seconds") for m in step)),
+        hi(*(ratio(M2, m, "train_seconds") for m in step)),
+        ratio(M2, backsolve, "train_seconds"),
+        mib(M2, backsolve) / mib(M2, "vanilla"),
+        mib(M2, backsolve),
+        mib(M2, "vanilla"),
+    )
+    claim(
+        "the global `error` ({:.2f}, {:+.2f} points) and `local_gradient=trajectory` ({:.2f}, "
+        "{:+.2f}). RNODE reaches {:.2f} at {:+.2f} points, at {:.2f}× the training time.",
+        ratio(M2, "error", "test_nfe"),
+        acc(M2, "error") - acc(M2, "vanilla"),
+        ratio(M2, TRAJ, "test_nfe"),
+        acc(M2, TRAJ) - acc(M2, "vanilla"),
+        ratio(M2, "rnode", "test_nfe"),
+        acc(M2, "rnode") - acc(M2, "vanilla"),
+        ratio(M2, "rnode", "train_seconds"),
+    )
+    claim(
+        "`local-error` halves the test NFE ({:.2f}×) at {:+.2f} points, with prediction {:.2f}× "
+        "and training {:.2f}×; `error` reaches the same NFE at {:+.2f} points, `error+stiffness` "
+        "likewise ({:.2f}, {:+.2f}); `stiffness` alone leaves the NFE at vanilla's ({:.2f}). "
+        "Every run of `error`, `error+stiffness` and `local-error` ends at {:.0f} test "
+        "evaluations against vanilla's {:.0f}, in every seed;",
+        same(*(ratio(MSDE, m, "test_nfe") for m in ("local-error", "error"))),
+        acc(MSDE, "local-error") - acc(MSDE, "vanilla"),
+        ratio(MSDE, "local-error", "predict_seconds"),
+        ratio(MSDE, "local-error", "train_seconds"),
+        acc(MSDE, "error") - acc(MSDE, "vanilla"),
+        ratio(MSDE, "error+stiffness", "test_nfe"),
+        acc(MSDE, "error+stiffness") - acc(MSDE, "vanilla"),
+        ratio(MSDE, "stiffness", "test_nfe"),
+        same(
+            *(
+                summary_value(f"{MSDE}/{m}/seed{i}", "test_nfe")
+                for m in ("local-error", "error", "error_stiffness")
+                for i in range(3)
+            )
+        ),
+        same(*(summary_value(f"{MSDE}/vanilla/seed{i}", "test_nfe") for i in range(3))),
+    )
+    # against the targets
+    claim(
+        "| `local-error`: NFE {:.2f} at {:+.2f} points (`local-error-biased` {:.2f} at {:+.2f}; "
+        "with BacksolveAdjoint {:.2f} at {:+.2f}) | no: {:.2f} over |",
+        ratio(M2, "local-error", "test_nfe"),
+        acc(M2, "local-error") - acc(M2, "vanilla"),
+        ratio(M2, "local-error-biased", "test_nfe"),
+        acc(M2, "local-error-biased") - acc(M2, "vanilla"),
+        ratio(M2, f"local-error[{BACKSOLVE}]", "test_nfe"),
+        acc(M2, f"local-error[{BACKSOLVE}]") - acc(M2, "vanilla"),
+        ratio(M2, "local-error", "test_nfe") - 0.62,
+    )
+    claim(
+        "| `local-error`: NFE {:.2f} at {:+.2f} points; `error`: {:.2f} at {:+.2f} points | no: "
+        "{:.2f} over |",
+        ratio(MSDE, "local-error", "test_nfe"),
+        acc(MSDE, "local-error") - acc(MSDE, "vanilla"),
+        ratio(MSDE, "error", "test_nfe"),
+        acc(MSDE, "error") - acc(MSDE, "vanilla"),
+        ratio(MSDE, "local-error", "test_nfe") - 0.45,
+    )
 
 
 def claims() -> list[tuple[str, tuple[V, ...]]]:
@@ -808,6 +1068,7 @@ def claims() -> list[tuple[str, tuple[V, ...]]]:
         mean(SPI, "vanilla", "test_nfe"),
         col(SPI, "vanilla", "test_nfe_sd"),
     )
+    _mnist_claims(claim)
     return out
 
 
