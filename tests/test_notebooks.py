@@ -126,7 +126,12 @@ def test_committed_notebook_holds_the_full_setting(name):
 
 def _markdown_table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     """(column names, method -> column -> cell) of the first Markdown table in `text`."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:  # the first table ends here (a budget's comparison.md has a second)
+            break
     if len(lines) < 2:
         return [], {}
     columns = [c.strip() for c in lines[0].strip("|").split("|")]

