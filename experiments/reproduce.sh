@@ -70,8 +70,12 @@ for table in ${tables[@]}; do
         --methods "error,error+stiffness,steer+error,local-error,local-error[$trajectory]"
       nderegs compare experiments/configs/mnist_paper2.yaml --seeds "$seeds" --output-dir "$results/mnist_paper2" \
         --methods "vanilla,error,rnode,local-error,local-error-biased,local-error[$trajectory],local-error[$backsolve],local-error-biased[$backsolve]"
+      nderegs compare experiments/configs/mnist_paper2.yaml $(budget mnist_paper2 error=1) \
+        --seeds "$seeds" --output-dir "$results/mnist_paper2_budget" --methods "local-error,local-error-biased"
       nderegs compare experiments/configs/mnist_sde.yaml --seeds "$seeds" --output-dir "$results/mnist_sde" \
-        --methods "vanilla,error,stiffness,error+stiffness,local-error,local-error-biased" ;;  # RNODE: ODE tasks only
+        --methods "vanilla,error,stiffness,error+stiffness,local-error,local-error-biased"  # RNODE: ODE tasks only
+      nderegs compare experiments/configs/mnist_sde.yaml $(budget mnist_sde error=1) \
+        --seeds "$seeds" --output-dir "$results/mnist_sde_budget" --methods "error,local-error" ;;
     *) echo "unknown table '$table'; choose from digits digits_paper2 latent_ode spiral_sde digits_sde digits_pareto cnf_2d flows mnist" >&2; exit 2 ;;
   esac
 done
