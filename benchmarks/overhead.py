@@ -7,14 +7,15 @@ for value-and-grad with the backward pass counted (`nderegs.BackwardCount`) agai
 the same without: compile time of each, and the wall-clock of each over interleaved
 repeats, and the NFE of both (nderegs' count against a run-time count for diffrax).
 
-The ratio is that of the *fastest* of the repeats of each (the run least disturbed by
-the rest of the machine: noise only ever adds time), the pair run alternately so that
-a drift in load hits both; the ratio of the medians is shown beside it. Two runs back to
-back on the 2-core machine (`--t1 100 --repeats 30`, benchmarks/results/overhead_cpu.md)
-repeated the forward and the counting ratios within ±0.3 %, not the value-and-grad one
-(1.042, 1.068): the shared machine's speed drifts by more within a run.
+The ratio is the median of paired ratios: each repeat runs the two back to back (which
+goes first alternating) and divides their times, so that a drift of the shared
+machine's speed, which moves both of a pair alike, cancels, and the median drops the
+pairs a burst of load hit. The middle half of the pairs' ratios and the ratio of the
+fastest of each are shown beside it. (The ratio of the fastest, used before, did not
+repeat: 1.042 and 1.068 for value-and-grad in two runs back to back; each minimum is
+one lucky run.)
 
-    python benchmarks/overhead.py [--batch 256] [--t1 100] [--repeats 30]
+    python benchmarks/overhead.py [--batch 256] [--t1 100] [--repeats 200]
 """
 
 import argparse
@@ -40,29 +41,42 @@ class VectorField(eqx.Module):
         return jax.vmap(self.mlp)(jnp.concatenate([y, tt], axis=-1))
 
 
-def _timed(fn, *args):
+def _timed(fn, *args, calls=1):
     start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
+    for _ in range(calls):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - start) / calls
 
 
 def _compare(name, plain, ours, args, repeats, labels=("diffrax", "nderegs")):
+    """The ratio ours/plain: the median over `repeats` pairs run back to back (which goes
+    first alternating; a sample of several calls where one is short) of each pair's own
+    ratio, so that a drift of the machine's speed
+    between pairs cancels; beside it, the middle half of the pairs' ratios and the ratio
+    of the fastest of each."""
     compile_plain = _timed(plain, *args)
     compile_ours = _timed(ours, *args)
+    # Each sample at least ~25 ms (several calls of a short solve): timer and scheduler
+    # jitter then weigh little against it.
+    calls = max(1, round(0.025 / _timed(plain, *args)))
     plain_times, our_times = [], []
-    for i in range(repeats):  # alternating (and which goes first), so drifts hit both
-        first, second = (plain, ours) if i % 2 == 0 else (ours, plain)
-        a, b = _timed(first, *args), _timed(second, *args)
-        plain_times.append(a if i % 2 == 0 else b)
-        our_times.append(b if i % 2 == 0 else a)
+    for i in range(repeats):
+        if i % 2 == 0:
+            plain_times.append(_timed(plain, *args, calls=calls))
+            our_times.append(_timed(ours, *args, calls=calls))
+        else:
+            our_times.append(_timed(ours, *args, calls=calls))
+            plain_times.append(_timed(plain, *args, calls=calls))
+    ratios = sorted(o / p for o, p in zip(our_times, plain_times))
+    paired = statistics.median(ratios)
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
     p, o = min(plain_times), min(our_times)
-    median_ratio = statistics.median(our_times) / statistics.median(plain_times)
     print(
-        f"{name:<22} {labels[0]} {p * 1e3:8.2f} ms   {labels[1]} {o * 1e3:8.2f} ms   "
-        f"ratio {o / p:5.3f} (of medians {median_ratio:5.3f})   compile "
-        f"{compile_plain:5.2f} s / {compile_ours:5.2f} s"
+        f"{name:<22} {labels[0]} {p * 1e3:7.2f} ms  {labels[1]} {o * 1e3:7.2f} ms (fastest)  "
+        f"ratio {paired:5.3f} (middle half of the pairs {q1:5.3f}-{q3:5.3f}; of the fastest "
+        f"{o / p:5.3f})   compile {compile_plain:5.2f} s / {compile_ours:5.2f} s"
     )
-    return o / p
+    return paired
 
 
 def main(argv=None):
@@ -72,7 +86,7 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--t1", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
 
@@ -140,7 +154,7 @@ def main(argv=None):
     print(
         f"backend {jax.default_backend()}, {jax.device_count()} device(s); batch "
         f"{opts.batch} x dim {opts.dim} as one system, MLP width {opts.width}, "
-        f"Tsit5, rtol=atol={opts.tol:g}, {opts.repeats} alternating repeats (fastest of each)"
+        f"Tsit5, rtol=atol={opts.tol:g}, {opts.repeats} pairs (median of the pairs' ratios)"
     )
     _compare("forward", forward_plain, forward_ours, (field, y0), opts.repeats)
     _compare("value_and_grad", grad_plain, grad_ours, (field, y0), opts.repeats)

@@ -482,3 +482,68 @@ def test_rejects_non_finite_y0():
         _solve(y0=jnp.array([jnp.nan, 0.0]))
     with pytest.raises(Exception, match="y0 contains NaN or inf"):
         jax.jit(lambda y0: _solve(y0=y0)[1].error)(jnp.array([jnp.inf, 0.0])).block_until_ready()
+
+
+def test_scaled_error_is_the_controllers_and_safe_to_differentiate(x64):
+    """Its value is the controller's expression (so XLA computes it once for both); its
+    derivative counts non-finite error components (rejected steps) as zero."""
+    from nderegs.core import scaled_error
+
+    y0 = jnp.array([1.0, -2.0, 0.5])
+    y1 = jnp.array([1.1, -1.9, jnp.nan])  # a NaN in the candidate: the scale uses y0
+    err = jnp.array([1e-6, 3e-6, 2e-6])
+    scale = 1e-6 + 1e-3 * np.abs([1.0, -2.0, 0.5])
+    expected = np.sqrt(np.mean((np.array([1e-6, 3e-6, 2e-6]) / scale) ** 2))
+    value = scaled_error(y0, y1, err, 1e-3, 1e-6, nderegs_rms)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-14)
+    finite_y1 = jnp.array([1.1, -1.9, 0.7])
+    scale = 1e-6 + 1e-3 * np.array([1.1, 2.0, 0.7])  # max(|y0|, |y1|)
+    expected = np.sqrt(np.mean((np.array([1e-6, 3e-6, 2e-6]) / scale) ** 2))
+    value = scaled_error(y0, finite_y1, err, 1e-3, 1e-6, nderegs_rms)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-14)
+
+    with_inf = err.at[1].set(jnp.inf)
+    assert float(scaled_error(y0, y1, with_inf, 1e-3, 1e-6, nderegs_rms)) == np.inf
+
+    def zeroed(y0, err):  # the same with the infinite component counted as zero
+        e = err.at[1].set(0.0)
+        s = 1e-6 + 1e-3 * jnp.abs(y0)
+        return jnp.sqrt(jnp.mean((e / s) ** 2))
+
+    rtol = jnp.asarray(1e-3)  # traced tolerances too
+    grads = jax.jit(jax.grad(lambda a, b, r: scaled_error(a, y1, b, r, 1e-6, nderegs_rms), (0, 1)))(
+        y0, with_inf, rtol
+    )
+    expected_grads = jax.grad(zeroed, (0, 1))(y0, with_inf)
+    for g, e in zip(grads, expected_grads):
+        assert bool(jnp.all(jnp.isfinite(g)))
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-12)
+
+
+def nderegs_rms(x):
+    return jnp.sqrt(jnp.mean(x**2))
+
+
+def test_stiffness_estimate_from_the_stages(x64):
+    """S = ‖k_b − k_a‖ / (|dt|·‖Σ_j d_j k_j‖) over a pytree of stages (real and complex),
+    0 with a gradient of 0 where the stages are equal."""
+    from nderegs.core import find_stage_pair, stiffness_estimate
+
+    pair = find_stage_pair(diffrax.Tsit5())
+    assert pair is not None and (pair.a, pair.b) == (5, 6)
+    keys = jax.random.split(jax.random.key(0), 3)
+    k = {
+        "a": jax.random.normal(keys[0], (7, 3, 2)),
+        "b": jax.lax.complex(
+            jax.random.normal(keys[1], (7, 4)), jax.random.normal(keys[2], (7, 4))
+        ),
+    }
+    flat = np.concatenate([np.asarray(v).reshape(7, -1) for v in k.values()], axis=1)
+    dk = flat[6] - flat[5]
+    dg = np.asarray(pair.stage_difference) @ flat
+    expected = np.linalg.norm(dk) / (0.25 * np.linalg.norm(dg))
+    np.testing.assert_allclose(float(stiffness_estimate(k, pair, -0.25)), expected, rtol=1e-12)
+
+    flat_stages = jnp.ones((7, 3))
+    value, grad = jax.value_and_grad(lambda s: stiffness_estimate(s, pair, 0.1))(flat_stages)
+    assert float(value) == 0.0 and bool(jnp.all(grad == 0))
