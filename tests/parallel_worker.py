@@ -27,8 +27,13 @@ from nderegs.train import train  # noqa: E402
 from nderegs.train.loop import make_evaluate_step, make_train_step  # noqa: E402
 
 #: A small digits step with the global error regularizer (gradients through the
-#: solver) and STEER (a random end time: a key per device) at a tight tolerance.
+#: solver) and STEER (a random end time: a key per device) at a tight tolerance. Plain
+#: SGD: the updated weights are the weights minus lr times the gradient, so comparing
+#: them compares the gradients (Adam's first step is about lr·sign(g)).
 STEP = [
+    "optim.name=sgd",
+    "optim.momentum=0",
+    "optim.lr=0.5",
     "task.data.subset=256",
     "optim.batch_size=64",
     "task.model.hidden_size=8",
@@ -56,29 +61,24 @@ def one_step(out: str, run_root: str) -> None:
     parallel = DataParallel(jax.devices())
     n = parallel.num_devices
 
-    value_and_grad = eqx.filter_value_and_grad(task.loss, has_aux=True)
-    sharded = eqx.filter_jit(parallel.mean_over_shards(value_and_grad))
     placed_model = parallel.replicate(model)
     inputs = (parallel.shard(batch), *parallel.replicate((key, coefficients)))
-    (loss, aux), grads = sharded(placed_model, *inputs)
-
     optimizer = config.optim.build()
     opt_state = parallel.replicate(optimizer.init(eqx.filter(model, eqx.is_inexact_array)))
     step = make_train_step(task, optimizer, parallel)
     step_inputs = parallel.replicate(
         (task.regularization.init_coefficients(), jnp.asarray(0, jnp.int32), {})
     )
-    new_model, _, step_loss, _ = step(placed_model, opt_state, inputs[0], inputs[1], *step_inputs)
+    new_model, _, loss, aux = step(placed_model, opt_state, inputs[0], inputs[1], *step_inputs)
+    updated = eqx.filter(new_model, eqx.is_inexact_array)
 
     result = {
         "devices": n,
         "processes": jax.process_count(),
         "loss": float(loss),
-        "step_loss": float(step_loss),
-        "grads": _leaves(grads),
         "nfe": [int(v) for v in np.asarray(aux["nfe"])],
-        "updated": _leaves(eqx.filter(new_model, eqx.is_inexact_array)),
-        "dtype": str(jax.tree_util.tree_leaves(grads)[0].dtype),
+        "updated": _leaves(updated),
+        "dtype": str(jax.tree_util.tree_leaves(updated)[0].dtype),
     }
     # A batch that does not split over the devices is evaluated whole, as on one device.
     ragged = tuple(x[: n + 2] for x in batch)
@@ -110,6 +110,7 @@ def one_step(out: str, run_root: str) -> None:
             int(np.asarray(single.nfe)),
         ]
         # Independently: each shard's own one-device solve and gradient, then their mean.
+        value_and_grad = eqx.filter_value_and_grad(task.loss, has_aux=True)
         size = batch[0].shape[0] // n
         shard_results = [
             eqx.filter_jit(value_and_grad)(
@@ -128,8 +129,8 @@ def one_step(out: str, run_root: str) -> None:
         )
         result["reference"] = {
             "loss": float(np.mean([float(loss) for (loss, _), _ in shard_results])),
-            "grads": _leaves(mean_grads),
             "nfe": [int(aux["nfe"]) for (_, aux), _ in shard_results],
+            "initial": _leaves(eqx.filter(model, eqx.is_inexact_array)),
             "updated": _leaves(eqx.filter(eqx.apply_updates(model, updates), eqx.is_inexact_array)),
         }
         # In the same process (its start-up and compilations shared): short runs on one

