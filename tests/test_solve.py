@@ -502,22 +502,29 @@ def test_scaled_error_is_the_controllers_and_safe_to_differentiate(x64):
     value = scaled_error(y0, finite_y1, err, 1e-3, 1e-6, nderegs_rms)
     np.testing.assert_allclose(float(value), expected, rtol=1e-14)
 
+    # A step with a non-finite error (rejected, or forced through by dtmin) counts 0.
     with_inf = err.at[1].set(jnp.inf)
-    assert float(scaled_error(y0, y1, with_inf, 1e-3, 1e-6, nderegs_rms)) == np.inf
+    assert float(scaled_error(y0, y1, with_inf, 1e-3, 1e-6, nderegs_rms)) == 0.0
 
-    def zeroed(y0, err):  # the same with the infinite component counted as zero
-        e = err.at[1].set(0.0)
-        s = 1e-6 + 1e-3 * jnp.abs(y0)
-        return jnp.sqrt(jnp.mean((e / s) ** 2))
+    # Its gradient is finite, and 0 there; elsewhere that of the expression, tolerances
+    # included, also when the tolerance is an argument of the jitted function.
+    def expression(y0, err, rtol):
+        return jnp.sqrt(jnp.mean((err / (1e-6 + rtol * jnp.maximum(jnp.abs(y0), y1_abs))) ** 2))
 
-    rtol = jnp.asarray(1e-3)  # traced tolerances too
-    grads = jax.jit(jax.grad(lambda a, b, r: scaled_error(a, y1, b, r, 1e-6, nderegs_rms), (0, 1)))(
-        y0, with_inf, rtol
-    )
-    expected_grads = jax.grad(zeroed, (0, 1))(y0, with_inf)
-    for g, e in zip(grads, expected_grads):
-        assert bool(jnp.all(jnp.isfinite(g)))
+    y1_abs = jnp.abs(finite_y1)
+    ours = lambda a, b, r: scaled_error(a, finite_y1, b, r, 1e-6, nderegs_rms)
+    grads = jax.jit(jax.grad(ours, (0, 1, 2)))(y0, err, jnp.asarray(1e-3))
+    expected = jax.grad(expression, (0, 1, 2))(y0, err, 1e-3)
+    for g, e in zip(grads, expected):
         np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-12)
+    grads = jax.jit(jax.grad(ours, (0, 1, 2)))(y0, with_inf, jnp.asarray(1e-3))
+    assert all(bool(jnp.all(g == 0)) for g in grads)
+    # Differentiated outside the jit that traced the tolerance (a stale tracer, were
+    # the tolerance closed over), and vmapped over tolerances.
+    outside = jax.grad(jax.jit(ours), 2)(y0, err, jnp.asarray(1e-3))
+    np.testing.assert_allclose(float(outside), float(expected[2]), rtol=1e-12)
+    batch = jax.vmap(jax.grad(ours, 2), in_axes=(None, None, 0))(y0, err, jnp.array([1e-3, 1e-4]))
+    np.testing.assert_allclose(float(batch[0]), float(expected[2]), rtol=1e-12)
 
 
 def nderegs_rms(x):

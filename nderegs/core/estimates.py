@@ -49,41 +49,47 @@ def scaled_error(
 
     The value is the controller's own expression, operation for operation (a NaN
     candidate `y1` replaced by `y0` in the scale), so that XLA computes it once for
-    both: the estimate then costs nothing beside the controller. Its derivative is
-    that of the same expression with non-finite components counted as zero (they
-    occur only on steps the controller rejects, whose value the solve discards but
-    whose zero cotangent would otherwise meet `0·inf = nan`). The tolerances are
-    constants here, as in the controller.
+    both: the estimate then costs nothing beside the controller. Non-finite error
+    components occur on steps the controller rejects (whose value the solve discards)
+    and on steps a `dtmin` forces through: such a step's estimate counts 0, and the
+    derivative is that of the expression with those components zeroed, so that a
+    discarded step's zero cotangent never meets `0·inf = nan`.
     """
 
-    def value(y0, y1, y_error):
-        return norm(jtu.tree_map(_controller_scale(rtol, atol, safe=False), y0, y1, y_error))
+    def estimate_of(zeroed):
+        def estimate(y0, y1, y_error, rtol, atol):
+            if zeroed:
+                y_error = jtu.tree_map(_finite_or_zero, y_error)
+            scale = lambda _y0, _y1, _err: _controller_scale(_y0, _y1, _err, rtol, atol)
+            return norm(jtu.tree_map(scale, y0, y1, y_error))
 
-    def safe_value(y0, y1, y_error):
-        return norm(jtu.tree_map(_controller_scale(rtol, atol, safe=True), y0, y1, y_error))
+        return estimate
+
+    controllers, safe = estimate_of(zeroed=False), estimate_of(zeroed=True)
 
     @jax.custom_jvp
-    def estimate(y0, y1, y_error):
-        return value(y0, y1, y_error)
+    def estimate(y0, y1, y_error, rtol, atol):
+        return _finite_or_zero(controllers(y0, y1, y_error, rtol, atol))
 
     @estimate.defjvp
     def _(primals, tangents):
-        return value(*primals), jax.jvp(safe_value, primals, tangents)[1]
+        value = controllers(*primals)
+        finite = jnp.isfinite(value)
+        tangent = jax.jvp(safe, primals, tangents)[1]
+        zero = jnp.zeros_like(value)
+        return jnp.where(finite, value, zero), jnp.where(finite, tangent, zero)
 
-    return estimate(y0, y1, y_error)
+    # The tolerances are arguments, not closed over: a traced one (a tolerance the
+    # caller differentiates or vmaps over) must reach the derivative rule as a value.
+    return estimate(y0, y1, y_error, rtol, atol)
 
 
-def _controller_scale(rtol, atol, *, safe: bool) -> Callable:
-    def scale(_y0, _y1, _err):
-        _y1 = jnp.where(jnp.isnan(_y1).any(), _y0, _y1)
-        if safe:
-            _y1, _err = _finite_or_zero(_y1), _finite_or_zero(_err)
-        _y = jnp.maximum(jnp.abs(_y0), jnp.abs(_y1))
-        # As the controller computes it (complex errors over a real scale included).
-        with jax.numpy_dtype_promotion("standard"):
-            return _err / (atol + _y * rtol)
-
-    return scale
+def _controller_scale(_y0, _y1, _err, rtol, atol):
+    _y1 = jnp.where(jnp.isnan(_y1).any(), _y0, _y1)
+    _y = jnp.maximum(jnp.abs(_y0), jnp.abs(_y1))
+    # As the controller computes it (complex errors over a real scale included).
+    with jax.numpy_dtype_promotion("standard"):
+        return _err / (atol + _y * rtol)
 
 
 class StagePair(NamedTuple):
