@@ -51,9 +51,8 @@ def _timed(fn, *args, calls=1):
 def _compare(name, plain, ours, args, repeats, labels=("diffrax", "nderegs")):
     """The ratio ours/plain: the median over `repeats` pairs run back to back (which goes
     first alternating; a sample of several calls where one is short) of each pair's own
-    ratio, so that a drift of the machine's speed
-    between pairs cancels; beside it, the middle half of the pairs' ratios and the ratio
-    of the fastest of each."""
+    ratio, so that a drift of the machine's speed between pairs cancels; beside it, the
+    middle half of the pairs' ratios and the ratio of the fastest of each."""
     compile_plain = _timed(plain, *args)
     compile_ours = _timed(ours, *args)
     # Each sample at least ~25 ms (several calls of a short solve): timer and scheduler

@@ -65,15 +65,15 @@ def scaled_error(
 
         return estimate
 
-    controllers, safe = estimate_of(zeroed=False), estimate_of(zeroed=True)
+    as_controller, safe = estimate_of(zeroed=False), estimate_of(zeroed=True)
 
     @jax.custom_jvp
     def estimate(y0, y1, y_error, rtol, atol):
-        return _finite_or_zero(controllers(y0, y1, y_error, rtol, atol))
+        return _finite_or_zero(as_controller(y0, y1, y_error, rtol, atol))
 
     @estimate.defjvp
     def _(primals, tangents):
-        value = controllers(*primals)
+        value = as_controller(*primals)
         finite = jnp.isfinite(value)
         tangent = jax.jvp(safe, primals, tangents)[1]
         zero = jnp.zeros_like(value)
