@@ -263,11 +263,11 @@ def test_budget_configs_build_with_the_terms_usual_scale():
     [
         (
             ["regularization.error={kind: nfe_budget, target: 0}"],
-            r"regularization.error.target.: 0 \(must be > 0\)",
+            r"regularization.error.target.: 0 \(must be greater than 0\)",
         ),
         (
             ["regularization.error={kind: loss_budget, tolerance: -0.1}"],
-            r"regularization.error.tolerance.: -0.1 \(must be >= 0\)",
+            r"regularization.error.tolerance.: -0.1 \(must be greater than or equal to 0\)",
         ),
         (
             ["method=rnode", "regularization.jacobian={kind: shared, of: kinetic}"],

@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from nderegs.config import ConfigError, Digits, Irregular, load_config, MNIST, PhysioNet, Spirals
+from nderegs.config import ConfigError, load_config
+from nderegs.config.datasets import Digits, Irregular, MNIST, PhysioNet, Spirals
 from nderegs.data import (
     ClassificationData,
     iterate_batches,

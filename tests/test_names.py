@@ -6,8 +6,7 @@ import ast
 from pathlib import Path
 
 import nderegs
-from nderegs.config import RegularizationConfig
-from nderegs.config.regularization import COMPONENTS
+from nderegs.config.regularization import COMPONENTS, RegularizationConfig
 from nderegs.regularization import VANILLA
 from nderegs.tasks import AbstractTask, Metric
 

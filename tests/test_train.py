@@ -14,13 +14,8 @@ import pytest
 from tiny import TINY
 
 from nderegs.cli import main
-from nderegs.config import (
-    ConfigError,
-    ConstantSchedule,
-    ExperimentConfig,
-    ExponentialSchedule,
-    load_config,
-)
+from nderegs.config import ConfigError, ExperimentConfig, load_config
+from nderegs.config.coefficients import ConstantSchedule, ExponentialSchedule
 from nderegs.config.optimizers import inverse_time_decay
 from nderegs.tasks import AbstractClassificationTask, Arrays
 import nderegs.train

@@ -3,9 +3,10 @@
 An experiment is one YAML file (see ``configs/``) plus optional dotted command-line
 overrides such as ``solver.rtol=1e-8`` or ``method=error+stiffness``. Each choice (task,
 data set, solver, adjoint, optimizer, coefficient) is a pydantic model that
-builds its object (``build()``), selected by its ``name`` (``kind`` for coefficients).
-Every problem is reported as one `ConfigError` naming the offending dotted keys and
-what they accept.
+builds its object (``build()``), selected by its ``name`` (``kind`` for coefficients);
+the variants live in the modules of their section (`tasks`, `datasets`, `solvers`,
+`optimizers`, `coefficients`, `regularization`, `parallel`). Every problem is reported
+as one `ConfigError` naming the offending dotted keys and what they accept.
 
 ```yaml
 name: digits
@@ -22,16 +23,8 @@ optim: {name: adam, lr: 1.0e-2, batch_size: 256, epochs: 30}
 ```
 """
 
-from .base import ConfigError, Problems
-from .coefficients import (
-    ConstantSchedule,
-    ExponentialSchedule,
-    LossBudgetCoefficient,
-    NFEBudgetCoefficient,
-    SharedCoefficient,
-)
-from .datasets import Digits, Irregular, MNIST, MNIST1D, PhysioNet, Spirals, SpiralSDEData
-from .experiment import ExperimentConfig, TrainConfig
+from .base import ConfigError
+from .experiment import ExperimentConfig
 from .loading import (
     config_changes,
     config_from_dict,
@@ -40,46 +33,14 @@ from .loading import (
     load_config,
     save_config,
 )
-from .optimizers import AdaBelief, Adam, Adamax, SGD
-from .parallel import ParallelConfig
-from .regularization import METHOD_COMPONENTS, parse_method, RegularizationConfig
-from .solvers import AdjointConfig, ADJOINTS, SolverConfig, SOLVERS
-from .tasks import Classifier, LatentODE, SDEClassifier, SpiralSDE
+from .regularization import METHOD_COMPONENTS, parse_method
 
 __all__ = [
-    "ADJOINTS",
-    "AdaBelief",
-    "Adam",
-    "Adamax",
-    "AdjointConfig",
-    "Classifier",
     "ConfigError",
-    "ConstantSchedule",
-    "Digits",
     "ExperimentConfig",
-    "ExponentialSchedule",
-    "Irregular",
-    "LatentODE",
-    "LossBudgetCoefficient",
     "METHOD_COMPONENTS",
-    "MNIST",
-    "MNIST1D",
-    "NFEBudgetCoefficient",
-    "PhysioNet",
-    "Problems",
-    "RegularizationConfig",
-    "SDEClassifier",
-    "SGD",
-    "SOLVERS",
-    "SolverConfig",
-    "SharedCoefficient",
-    "SpiralSDE",
-    "SpiralSDEData",
-    "Spirals",
-    "TrainConfig",
-    "ParallelConfig",
-    "config_from_dict",
     "config_changes",
+    "config_from_dict",
     "config_to_dict",
     "configs_dir",
     "load_config",

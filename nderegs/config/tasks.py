@@ -5,6 +5,7 @@ own settings, and builds the task. Adding a task is a class here (listed in
 from __future__ import annotations
 
 import abc
+import typing
 from typing import Annotated, ClassVar, Literal
 
 import jax.numpy as jnp
@@ -284,3 +285,7 @@ class Density(AbstractTaskConfig):
 TaskConfig = Annotated[
     Classifier | SDEClassifier | LatentODE | SpiralSDE | Density, Choice(default="classifier")
 ]
+#: The tasks (`task.name`), in the order of `TaskConfig`.
+TASKS: tuple[str, ...] = tuple(
+    task.model_fields["name"].default for task in typing.get_args(typing.get_args(TaskConfig)[0])
+)
