@@ -69,12 +69,16 @@ class AbstractTask(eqx.Module):
     #: of an SDE task).
     rejected_components: eqx.AbstractClassVar[dict[type[AbstractRegularizer], str]]
 
+    @classmethod
+    def rejects(cls, component: AbstractRegularizer) -> str | None:
+        """Why the task cannot train with `component` (None: it can)."""
+        reason = cls.rejected_components.get(type(component))
+        return component.ode_only if reason is None and cls.equation == "sde" else reason
+
     def __check_init__(self):
         reasons = []
         for component in self.regularization.regularizers:
-            reason = self.rejected_components.get(type(component))
-            if reason is None and self.equation == "sde":
-                reason = component.ode_only
+            reason = self.rejects(component)
             if reason is not None:
                 reasons.append(f"'{component.name}' {reason}")
         if reasons:
