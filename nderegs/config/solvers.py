@@ -7,6 +7,7 @@ name in `SolverName` and its line in `SOLVERS`.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import diffrax
@@ -14,8 +15,7 @@ import equinox as eqx
 import jax
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..layers import CNF, MakeNode, MakeSDE, NeuralODE, NeuralSDE, SolveOptions
-from ..layers.cnf import NoiseKind, TraceEstimator
+from ..layers import NeuralSDE, SolveOptions
 from ..regularization import SolveSetup
 from .base import Bool, Float, Int, Problems, Variant
 
@@ -164,65 +164,31 @@ class SolverConfig(Variant):
     def build(self) -> diffrax.AbstractSolver:
         return SOLVERS[self.name].solver()
 
+    def options(self, setup: SolveSetup) -> SolveOptions:
+        """The layers' `SolveOptions`: this section's settings and the method's solve
+        set-up. Failed solves do not raise (`throw=False`): the training loop stops on
+        them with a message."""
+        options = SolveOptions(
+            **self.model_dump(exclude={"name", "adjoint"}),
+            solver=self.build(),
+            local=setup.local,
+            local_gradient=setup.local_gradient,
+            stiffness=setup.stiffness,
+            throw=False,
+        )
+        adjoint = self.adjoint.build(options.stepsize_controller())
+        return dataclasses.replace(options, adjoint=adjoint)
+
 
 def solver_names(equation: str) -> tuple[str, ...]:
     """The solvers a task solving `equation` ("ode" or "sde") can use."""
     return tuple(name for name, entry in SOLVERS.items() if equation in entry.equations)
 
 
-def solve_options(solver: SolverConfig, setup: SolveSetup) -> SolveOptions:
-    """The layers' `SolveOptions` from the solver section and the method's solve set-up.
-    Failed solves do not raise (`throw=False`): the training loop stops on them with a
-    message."""
-    return SolveOptions(
-        t0=solver.t0,
-        t1=solver.t1,
-        solver=solver.build(),
-        rtol=solver.rtol,
-        atol=solver.atol,
-        pcoeff=solver.pcoeff,
-        icoeff=solver.icoeff,
-        dt0=solver.dt0,
-        adjoint=solver.adjoint.build(
-            diffrax.PIDController(
-                rtol=solver.rtol, atol=solver.atol, pcoeff=solver.pcoeff, icoeff=solver.icoeff
-            )
-        ),
-        max_steps=solver.max_steps,
-        local=setup.local,
-        local_gradient=setup.local_gradient,
-        stiffness=setup.stiffness,
-        throw=False,
-    )
-
-
-def neural_ode(solver: SolverConfig, setup: SolveSetup) -> MakeNode:
-    """`make_node(vector_field)` for the models: a `NeuralODE` with the solver section's
-    settings and the method's solve set-up (integrals, STEER)."""
-    return eqx.Partial(
-        NeuralODE,
-        options=solve_options(solver, setup),
-        integrals=setup.integrals,
-        steer=setup.steer,
-    )
-
-
-def cnf(
-    solver: SolverConfig, setup: SolveSetup, trace: TraceEstimator, noise: NoiseKind
-) -> Callable[..., CNF]:
-    """`make_cnf(vector_field, dim=d)`: a `CNF` with the solver section's settings, the
-    method's solve set-up and the trace estimator."""
-    return eqx.Partial(
-        CNF,
-        options=solve_options(solver, setup),
-        integrals=setup.integrals,
-        steer=setup.steer,
-        trace=trace,
-        noise=noise,
-    )
-
-
-def neural_sde(solver: SolverConfig, setup: SolveSetup, brownian_tol: float) -> MakeSDE:
-    """`make_sde(drift, diffusion)` for the models: a `NeuralSDE` with the solver
-    section's settings and the method's solve set-up."""
-    return eqx.Partial(NeuralSDE, options=solve_options(solver, setup), brownian_tol=brownian_tol)
+def layer(cls: Callable[..., Any], solver: SolverConfig, setup: SolveSetup, **settings: Any) -> Any:
+    """The models' `make_node`/`make_cnf`/`make_sde`: the layer `cls` (`NeuralODE`,
+    `CNF`, `NeuralSDE`) with the solver section's settings, the method's solve set-up
+    (its integrals and STEER on an ODE) and the layer's own `settings`."""
+    if cls is not NeuralSDE:
+        settings.update(integrals=setup.integrals, steer=setup.steer)
+    return eqx.Partial(cls, options=solver.options(setup), **settings)

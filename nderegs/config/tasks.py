@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..layers import CNF, NeuralODE, NeuralSDE
 from ..layers.cnf import NoiseKind, TraceEstimator
 from ..layers.flow_matching import Coupling
-from ..models import Activation, activation
+from ..models import Activation
 from ..regularization import Regularization
 from ..tasks import (
     AbstractTask,
@@ -37,7 +38,7 @@ from .datasets import (
     TimeSeriesDataConfig,
     Toy2D,
 )
-from .solvers import cnf, neural_ode, neural_sde, SolverConfig
+from .solvers import layer, SolverConfig
 
 
 class AbstractTaskConfig(Variant, abc.ABC):
@@ -89,17 +90,12 @@ class Classifier(AbstractTaskConfig):
 
     def build(self, seed, regularization, solver):
         data = self.data.load(seed)
-        m = self.model
         task = ClassifierTask(
             num_features=data.num_features,
             num_classes=data.num_classes,
-            hidden_size=m.hidden_size,
-            vf_width=m.vf_width,
-            vf_depth=m.vf_depth,
-            activation=activation(m.activation),
-            field_output_activation=activation(m.field_output_activation),
-            make_node=neural_ode(solver, regularization.setup),
+            make_node=layer(NeuralODE, solver, regularization.setup),
             regularization=regularization,
+            **self.model.model_dump(),
         )
         train = _first((data.x_train, data.y_train), self.data.subset)
         return task, Arrays(train, (data.x_test, data.y_test), data.source)
@@ -129,17 +125,14 @@ class SDEClassifier(AbstractTaskConfig):
 
     def build(self, seed, regularization, solver):
         data = self.data.load(seed)
-        m = self.model
         task = SDEClassifierTask(
             num_features=data.num_features,
             num_classes=data.num_classes,
-            hidden_size=m.hidden_size,
-            vf_width=m.vf_width,
-            vf_depth=m.vf_depth,
             num_trajectories=self.num_trajectories,
             predict_trajectories=self.predict_trajectories,
-            make_sde=neural_sde(solver, regularization.setup, self.brownian_tol),
+            make_sde=layer(NeuralSDE, solver, regularization.setup, brownian_tol=self.brownian_tol),
             regularization=regularization,
+            **self.model.model_dump(),
         )
         train = _first((data.x_train, data.y_train), self.data.subset)
         return task, Arrays(train, (data.x_test, data.y_test), data.source)
@@ -170,20 +163,14 @@ class LatentODE(AbstractTaskConfig):
 
     def build(self, seed, regularization, solver):
         data = self.data.load(seed)
-        m = self.model
         task = LatentODETask(
             times=jnp.asarray(data.times),
             num_channels=data.num_channels,
-            latent_size=m.latent_size,
-            encoder_hidden=m.encoder_hidden,
-            vf_width=m.vf_width,
-            vf_depth=m.vf_depth,
-            decoder_width=m.decoder_width,
-            activation=activation(m.activation),
             obs_std=self.obs_std,
             kl_anneal_epochs=self.kl_anneal_epochs,
-            make_node=neural_ode(solver, regularization.setup),
+            make_node=layer(NeuralODE, solver, regularization.setup),
             regularization=regularization,
+            **self.model.model_dump(),
         )
         train = _first((data.values_train, data.mask_train), self.data.subset)
         return task, Arrays(train, (data.values_test, data.mask_test))
@@ -218,7 +205,7 @@ class SpiralSDE(AbstractTaskConfig):
             vf_width=self.model.vf_width,
             num_trajectories=self.num_trajectories,
             predict_trajectories=self.predict_trajectories,
-            make_sde=neural_sde(solver, regularization.setup, self.brownian_tol),
+            make_sde=layer(NeuralSDE, solver, regularization.setup, brownian_tol=self.brownian_tol),
             regularization=regularization,
         )
         # One "example": the moments over time, as one batch.
@@ -269,11 +256,9 @@ class Density(AbstractTaskConfig):
         m = self.model
         task = DensityTask(
             dim=data.dim,
-            width=m.width,
-            depth=m.depth,
-            activation=activation(m.activation),
-            make_cnf=cnf(solver, regularization.setup, m.trace, m.noise),
+            make_cnf=layer(CNF, solver, regularization.setup, trace=m.trace, noise=m.noise),
             regularization=regularization,
+            **m.model_dump(exclude={"trace", "noise"}),
             training=self.training,
             coupling=self.coupling,
             nll_offset=data.nll_offset,

@@ -2,7 +2,6 @@
 (paper 1's MNIST SDE): cross-entropy loss, accuracy metric."""
 
 import abc
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import equinox as eqx
@@ -12,7 +11,7 @@ import optax
 
 from ..core import Heuristics
 from ..layers import MakeNode, MakeSDE
-from ..models import NODEClassifier, SDEClassifier
+from ..models import Activation, ACTIVATIONS, NODEClassifier, SDEClassifier
 from ..regularization import AbstractRegularizer, Regularization
 from .base import (
     AbstractTask,
@@ -64,8 +63,8 @@ class ClassifierTask(AbstractClassificationTask):
     hidden_size: int = eqx.field(static=True)
     vf_width: int = eqx.field(static=True)
     vf_depth: int = eqx.field(static=True)
-    activation: Callable = eqx.field(static=True)
-    field_output_activation: Callable = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
+    field_output_activation: Activation = eqx.field(static=True)
     make_node: MakeNode = eqx.field(static=True)
     regularization: Regularization
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
@@ -78,8 +77,8 @@ class ClassifierTask(AbstractClassificationTask):
             hidden_size=self.hidden_size,
             vf_width=self.vf_width,
             vf_depth=self.vf_depth,
-            activation=self.activation,
-            field_output_activation=self.field_output_activation,
+            activation=ACTIVATIONS[self.activation],
+            field_output_activation=ACTIVATIONS[self.field_output_activation],
             make_node=self.make_node,
             key=key,
         )

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layers import CNF
 from ..layers.flow_matching import Coupling, flow_matching_loss
-from ..models import ConcatSquashMLP
+from ..models import Activation, ACTIVATIONS, ConcatSquashMLP
 from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Arrays, Evaluation
 from .density_figures import density_figure, density_grid, PLOT_BOX
@@ -72,7 +72,7 @@ class DensityTask(AbstractTask):
     dim: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
-    activation: Callable = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
     make_cnf: MakeCNF = eqx.field(static=True)
     regularization: Regularization
     training: Training = eqx.field(static=True, default="maximum_likelihood")
@@ -82,7 +82,7 @@ class DensityTask(AbstractTask):
 
     def init_model(self, key) -> CNF:
         field = ConcatSquashMLP(
-            self.dim, self.width, self.depth, activation=self.activation, key=key
+            self.dim, self.width, self.depth, activation=ACTIVATIONS[self.activation], key=key
         )
         return self.make_cnf(field, dim=self.dim)
 

@@ -1,7 +1,6 @@
 """Interpolation of irregularly sampled series with a latent ODE (Rubanova et al. 2019;
 paper 1's PhysioNet task)."""
 
-from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import equinox as eqx
@@ -9,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..layers import MakeNode
-from ..models import gaussian_kl, LatentODE
+from ..models import Activation, ACTIVATIONS, gaussian_kl, LatentODE
 from ..regularization import AbstractRegularizer, Regularization, Steer
 from .base import AbstractTask, Evaluation
 from .metric import Metric, MSE
@@ -33,7 +32,7 @@ class LatentODETask(AbstractTask):
     vf_width: int = eqx.field(static=True)
     vf_depth: int = eqx.field(static=True)
     decoder_width: int = eqx.field(static=True)
-    activation: Callable = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
     obs_std: float = eqx.field(static=True)
     kl_anneal_epochs: int = eqx.field(static=True)
     make_node: MakeNode = eqx.field(static=True)
@@ -51,7 +50,7 @@ class LatentODETask(AbstractTask):
             vf_width=self.vf_width,
             vf_depth=self.vf_depth,
             decoder_width=self.decoder_width,
-            activation=self.activation,
+            activation=ACTIVATIONS[self.activation],
             make_node=self.make_node,
             key=key,
         )
