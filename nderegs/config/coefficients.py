@@ -6,7 +6,7 @@ coefficient."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import optax
 from pydantic import Field
@@ -15,10 +15,15 @@ from ..regularization import AbstractCoefficient, Constant, LossBudget, NFEBudge
 from .base import Choice, Float, Int, Str, Variant
 
 
-class ConstantSchedule(Variant):
-    """λ = `start` throughout training."""
+class AbstractCoefficientConfig(Variant):
+    """A coefficient section, chosen by its `kind`."""
 
     tag_field = "kind"
+
+
+class ConstantSchedule(AbstractCoefficientConfig):
+    """λ = `start` throughout training."""
+
     kind: Literal["constant"] = "constant"
     start: Float = Field(default=0.0, ge=0)
 
@@ -26,32 +31,23 @@ class ConstantSchedule(Variant):
         return Constant(self.start)
 
 
-class ExponentialSchedule(Variant):
+class ExponentialSchedule(AbstractCoefficientConfig):
     """Paper 1's per-epoch anneal λ(e) = λ₀·exp(−k·e), k = log(λ₀/λ₁)/(epochs − 1):
     the first epoch uses λ₀ = `start` and the last λ₁ = `end`."""
 
-    tag_field = "kind"
     kind: Literal["exponential"] = "exponential"
     start: Float = Field(gt=0)
     end: Float = Field(gt=0)
 
     def build(self, *, epochs: int, typical: float) -> AbstractCoefficient:
         rate = math.exp(math.log(self.end / self.start) / max(epochs - 1, 1))
-        return Scheduled(
-            optax.exponential_decay(
-                init_value=self.start, transition_steps=1, decay_rate=rate, staircase=True
-            )
-        )
+        schedule = optax.exponential_decay(self.start, 1, decay_rate=rate, staircase=True)
+        return Scheduled(schedule)
 
 
-class NFEBudgetCoefficient(Variant):
-    """`nderegs.NFEBudget`: λ rises while the training solves' mean NFE is above
-    `target` and falls below it, one update per epoch (see its docstring)."""
+class AbstractBudgetConfig(AbstractCoefficientConfig):
+    """What the budgets, which set λ during training, share."""
 
-    tag_field = "kind"
-    kind: Literal["nfe_budget"] = "nfe_budget"
-    #: Function evaluations per training solve (per batch) to stay under.
-    target: Float = Field(gt=0)
     #: λ in the first epoch; None: the term's usual scale (its default constant). Start
     #: high rather than low: a budget corrects a start that is too strong, not one that
     #: lets the field grow stiff.
@@ -61,16 +57,23 @@ class NFEBudgetCoefficient(Variant):
     #: The largest λ; None: 10 × initial.
     maximum: Float | None = Field(default=None, gt=0)
 
+    def _settings(self, typical: float) -> dict[str, Any]:
+        return dict(initial=self.initial or typical, rate=self.rate, maximum=self.maximum)
+
+
+class NFEBudgetCoefficient(AbstractBudgetConfig):
+    """`nderegs.NFEBudget`: λ rises while the training solves' mean NFE is above
+    `target` and falls below it, one update per epoch (see its docstring)."""
+
+    kind: Literal["nfe_budget"] = "nfe_budget"
+    #: Function evaluations per training solve (per batch) to stay under.
+    target: Float = Field(gt=0)
+
     def build(self, *, epochs: int, typical: float) -> AbstractCoefficient:
-        return NFEBudget(
-            target=self.target,
-            initial=self.initial or typical,
-            rate=self.rate,
-            maximum=self.maximum,
-        )
+        return NFEBudget(target=self.target, **self._settings(typical))
 
 
-class LossBudgetCoefficient(Variant):
+class LossBudgetCoefficient(AbstractBudgetConfig):
     """`nderegs.LossBudget`: the strongest λ whose training loss stays within
     (1 + `tolerance`) of the reference, one update per epoch. The reference is a
     number, or an unregularized run's directory (``{seed}`` is replaced by the seed)
@@ -79,7 +82,6 @@ class LossBudgetCoefficient(Variant):
     takes its shape before the loss decides; start high), 0 without one (they measure
     it)."""
 
-    tag_field = "kind"
     kind: Literal["loss_budget"] = "loss_budget"
     #: The relative loss allowed on top of the reference (0.01: 1 %).
     tolerance: Float = Field(ge=0)
@@ -91,38 +93,23 @@ class LossBudgetCoefficient(Variant):
     #: What is constrained: the task loss, or the training metric (an accuracy as its
     #: negative, so 0.01 keeps it within 1 % of the reference's, about 1 point).
     constrain: Literal["task_loss", "metric"] = "task_loss"
-    initial: Float | None = Field(default=None, gt=0)
-    rate: Float = Field(default=0.5, gt=0)
-    maximum: Float | None = Field(default=None, gt=0)
 
-    def build(self, *, epochs: int, typical: float) -> AbstractCoefficient:
-        if isinstance(self.reference, str):
-            raise ValueError(
-                "a loss budget with a run directory as reference is built by "
-                "ExperimentConfig, which reads that run's metrics"
-            )
-        return self.build_with_reference(self.reference, epochs=epochs, typical=typical)
-
-    def build_with_reference(
-        self, reference: float | tuple[float, ...] | None, *, epochs: int, typical: float
+    def build(
+        self, *, epochs: int, typical: float, reference: float | tuple[float, ...] | None = None
     ) -> AbstractCoefficient:
+        """The budget; `reference`: the `reference` as read and signed by the config
+        (a run directory's per-epoch values), None without one."""
         warmup = self.warmup if self.warmup is not None else max(epochs // 2, 1)
         return LossBudget(
-            tolerance=self.tolerance,
-            reference=reference,
-            warmup=warmup,
-            initial=self.initial or typical,
-            rate=self.rate,
-            maximum=self.maximum,
+            tolerance=self.tolerance, reference=reference, warmup=warmup, **self._settings(typical)
         )
 
 
-class SharedCoefficient(Variant):
+class SharedCoefficient(AbstractCoefficientConfig):
     """λ = `ratio` × the coefficient of the term `of` in the same method (e.g. RNODE's
     Jacobian term following its kinetic term's budget: ``{kind: shared, of:
     rnode-kinetic}``)."""
 
-    tag_field = "kind"
     kind: Literal["shared"] = "shared"
     #: The term whose coefficient is shared (a term name: error, stiffness, local-error,
     #: local-error-biased, local-stiffness, taynode, rnode-kinetic, rnode-jacobian).

@@ -66,22 +66,16 @@ class RegularizationConfig(Section):
         sampled step), else `local_sampling`."""
         return "biased" if BiasedLocalError.name in components else self.local_sampling
 
-    def build(
-        self, method: str, *, epochs: int, references: ReferenceReader | None = None
-    ) -> Regularization:
-        """The `Regularization` of `method`, its coefficients built for a run of
-        `epochs` epochs; `references(key, budget)` gives a loss budget's reference as
-        the budget compares it (a run directory's trajectory read, a metric's sign
-        applied). Without it, a run directory stands as a placeholder: the method's
-        structure is right, the budget's reference is not. Raises `Problems` naming
-        the key of a coefficient that cannot be built."""
-        return self.build_reading(method, epochs=epochs, references=references)[0]
-
     def build_reading(
         self, method: str, *, epochs: int, references: ReferenceReader | None = None
     ) -> tuple[Regularization, dict[str, str]]:
-        """The `Regularization` of `method` and, for each of its terms, the key of this
-        section its coefficient was built from."""
+        """The `Regularization` of `method`, its coefficients built for a run of
+        `epochs` epochs, and for each of its terms the key of this section its
+        coefficient was built from. `references(key, budget)` gives a loss budget's
+        reference as the budget compares it (a run directory's trajectory read, a
+        metric's sign applied); without it, a run directory stands as a placeholder:
+        the method's structure is right, the budget's reference is not. Raises
+        `Problems` naming the key of a coefficient that cannot be built."""
         components = parse_method(method)
         regularizers, by_term = [], {}
         for component, settings in COMPONENTS.items():
@@ -98,23 +92,17 @@ class RegularizationConfig(Section):
                     # The regularizer keeps the coefficient objects it is given.
                     by_term[term] = next(key for key, c in read.values() if c is coefficient)
                 regularizers.append(regularizer)
-        owned = sorted(t for t, f in by_term.items() if not self._is_shared(f))
-        for term, field in by_term.items():
-            coefficient = getattr(self, field)
-            if isinstance(coefficient, SharedCoefficient) and coefficient.of not in owned:
-                raise Problems(
-                    (
-                        f"regularization.{field}.of",
-                        coefficient.of,
-                        f"the coefficient of term '{term}' is shared with a term of method "
-                        f"{method!r} that has a coefficient of its own; accepted: "
-                        f"{', '.join(owned) or 'none'}",
-                    )
+        sections = {term: getattr(self, field) for term, field in by_term.items()}
+        owned = sorted(t for t, c in sections.items() if not isinstance(c, SharedCoefficient))
+        for term, section in sections.items():
+            if isinstance(section, SharedCoefficient) and section.of not in owned:
+                reason = (
+                    f"the coefficient of term '{term}' is shared with a term of method "
+                    f"{method!r} that has a coefficient of its own; accepted: "
+                    f"{', '.join(owned) or 'none'}"
                 )
+                raise Problems((f"regularization.{by_term[term]}.of", section.of, reason))
         return Regularization(tuple(regularizers)), by_term
-
-    def _is_shared(self, field: str) -> bool:
-        return isinstance(getattr(self, field), SharedCoefficient)
 
     def _coefficient(
         self, keys: tuple[str, ...], epochs: int, references: ReferenceReader | None
@@ -124,24 +112,21 @@ class RegularizationConfig(Section):
         coefficient: Coefficient = getattr(self, field)
         # A budget starts from the term's usual scale: the default of the last key, the
         # global one (a local term's coefficient means the same as the global one).
-        default = RegularizationConfig.model_fields[keys[-1]]
-        typical = default.default_factory().start  # pyright: ignore[reportOptionalCall, reportCallIssue]
+        typical = getattr(RegularizationConfig(), keys[-1]).start
         try:
-            if isinstance(coefficient, LossBudgetCoefficient) and coefficient.reference is not None:
-                if references is not None:
-                    reference = references(field, coefficient)
-                elif isinstance(coefficient.reference, str):
-                    reference = (0.0,)  # a placeholder: the structure only
-                else:
-                    reference = coefficient.reference
-                built = coefficient.build_with_reference(reference, epochs=epochs, typical=typical)
-            else:
-                built = coefficient.build(epochs=epochs, typical=typical)
+            if not isinstance(coefficient, LossBudgetCoefficient) or coefficient.reference is None:
+                return field, coefficient.build(epochs=epochs, typical=typical)
+            if references is not None:
+                reference = references(field, coefficient)
+            else:  # the structure only: a run directory is a placeholder
+                reference = (
+                    (0.0,) if isinstance(coefficient.reference, str) else coefficient.reference
+                )
+            return field, coefficient.build(epochs=epochs, typical=typical, reference=reference)
         except ValueError as e:  # the coefficient's own checks, e.g. maximum < initial
             if isinstance(e, Problems):
                 raise
             raise Problems((f"regularization.{field}", coefficient.kind, str(e))) from None
-        return field, built
 
 
 ReferenceReader = Callable[[str, LossBudgetCoefficient], float | tuple[float, ...]]
