@@ -14,7 +14,6 @@ PACKAGE = Path(nderegs.__file__).parent
 
 #: The same words naming something else: (file, line's text) -> what it names.
 OTHER_MEANINGS = {
-    ("config/loading.py", 'inner = ctx.get("error")'): "pydantic's error context",
     ("regularization/method.py", 'aux["stiffness"] = h.stiffness'): "the heuristic h.stiffness",
     ("report/sweep.py", '"error",'): "sweep.csv's column of a failed run's error",
     ("report/sweep.py", '"error": trial.result.error or "",'): "the same column",

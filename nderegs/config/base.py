@@ -75,9 +75,14 @@ class Variant(Section):
 class Choice:
     """Makes the union of variants it annotates a discriminated union on their tag field;
     a mapping without the tag is the `default` variant, so ``optim: {lr: 0.1}`` keeps
-    Adam: ``Annotated[Adam | SGD, Choice(default="adam")]``."""
+    Adam: ``Annotated[Adam | SGD, Choice(default=Adam)]``."""
 
-    default: str
+    default: type[Variant]
+
+    @property
+    def tag(self) -> str:
+        """The default variant's tag."""
+        return self.default.model_fields[self.default.tag_field].default
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -87,6 +92,6 @@ class Choice:
         union = handler(Annotated[source, Field(discriminator=tag)])
 
         def with_tag(value: Any) -> Any:
-            return {tag: self.default, **value} if isinstance(value, Mapping) else value
+            return {tag: self.tag, **value} if isinstance(value, Mapping) else value
 
         return core_schema.no_info_before_validator_function(with_tag, union)

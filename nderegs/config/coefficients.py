@@ -129,7 +129,7 @@ Coefficient = Annotated[
     | NFEBudgetCoefficient
     | LossBudgetCoefficient
     | SharedCoefficient,
-    Choice(default="constant"),
+    Choice(default=ConstantSchedule),
 ]
 
 

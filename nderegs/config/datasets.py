@@ -191,6 +191,6 @@ class MAFTabular(AbstractDensityData):
         return load_maf(self.dataset, self.path)
 
 
-ClassificationDataConfig = Annotated[Digits | MNIST | MNIST1D, Choice(default="digits")]
-TimeSeriesDataConfig = Annotated[Spirals | Irregular | PhysioNet, Choice(default="irregular")]
-DensityDataConfig = Annotated[Toy2D | Digits64 | MAFTabular, Choice(default="toy2d")]
+ClassificationDataConfig = Annotated[Digits | MNIST | MNIST1D, Choice(default=Digits)]
+TimeSeriesDataConfig = Annotated[Spirals | Irregular | PhysioNet, Choice(default=Irregular)]
+DensityDataConfig = Annotated[Toy2D | Digits64 | MAFTabular, Choice(default=Toy2D)]

@@ -75,7 +75,8 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
         problems: list[tuple[str, object, str]] = []
-        solvers, task = solver_names(self.task.equation), self.task
+        task = self.task
+        solvers = solver_names(task.task_class.equation)
         if self.solver.name not in solvers:
             reason = f"does not apply to task {task.name!r}; accepted: {', '.join(solvers)}"
             problems.append(("solver.name", self.solver.name, reason))

@@ -61,7 +61,7 @@ def _variants(annotation: Any) -> _Variants | None:
         return None
     classes: tuple[type[Variant], ...] = typing.get_args(union)
     tag = classes[0].tag_field
-    return _Variants(tag, {c.model_fields[tag].default: c for c in classes}, choice.default)
+    return _Variants(tag, {c.model_fields[tag].default: c for c in classes}, choice.tag)
 
 
 def _section(annotation: Any, value: Any) -> type[BaseModel] | None:

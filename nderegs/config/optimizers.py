@@ -71,7 +71,7 @@ class AdaBelief(AbstractOptimizerConfig):
         return optax.adabelief(learning_rate)
 
 
-OptimizerConfig = Annotated[Adam | Adamax | SGD | AdaBelief, Choice(default="adam")]
+OptimizerConfig = Annotated[Adam | Adamax | SGD | AdaBelief, Choice(default=Adam)]
 
 
 def inverse_time_decay(learning_rate: float, decay: float) -> optax.Schedule:

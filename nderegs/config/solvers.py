@@ -80,9 +80,8 @@ class AdjointConfig(Variant):
     @model_validator(mode="after")
     def _check_seminorm(self) -> AdjointConfig:
         if self.seminorm and self.name != "backsolve":
-            raise Problems(
-                ("seminorm", True, "applies to name=backsolve only (the adjoint that solves)")
-            )
+            reason = "applies to name=backsolve only (the adjoint that solves)"
+            raise Problems(("seminorm", True, reason))
         return self
 
     @property
@@ -137,26 +136,17 @@ class SolverConfig(Variant):
         if self.t1 == self.t0:
             problems.append(("t1", self.t1, "must differ from t0"))
         elif self.dt0 is not None and (self.dt0 == 0 or (self.dt0 > 0) != (self.t1 > self.t0)):
-            problems.append(
-                (
-                    "dt0",
-                    self.dt0,
-                    f"must be non-zero with the sign of t1 - t0 = {self.t1 - self.t0} "
-                    "(or null: chosen by the solver)",
-                )
-            )
+            reason = f"must be non-zero with the sign of t1 - t0 = {self.t1 - self.t0} (or null)"
+            problems.append(("dt0", self.dt0, reason))
         floor, dtype = tolerance_floor()
         if max(self.rtol, self.atol) < floor:
-            problems.append(
-                (
-                    "rtol",
-                    self.rtol,
-                    f"rtol = {self.rtol} and atol = {self.atol} are both below {floor:g}, "
-                    f"where an error estimate in {dtype} is rounding noise (its machine "
-                    f"epsilon is {float(jax.numpy.finfo(dtype).eps):.1e}) and the step "
-                    "size would collapse. Raise them, or enable float64 (JAX_ENABLE_X64=1)",
-                )
+            reason = (
+                f"rtol = {self.rtol} and atol = {self.atol} are both below {floor:g}, where an "
+                f"error estimate in {dtype} is rounding noise (its machine epsilon is "
+                f"{float(jax.numpy.finfo(dtype).eps):.1e}) and the step size would collapse. "
+                "Raise them, or enable float64 (JAX_ENABLE_X64=1)"
             )
+            problems.append(("rtol", self.rtol, reason))
         if problems:
             raise Problems(*problems)
         return self

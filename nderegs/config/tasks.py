@@ -48,12 +48,6 @@ class AbstractTaskConfig(Variant, abc.ABC):
     #: The task the variant builds.
     task_class: ClassVar[type[AbstractTask]]
 
-    @property
-    def equation(self) -> Literal["ode", "sde"]:
-        """The kind of equation the task's model solves: which solvers and method
-        components apply."""
-        return self.task_class.equation
-
     @abc.abstractmethod
     def build(
         self, seed: int, regularization: Regularization, solver: SolverConfig
@@ -268,7 +262,7 @@ class Density(AbstractTaskConfig):
 
 
 TaskConfig = Annotated[
-    Classifier | SDEClassifier | LatentODE | SpiralSDE | Density, Choice(default="classifier")
+    Classifier | SDEClassifier | LatentODE | SpiralSDE | Density, Choice(default=Classifier)
 ]
 #: The tasks (`task.name`), in the order of `TaskConfig`.
 TASKS: tuple[str, ...] = tuple(

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 import yaml
 
 from ..config import config_changes, config_to_dict, ConfigError, ExperimentConfig
+from ..config.coefficients import ExponentialSchedule, LossBudgetCoefficient
 from ..core import BackwardCount, counting_backward
 from ..data import iterate_batches, num_batches
 from ..parallel import check_same_on_every_process, DataParallel, raise_on_every_process
@@ -1013,9 +1014,9 @@ def _resumable_changes(run: RunDirectory, config: ExperimentConfig) -> dict:
         _, read = saved.regularization.build_reading(saved.method, epochs=saved.optim.epochs)
         for field in sorted(set(read.values())):
             section = getattr(saved.regularization, field)
-            if section.kind == "exponential":
+            if isinstance(section, ExponentialSchedule):
                 why = "anneals exponentially over"
-            elif section.kind == "loss_budget" and section.warmup is None:
+            elif isinstance(section, LossBudgetCoefficient) and section.warmup is None:
                 why = "warms up for half of"
             else:
                 continue
