@@ -202,7 +202,9 @@ def test_a_flow_matching_run_fine_tuned_from_its_weights(tmp_path, monkeypatch):
 def test_flow_matching_settings_are_checked():
     with pytest.raises(ConfigError, match="task.coupling.*training=flow_matching only"):
         load_config("configs/cnf_2d.yaml", ["task.coupling=ot"])
-    with pytest.raises(ConfigError, match="task.training.*must be .maximum_likelihood. or .flow_matching."):
+    with pytest.raises(
+        ConfigError, match="task.training.*must be .maximum_likelihood. or .flow_matching."
+    ):
         load_config("configs/cnf_2d.yaml", ["task.training=score_matching"])
     flow_matching = ["task.training=flow_matching"]
     with pytest.raises(ConfigError, match="'method': 'steer'.*no training trajectory"):
