@@ -419,6 +419,9 @@ def test_switching_the_task_keeps_what_the_new_task_takes():
     assert load_config(CONFIGS / "digits.yaml", ["task=latent_ode"]) == load_config(
         None, ["task.name=latent_ode"]
     )
+    # a data section of one class (the spiral SDE's) drops a tag it does not take, too
+    spiral = ["task.name=spiral_sde", "solver.name=heun"]
+    assert load_config(CONFIGS / "digits.yaml", spiral) == load_config(None, spiral)
     # what is still wrong is the override's doing: tsit5 (from the file) solves no SDE
     with pytest.raises(ConfigError) as ei:
         load_config(CONFIGS / "digits.yaml", ["task.name=sde_classifier"])

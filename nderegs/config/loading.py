@@ -76,10 +76,21 @@ def _section(annotation: Any, value: Any) -> type[BaseModel] | None:
     return sections[0] if sections else None
 
 
-def _tag(annotation: Any) -> str | None:
-    """The tag field (``name``/``kind``) of a field holding a choice or a `Variant`."""
+def _tags(annotation: Any) -> tuple[str, tuple[str, ...]] | None:
+    """The tag field (``name``/``kind``) of a field holding a choice or a `Variant`
+    class (the solver's table), and the tags it accepts."""
+    variants = _variants(annotation)
+    if variants is not None:
+        return variants.tag, tuple(variants.classes)
     section = _section(annotation, None)
-    return section.tag_field if section is not None and issubclass(section, Variant) else None
+    if section is None or not issubclass(section, Variant):
+        return None
+    return section.tag_field, typing.get_args(section.model_fields[section.tag_field].annotation)
+
+
+def _tag(annotation: Any) -> str | None:
+    tags = _tags(annotation)
+    return tags[0] if tags is not None else None
 
 
 def _valid_keys(cls: type[BaseModel], prefix: Sequence[str]) -> str:
@@ -306,19 +317,18 @@ def _drop_foreign_keys(
         if key not in old.model_fields or any(path[: len(k)] == k for k in kept):
             continue
         value, annotation = node[key], _annotation(new, key) if key in new.model_fields else None
-        variants = _variants(annotation)
+        tag, offered = _tags(annotation) or (None, ())
         if annotation is None:
             if not any(k[: len(path)] == path for k in kept):
                 del node[key]
         elif (value is None and type(None) not in _members(annotation)) or (
-            isinstance(value, str) and variants and value not in variants.classes
+            isinstance(value, str) and tag and value not in offered
         ):
             del node[key]
         elif isinstance(value, dict):
             before = _section(_annotation(old, key), value)
-            if variants and value.get(variants.tag) not in variants.classes:
-                if (*path, variants.tag) not in kept:
-                    value.pop(variants.tag, None)  # e.g. digits under a latent ODE
+            if tag and value.get(tag) not in offered and (*path, tag) not in kept:
+                value.pop(tag, None)  # e.g. digits under a latent ODE: its default
             after = _section(annotation, value)
             if before is not None and after is not None:
                 _drop_foreign_keys(value, before, after, path, kept)
