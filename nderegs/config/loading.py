@@ -186,9 +186,9 @@ def _validate(data: dict[str, Any]) -> tuple[ExperimentConfig | None, list[tuple
 # --------------------------------------------------------------------------- #
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-#: What each override set: its dotted key (as parts; a choice's tag for ``task=X``), its
-#: value, and the choice whose variant it switched (None if none).
-Set = list[tuple[tuple[str, ...], Any, tuple[str, ...] | None]]
+#: What each override set: its dotted key (as parts; a choice's tag for ``task=X``) and
+#: its value.
+Set = list[tuple[tuple[str, ...], Any]]
 
 
 def _node(data: Any, parts: Sequence[str]) -> Any:
@@ -274,12 +274,12 @@ def _apply_override(data: dict[str, Any], item: str, done: Set) -> None:
             raise ConfigError(invalid(".".join(parts[: i + 1]), child, reason))
         node = child
     node[parts[-1]] = value
-    done.append((tuple(parts), value, tuple(switched) if switched else None))
+    done.append((tuple(parts), value))
     if switched and old is not None:
         chosen = _node(data, switched)
         new = _section(_field(switched, data), chosen)
         if new is not None and new is not old and isinstance(chosen, dict):
-            _drop_foreign_keys(chosen, old, new, tuple(switched), {key for key, _, _ in done})
+            _drop_foreign_keys(chosen, old, new, tuple(switched), {key for key, _ in done})
 
 
 def _write_default(data: dict[str, Any], parts: Sequence[str]) -> None:
@@ -369,38 +369,41 @@ def _validated(data: Any, overrides: Sequence[str], source: str | None) -> Exper
     config, problems = _validate(merged)
     if config is not None:
         return config
-    raise _attributed(problems, _validate(dict(data))[1], overrides, done, source)
+    raise _attributed(problems, dict(data), overrides, done, source)
 
 
 def _attributed(
     problems: list[tuple[str, str]],
-    in_file_alone: list[tuple[str, str]],
+    base: dict[str, Any],
     overrides: list[str],
     done: Set,
     source: str | None,
 ) -> ConfigError:
     """One `ConfigError` for `problems`, each attributed: to the config file `source`
-    where the file alone has a problem at its key (`in_file_alone`), else to the
-    overrides that set its key or a section holding it, or switched the variant of a
-    section holding it (all of them where none did: e.g. a cross-check). A problem at a
-    key an override set (or under a mapping it set) shows the user's own key and value,
-    and is not attributed."""
+    where the file alone has a problem at its key, else to the overrides without which
+    its key has none (all of them where no one alone makes a difference). A problem at
+    a key an override set (or under a mapping it set) shows the user's own key and
+    value, and is not attributed."""
     in_file = f"in config file '{source}'" if source is not None else None
-    file_keys = {key for key, _ in in_file_alone}
+    file_keys = {key for key, _ in _validate(base)[1]}
+    without: list[set[str] | None] = []  # the keys with problems without each override
+    for i in range(len(overrides)):
+        try:
+            rest = _validate(_merged(base, overrides[:i] + overrides[i + 1 :])[0])[1]
+            without.append({key for key, _ in rest})
+        except ConfigError:  # e.g. an override that needs an earlier one
+            without.append(None)
     listed: list[tuple[str | None, str]] = []
     for key, message in problems:
         if not overrides or key in file_keys:
             listed.append((in_file, message))
             continue
-        parts = tuple(key.split("."))
-        causes = [
-            i
-            for i, (own, _, switched) in enumerate(done)
-            if parts[: len(own)] == own or (switched and parts[: len(switched)] == switched)
-        ] or list(range(len(overrides)))
+        causes = [i for i, rest in enumerate(without) if rest is None or key not in rest]
+        causes = causes or list(range(len(overrides)))
         stated = [
-            parts == own or (isinstance(value, Mapping) and parts[: len(own)] == own)
-            for own, value, _ in (done[i] for i in causes)
+            key == ".".join(parts)
+            or (isinstance(value, Mapping) and key.startswith(f"{'.'.join(parts)}."))
+            for parts, value in (done[i] for i in causes)
         ]
         word = "override" if len(causes) == 1 else "overrides"
         where = f"with the {word} {' '.join(overrides[i] for i in causes)}"
