@@ -279,7 +279,7 @@ def test_out_of_range(override, key, needle):
     assert f"invalid value for '{key}'" in msg and needle in msg
 
 
-def test_options_of_one_choice_only():
+def test_the_keys_of_one_variant_only():
     with pytest.raises(ConfigError, match=r"'optim.momentum'.*must be less than 1"):
         load_config(None, ["optim.name=sgd", "optim.momentum=1.0"])
     assert load_config(None, ["optim.name=sgd", "optim.momentum=0.5"]).optim == SGD(momentum=0.5)
@@ -834,3 +834,35 @@ def test_direct_construction_and_assignment_are_validated():
     assert regularization.local_error == ConstantSchedule(start=0.2)
     with pytest.raises(ValidationError):
         ExperimentConfig(method="nonsense")
+
+
+def test_attribution_names_the_overrides_that_matter():
+    # A cross-check is the doing of the override without which it passes, not of every
+    # override given (review of #25's rewrite).
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["task=sde_classifier", "optim.lr=0.1"])
+    assert str(ei.value).startswith("with the override task=sde_classifier: invalid value")
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["method=error", "solver.adjoint=backsolve", "optim.lr=0.1"])
+    assert str(ei.value).startswith("with the overrides method=error solver.adjoint=backsolve:")
+
+
+def test_a_value_an_override_typed_is_not_blamed_on_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("solver: {rtol: 0}\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, ["solver.rtol=-1"])
+    assert str(ei.value) == "invalid value for 'solver.rtol': -1 (must be greater than 0)"
+    with pytest.raises(ConfigError, match=rf"^in config file '{p}': .*'solver.rtol': 0"):
+        load_config(p, ["seed=1"])
+
+
+def test_a_wrong_tag_shows_as_written_and_a_number_stays_a_number():
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["optim.name=null"])
+    assert "invalid value for 'optim.name': None (must be one of: adam" in str(ei.value)
+    # `reference` takes a number or a run directory: 1.5 is the number
+    budget = ["method=error", "regularization.error={kind: loss_budget, tolerance: 0.1}"]
+    config = load_config(None, [*budget, "regularization.error.reference=1.5"])
+    assert config.regularization.error.reference == 1.5
+    assert config.regularization.error.build(epochs=4, typical=0.1).reference == 1.5

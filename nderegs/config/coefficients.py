@@ -45,9 +45,13 @@ class ExponentialSchedule(AbstractCoefficientConfig):
         return Scheduled(schedule)
 
 
-class AbstractBudgetConfig(AbstractCoefficientConfig):
-    """What the budgets, which set λ during training, share."""
+class NFEBudgetCoefficient(AbstractCoefficientConfig):
+    """`nderegs.NFEBudget`: λ rises while the training solves' mean NFE is above
+    `target` and falls below it, one update per epoch (see its docstring)."""
 
+    kind: Literal["nfe_budget"] = "nfe_budget"
+    #: Function evaluations per training solve (per batch) to stay under.
+    target: Float = Field(gt=0)
     #: λ in the first epoch; None: the term's usual scale (its default constant). Start
     #: high rather than low: a budget corrects a start that is too strong, not one that
     #: lets the field grow stiff.
@@ -57,23 +61,11 @@ class AbstractBudgetConfig(AbstractCoefficientConfig):
     #: The largest λ; None: 10 × initial.
     maximum: Float | None = Field(default=None, gt=0)
 
-    def _settings(self, typical: float) -> dict[str, Any]:
-        return dict(initial=self.initial or typical, rate=self.rate, maximum=self.maximum)
-
-
-class NFEBudgetCoefficient(AbstractBudgetConfig):
-    """`nderegs.NFEBudget`: λ rises while the training solves' mean NFE is above
-    `target` and falls below it, one update per epoch (see its docstring)."""
-
-    kind: Literal["nfe_budget"] = "nfe_budget"
-    #: Function evaluations per training solve (per batch) to stay under.
-    target: Float = Field(gt=0)
-
     def build(self, *, epochs: int, typical: float) -> AbstractCoefficient:
-        return NFEBudget(target=self.target, **self._settings(typical))
+        return NFEBudget(target=self.target, **_budget_settings(self, typical))
 
 
-class LossBudgetCoefficient(AbstractBudgetConfig):
+class LossBudgetCoefficient(AbstractCoefficientConfig):
     """`nderegs.LossBudget`: the strongest λ whose training loss stays within
     (1 + `tolerance`) of the reference, one update per epoch. The reference is a
     number, or an unregularized run's directory (``{seed}`` is replaced by the seed)
@@ -93,16 +85,34 @@ class LossBudgetCoefficient(AbstractBudgetConfig):
     #: What is constrained: the task loss, or the training metric (an accuracy as its
     #: negative, so 0.01 keeps it within 1 % of the reference's, about 1 point).
     constrain: Literal["task_loss", "metric"] = "task_loss"
+    #: As for `nfe_budget`.
+    initial: Float | None = Field(default=None, gt=0)
+    rate: Float = Field(default=0.5, gt=0)
+    maximum: Float | None = Field(default=None, gt=0)
 
     def build(
         self, *, epochs: int, typical: float, reference: float | tuple[float, ...] | None = None
     ) -> AbstractCoefficient:
-        """The budget; `reference`: the `reference` as read and signed by the config
-        (a run directory's per-epoch values), None without one."""
+        """The budget, compared with `reference` (a run directory's per-epoch values, as
+        `ExperimentConfig` reads them), else with the section's number."""
+        if reference is None and isinstance(self.reference, str):
+            raise ValueError(
+                "a loss budget with a run directory as reference is built by "
+                "ExperimentConfig, which reads that run's metrics"
+            )
         warmup = self.warmup if self.warmup is not None else max(epochs // 2, 1)
         return LossBudget(
-            tolerance=self.tolerance, reference=reference, warmup=warmup, **self._settings(typical)
+            tolerance=self.tolerance,
+            reference=self.reference if reference is None else reference,
+            warmup=warmup,
+            **_budget_settings(self, typical),
         )
+
+
+def _budget_settings(
+    budget: NFEBudgetCoefficient | LossBudgetCoefficient, typical: float
+) -> dict[str, Any]:
+    return dict(initial=budget.initial or typical, rate=budget.rate, maximum=budget.maximum)
 
 
 class SharedCoefficient(AbstractCoefficientConfig):

@@ -160,10 +160,9 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[str, str]]:
     if kind == "union_tag_invalid":  # `Choice` fills in a missing tag: a wrong one
         variants = _variants(annotation)
         assert variants is not None
+        tag = value.get(variants.tag) if isinstance(value, Mapping) else value  # as written
         key = f"{key}.{variants.tag}"
-        return [
-            (key, invalid(key, context["tag"], "must be one of: " + ", ".join(variants.classes)))
-        ]
+        return [(key, invalid(key, tag, "must be one of: " + ", ".join(variants.classes)))]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         section = _section(annotation, None)
         reason = "expected a mapping" + (f"; {_valid_keys(section, parts)}" if section else "")
@@ -233,7 +232,8 @@ def _parsed(item: str, data: Any) -> tuple[list[str], Any]:
         )
     parts = key.split(".")
     annotation = _field(parts, data, item)
-    text = any(m is str for m in _members(annotation))
+    members = _members(annotation)
+    text = str in members
     try:
         value = yaml.safe_load(raw) if raw else None
     except yaml.YAMLError as exc:
@@ -242,8 +242,9 @@ def _parsed(item: str, data: Any) -> tuple[list[str], Any]:
                 f"in override {item!r}: could not parse the value for '{key}' as YAML: {exc}"
             ) from None
         value = raw
-    if text and value is not None and not isinstance(value, str):
-        value = raw  # e.g. name=2024 stays "2024"
+    number = isinstance(value, int | float) and not isinstance(value, bool) and float in members
+    if text and value is not None and not isinstance(value, str) and not number:
+        value = raw  # e.g. name=2024 stays "2024" (but a number or a path: reference=1.5)
     tag = _tag(annotation)
     return ([*parts, tag], value) if isinstance(value, str) and tag else (parts, value)
 
@@ -327,8 +328,10 @@ def _drop_foreign_keys(
             del node[key]
         elif isinstance(value, dict):
             before = _section(_annotation(old, key), value)
-            if tag and value.get(tag) not in offered and (*path, tag) not in kept:
-                value.pop(tag, None)  # e.g. digits under a latent ODE: its default
+            _, had = _tags(_annotation(old, key)) or (None, ())
+            if tag and value.get(tag) in had and value.get(tag) not in offered:
+                if (*path, tag) not in kept:
+                    value.pop(tag, None)  # e.g. digits under a latent ODE: its default
             after = _section(annotation, value)
             if before is not None and after is not None:
                 _drop_foreign_keys(value, before, after, path, kept)
@@ -395,7 +398,9 @@ def _attributed(
             without.append(None)
     listed: list[tuple[str | None, str]] = []
     for key, message in problems:
-        if not overrides or key in file_keys:
+        # The file's problem, unless an override set that very key (then its value shows).
+        own = any(".".join(parts) == key for parts, _ in done)
+        if not overrides or (key in file_keys and not own):
             listed.append((in_file, message))
             continue
         causes = [i for i, rest in enumerate(without) if rest is None or key not in rest]

@@ -136,7 +136,10 @@ class SolverConfig(Variant):
         if self.t1 == self.t0:
             problems.append(("t1", self.t1, "must differ from t0"))
         elif self.dt0 is not None and (self.dt0 == 0 or (self.dt0 > 0) != (self.t1 > self.t0)):
-            reason = f"must be non-zero with the sign of t1 - t0 = {self.t1 - self.t0} (or null)"
+            reason = (
+                f"must be non-zero with the sign of t1 - t0 = {self.t1 - self.t0} (or null: "
+                "chosen by the solver)"
+            )
             problems.append(("dt0", self.dt0, reason))
         floor, dtype = tolerance_floor()
         if max(self.rtol, self.atol) < floor:
