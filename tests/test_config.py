@@ -866,3 +866,18 @@ def test_a_wrong_tag_shows_as_written_and_a_number_stays_a_number():
     config = load_config(None, [*budget, "regularization.error.reference=1.5"])
     assert config.regularization.error.reference == 1.5
     assert config.regularization.error.build(epochs=4, typical=0.1).reference == 1.5
+
+
+def test_a_key_below_a_value_is_the_value_s_or_its_list_index():
+    # pydantic locates a union's error in each member ('function-before[...]', 'str'):
+    # the key stays the field's; a list's index stays.
+    budget = "{kind: loss_budget, tolerance: 0.1, reference: {a: 1}}"
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["method=error", f"regularization.error={budget}"])
+    assert ei.value.problems == [
+        "invalid value for 'regularization.error.reference': {'a': 1} (must be a valid number)",
+        "invalid value for 'regularization.error.reference': {'a': 1} (must be a valid string)",
+    ]
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, ["tracking=[1]"])
+    assert str(ei.value) == "invalid value for 'tracking.0': 1 (must be a valid string)"

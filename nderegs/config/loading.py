@@ -111,7 +111,9 @@ def _located(loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None, Any
     cls: type[BaseModel] | None = ExperimentConfig
     owner, annotation, i = cls, None, 0
     while i < len(items):
-        if cls is None or items[i] not in cls.model_fields:
+        if cls is None:  # below a value: list indices kept, pydantic's union members not
+            return [*parts, *(p for p in items[i:] if p.isdigit())], None, annotation
+        if items[i] not in cls.model_fields:
             return [*parts, *items[i:]], cls if i == len(items) - 1 else None, annotation
         owner, annotation = cls, _annotation(cls, items[i])
         parts.append(items[i])
@@ -407,7 +409,7 @@ def _attributed(
         causes = causes or list(range(len(overrides)))
         stated = [
             key == ".".join(parts)
-            or (isinstance(value, Mapping) and key.startswith(f"{'.'.join(parts)}."))
+            or (isinstance(value, Mapping | list) and key.startswith(f"{'.'.join(parts)}."))
             for parts, value in (done[i] for i in causes)
         ]
         word = "override" if len(causes) == 1 else "overrides"
