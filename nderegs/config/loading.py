@@ -258,49 +258,32 @@ def _apply_override(data: dict[str, Any], item: str, done: Set) -> None:
     An override that switches the variant of a choice (``optim.name=sgd``,
     ``task=latent_ode``) keeps the keys of the old variant that the new one takes too
     (at any depth) and drops the others, except those an override set: they are the
-    user's, and validation reports them. Without the choice's section in `data`, its
-    default is what the new variant starts from, as if the file spelled it out."""
+    user's, and validation reports them. A section missing on the way is written out
+    as its default, so that a new variant starts from the keys of a file spelling out
+    the defaults."""
     parts, value = _parsed(item, data)
     switched = parts[:-1] if parts[-1] == _tag(_field(parts[:-1], data)) else None
-    if switched:
-        _write_default(data, switched)
-    old = _section(_field(switched, data), _node(data, switched)) if switched else None
     node: dict[str, Any] = data
     for i, part in enumerate(parts[:-1]):
         child, tag = node.get(part), _tag(_field(parts[: i + 1], data))
-        if child is None:
-            child = node[part] = {}
+        if child is None:  # its default, spelled out: a switch starts from its keys
+            owner = _section(_field(parts[:i], data), node) if i else ExperimentConfig
+            field = owner.model_fields.get(part) if owner is not None else None
+            default = field.get_default(call_default_factory=True) if field else None
+            child = default.model_dump(mode="json") if isinstance(default, BaseModel) else {}
+            node[part] = child
         elif isinstance(child, str) and tag is not None:
             child = node[part] = {tag: child}  # `adjoint: backsolve` shorthand
         elif not isinstance(child, dict):
             reason = f"expected a mapping, so that '{'.'.join(parts)}' can be set"
             raise ConfigError(invalid(".".join(parts[: i + 1]), child, reason))
         node = child
+    old = _section(_field(parts[:-1], data), node) if switched else None
     node[parts[-1]] = value
     done.append((tuple(parts), value))
-    if switched and old is not None:
-        chosen = _node(data, switched)
-        new = _section(_field(switched, data), chosen)
-        if new is not None and new is not old and isinstance(chosen, dict):
-            _drop_foreign_keys(chosen, old, new, tuple(switched), {key for key, _ in done})
-
-
-def _write_default(data: dict[str, Any], parts: Sequence[str]) -> None:
-    """Write out the default of the first section on the way to `parts` that `data`
-    lacks, so that switching a variant starts from the keys a file spelling out the
-    defaults would have."""
-    node: Any = data
-    for i, part in enumerate(parts):
-        if not isinstance(node, dict):
-            return
-        if part not in node:
-            owner = _section(_field(parts[:i], data), node) if i else ExperimentConfig
-            if owner is not None and part in owner.model_fields:
-                default = owner.model_fields[part].get_default(call_default_factory=True)
-                if isinstance(default, BaseModel):
-                    node[part] = default.model_dump(mode="json")
-            return
-        node = node[part]
+    new = _section(_field(parts[:-1], data), node) if switched else None
+    if switched and old is not None and new is not None and new is not old:
+        _drop_foreign_keys(node, old, new, tuple(switched), {key for key, _ in done})
 
 
 def _drop_foreign_keys(
