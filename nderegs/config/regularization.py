@@ -61,11 +61,6 @@ class RegularizationConfig(Section):
     kinetic: Coefficient = Field(default_factory=constant(0.01))
     jacobian: Coefficient = Field(default_factory=constant(0.01))
 
-    def sampling(self, components: frozenset[str]) -> Literal["unbiased", "biased"]:
-        """The local sampling: biased with `BiasedLocalError` (the local terms share one
-        sampled step), else `local_sampling`."""
-        return "biased" if BiasedLocalError.name in components else self.local_sampling
-
     def build_reading(
         self, method: str, *, epochs: int, references: ReferenceReader | None = None
     ) -> tuple[Regularization, dict[str, str]]:
@@ -137,6 +132,12 @@ def _coefficients_only(config: RegularizationConfig, components: frozenset[str])
     return {}
 
 
+def _local(c: RegularizationConfig, components: frozenset[str]) -> dict[str, Any]:
+    # With `local-error-biased` the local terms share its one sampled step: biased.
+    biased = BiasedLocalError.name in components
+    return dict(sampling="biased" if biased else c.local_sampling, gradient=c.local_gradient)
+
+
 #: Method components -> the settings of the regularization section each takes besides
 #: its coefficients (which its class names in `coefficient_keys`), given the section and
 #: the method's components; the order fixes the order of the integrals along the solve.
@@ -144,13 +145,9 @@ def _coefficients_only(config: RegularizationConfig, components: frozenset[str])
 COMPONENTS: dict[type[AbstractRegularizer], Settings] = {
     GlobalError: _coefficients_only,
     GlobalStiffness: _coefficients_only,
-    LocalError: lambda c, components: dict(
-        sampling=c.sampling(components), gradient=c.local_gradient
-    ),
+    LocalError: _local,
     BiasedLocalError: lambda c, components: dict(gradient=c.local_gradient),
-    LocalStiffness: lambda c, components: dict(
-        sampling=c.sampling(components), gradient=c.local_gradient
-    ),
+    LocalStiffness: _local,
     Steer: lambda c, components: dict(b=c.steer_b),
     TayNODE: lambda c, components: dict(order=c.taynode_order),
     RNODE: _coefficients_only,
@@ -160,11 +157,9 @@ _BY_NAME = {component.name: component for component in COMPONENTS}
 METHOD_COMPONENTS: tuple[str, ...] = (VANILLA, *_BY_NAME)
 
 
-def method_problem(method: object) -> str | None:
+def method_problem(method: str) -> str | None:
     """Why `method` is not a valid '+'-joined set of components (None if it is)."""
     valid = ", ".join(METHOD_COMPONENTS)
-    if not isinstance(method, str):
-        return f"expected a string of '+'-joined components from: {valid}"
     parts = [p.strip() for p in method.split("+")]
     if any(p == "" for p in parts):
         return f"empty component; expected '+'-joined components from: {valid}"

@@ -99,15 +99,8 @@ class AdjointConfig(Variant):
         return ADJOINTS[self.name].adjoint()
 
 
-def tolerance_floor() -> tuple[float, str]:
-    """(smallest usable tolerance, dtype name) of JAX's default float: below it an
-    embedded pair's error estimate is dominated by rounding error."""
-    x64 = bool(jax.config.read("jax_enable_x64"))
-    return (1e-20, "float64") if x64 else (1e-11, "float32")
-
-
 def _adjoint_shorthand(value: Any) -> Any:
-    # `solver.adjoint=backsolve` stands for `solver.adjoint.name=backsolve`.
+    # `adjoint: backsolve` in a file stands for `adjoint: {name: backsolve}`.
     return {"name": value} if isinstance(value, str) else value
 
 
@@ -141,7 +134,9 @@ class SolverConfig(Variant):
                 "chosen by the solver)"
             )
             problems.append(("dt0", self.dt0, reason))
-        floor, dtype = tolerance_floor()
+        # Below the floor, an embedded pair's error estimate is rounding error.
+        x64 = jax.config.read("jax_enable_x64")
+        floor, dtype = (1e-20, "float64") if x64 else (1e-11, "float32")
         if max(self.rtol, self.atol) < floor:
             reason = (
                 f"rtol = {self.rtol} and atol = {self.atol} are both below {floor:g}, where an "

@@ -29,7 +29,6 @@ from ..tasks import (
 from ..tasks.density import Training
 from .base import Choice, Float, Int, Problems, Section, Variant
 from .datasets import (
-    AbstractDataConfig,
     ClassificationDataConfig,
     DensityDataConfig,
     Digits,
@@ -43,8 +42,6 @@ from .solvers import layer, SolverConfig
 
 class AbstractTaskConfig(Variant, abc.ABC):
     name: str
-    #: The data set: one of the variants the task takes.
-    data: AbstractDataConfig | SpiralSDEData
     #: The task the variant builds.
     task_class: ClassVar[type[AbstractTask]]
 
