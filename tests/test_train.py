@@ -336,6 +336,25 @@ def test_sde_classifier_trains(tmp_path):
     assert summary["metric"] == "accuracy" and summary["test_nfe"] > 0
 
 
+@pytest.mark.parametrize(
+    "task, field",
+    [
+        ("classifier", "activation"),
+        ("classifier", "field_output_activation"),
+        ("latent_ode", "activation"),
+        ("density", "activation"),
+    ],
+)
+def test_a_task_built_by_hand_names_its_activations(task, field):
+    """Tasks take activation names, as their configs do: a function or an unknown name
+    is refused when the task is built, naming the accepted names."""
+    built, _ = load_config(None, [f"task={task}"]).build(references=False)
+    assert dataclasses.replace(built, **{field: "relu"}).init_model(jax.random.key(0))
+    for wrong in (jnp.tanh, "swish"):
+        with pytest.raises(ValueError, match=r"expected its name, one of: tanh, sigmoid, "):
+            dataclasses.replace(built, **{field: wrong})
+
+
 def test_sde_task_rejects_ode_only_methods_and_solvers(tmp_path):
     with pytest.raises(
         ConfigError,

@@ -27,12 +27,12 @@ else:
 
 
 def activation(name: str) -> Callable:
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown activation {name!r}; accepted: {', '.join(ACTIVATIONS)}."
-        ) from None
+    """The activation of `ACTIVATIONS` named `name`; a `ValueError` naming the accepted
+    names for anything else (a function included: tasks take names, as configs do)."""
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        accepted = ", ".join(ACTIVATIONS)
+        raise ValueError(f"Unknown activation {name!r}: expected its name, one of: {accepted}.")
+    return ACTIVATIONS[name]
 
 
 class TimeMLP(eqx.Module):

@@ -11,7 +11,7 @@ import optax
 
 from ..core import Heuristics
 from ..layers import MakeNode, MakeSDE
-from ..models import Activation, ACTIVATIONS, NODEClassifier, SDEClassifier
+from ..models import Activation, activation, NODEClassifier, SDEClassifier
 from ..regularization import AbstractRegularizer, Regularization
 from .base import (
     AbstractTask,
@@ -70,6 +70,10 @@ class ClassifierTask(AbstractClassificationTask):
     equation: ClassVar[Literal["ode", "sde"]] = "ode"
     rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
+    def __check_init__(self):
+        for name in (self.activation, self.field_output_activation):
+            activation(name)  # a clear error for a function or an unknown name
+
     def init_model(self, key) -> NODEClassifier:
         return NODEClassifier(
             self.num_features,
@@ -77,8 +81,8 @@ class ClassifierTask(AbstractClassificationTask):
             hidden_size=self.hidden_size,
             vf_width=self.vf_width,
             vf_depth=self.vf_depth,
-            activation=ACTIVATIONS[self.activation],
-            field_output_activation=ACTIVATIONS[self.field_output_activation],
+            activation=activation(self.activation),
+            field_output_activation=activation(self.field_output_activation),
             make_node=self.make_node,
             key=key,
         )

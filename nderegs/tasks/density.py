@@ -15,7 +15,7 @@ import numpy as np
 
 from ..layers import CNF
 from ..layers.flow_matching import Coupling, flow_matching_loss
-from ..models import Activation, ACTIVATIONS, ConcatSquashMLP
+from ..models import Activation, activation, ConcatSquashMLP
 from ..regularization import AbstractRegularizer, Regularization
 from .base import AbstractTask, Arrays, Evaluation
 from .density_figures import density_figure, density_grid, PLOT_BOX
@@ -80,9 +80,12 @@ class DensityTask(AbstractTask):
     nll_offset: float = eqx.field(static=True, default=0.0)
     rejected_components: ClassVar[dict[type[AbstractRegularizer], str]] = {}
 
+    def __check_init__(self):
+        activation(self.activation)  # a clear error for a function or an unknown name
+
     def init_model(self, key) -> CNF:
         field = ConcatSquashMLP(
-            self.dim, self.width, self.depth, activation=ACTIVATIONS[self.activation], key=key
+            self.dim, self.width, self.depth, activation=activation(self.activation), key=key
         )
         return self.make_cnf(field, dim=self.dim)
 

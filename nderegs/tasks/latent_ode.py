@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ..layers import MakeNode
-from ..models import Activation, ACTIVATIONS, gaussian_kl, LatentODE
+from ..models import Activation, activation, gaussian_kl, LatentODE
 from ..regularization import AbstractRegularizer, Regularization, Steer
 from .base import AbstractTask, Evaluation
 from .metric import Metric, MSE
@@ -42,6 +42,9 @@ class LatentODETask(AbstractTask):
         Steer: "changes the end time of the solve, but the latent ODE must reach its data times"
     }
 
+    def __check_init__(self):
+        activation(self.activation)  # a clear error for a function or an unknown name
+
     def init_model(self, key) -> LatentODE:
         model = LatentODE(
             self.num_channels,
@@ -50,7 +53,7 @@ class LatentODETask(AbstractTask):
             vf_width=self.vf_width,
             vf_depth=self.vf_depth,
             decoder_width=self.decoder_width,
-            activation=ACTIVATIONS[self.activation],
+            activation=activation(self.activation),
             make_node=self.make_node,
             key=key,
         )
