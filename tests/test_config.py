@@ -869,15 +869,16 @@ def test_a_wrong_tag_shows_as_written_and_a_number_stays_a_number():
 
 
 def test_a_key_below_a_value_is_the_value_s_or_its_list_index():
-    # pydantic locates a union's error in each member ('function-before[...]', 'str'):
-    # the key stays the field's; a list's index stays.
-    budget = "{kind: loss_budget, tolerance: 0.1, reference: {a: 1}}"
-    with pytest.raises(ConfigError) as ei:
-        load_config(None, ["method=error", f"regularization.error={budget}"])
-    assert ei.value.problems == [
-        "invalid value for 'regularization.error.reference': {'a': 1} (must be a valid number)",
-        "invalid value for 'regularization.error.reference': {'a': 1} (must be a valid string)",
-    ]
+    # A number-or-path field states one problem, not one per union member; the key stays
+    # the field's; a list's index stays.
+    for wrong, shown in (("{a: 1}", "{'a': 1}"), ("true", "True"), ("[1.5]", "[1.5]")):
+        budget = f"{{kind: loss_budget, tolerance: 0.1, reference: {wrong}}}"
+        with pytest.raises(ConfigError) as ei:
+            load_config(None, ["method=error", f"regularization.error={budget}"])
+        assert ei.value.problems == [
+            f"invalid value for 'regularization.error.reference': {shown} (expected a "
+            "number, a run directory's path, or null)"
+        ]
     with pytest.raises(ConfigError) as ei:
         load_config(None, ["tracking=[1]"])
     assert str(ei.value) == "invalid value for 'tracking.0': 1 (must be a valid string)"

@@ -9,7 +9,7 @@ import math
 from typing import Annotated, Any, Literal
 
 import optax
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..regularization import AbstractCoefficient, Constant, LossBudget, NFEBudget, Scheduled, Shared
 from .base import Choice, Float, Int, Str, Variant
@@ -89,6 +89,16 @@ class LossBudgetCoefficient(AbstractCoefficientConfig):
     initial: Float | None = Field(default=None, gt=0)
     rate: Float = Field(default=0.5, gt=0)
     maximum: Float | None = Field(default=None, gt=0)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _check_reference(cls, reference: Any) -> Any:
+        # One message for the union, not one per member.
+        if reference is None or isinstance(reference, float | str):
+            return reference
+        if isinstance(reference, int) and not isinstance(reference, bool):
+            return reference
+        raise ValueError("expected a number, a run directory's path, or null")
 
     def build(
         self, *, epochs: int, typical: float, reference: float | tuple[float, ...] | None = None
