@@ -56,6 +56,8 @@ def _variants(annotation: Any) -> _Variants | None:
         return next(filter(None, map(_variants, typing.get_args(annotation))), None)
     section, *metadata = typing.get_args(annotation) if origin is Annotated else (annotation,)
     choice = next((m for m in metadata if isinstance(m, Choice)), None)
+    if choice is None and metadata:  # e.g. a validator's: what it annotates
+        return _variants(section)
     classes = typing.get_args(section) if choice else (section,)
     if not (isinstance(classes[0], type) and issubclass(classes[0], Variant)):
         return None

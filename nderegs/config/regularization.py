@@ -157,9 +157,11 @@ _BY_NAME = {component.name: component for component in COMPONENTS}
 METHOD_COMPONENTS: tuple[str, ...] = (VANILLA, *_BY_NAME)
 
 
-def method_problem(method: str) -> str | None:
+def method_problem(method: object) -> str | None:
     """Why `method` is not a valid '+'-joined set of components (None if it is)."""
     valid = ", ".join(METHOD_COMPONENTS)
+    if not isinstance(method, str):
+        return f"expected a string of '+'-joined components from: {valid}"
     parts = [p.strip() for p in method.split("+")]
     if any(p == "" for p in parts):
         return f"empty component; expected '+'-joined components from: {valid}"
