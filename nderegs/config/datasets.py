@@ -36,7 +36,8 @@ class AbstractDataConfig(Variant, abc.ABC):
     subset: Optional[Int] = Field(default=None, gt=0)
 
     @abc.abstractmethod
-    def load(self, seed: int) -> ClassificationData | TimeSeriesData | DensityData: ...
+    def load(self, seed: int) -> ClassificationData | TimeSeriesData | DensityData:
+        """The data set, generated or read (split with `seed` where the variant splits)."""
 
 
 class Digits(AbstractDataConfig):

@@ -26,7 +26,8 @@ from .experiment import ExperimentConfig
 
 
 class _Variants(NamedTuple):
-    """The variants a `Choice` field offers: tag -> section, `default` without a tag."""
+    """The variants a `Choice` (or `Variant`) field offers: tag -> section, and the
+    `default` section a mapping without a tag reads as."""
 
     tag: str
     classes: dict[str, type[Variant]]
