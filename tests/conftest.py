@@ -41,6 +41,9 @@ def _import_every_nderegs_module():
 
 _import_every_nderegs_module()
 
+#: A test still running after `hang_timeout` seconds fails its run, named (tests/hangs.py).
+pytest_plugins = ["hangs"]
+
 # As diffrax's own tests do: an implicit dtype promotion anywhere in the code under test
 # (a float32 state meeting float64 times, an int meeting a float) fails the test.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
