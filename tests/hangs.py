@@ -26,6 +26,7 @@ import pytest
 
 #: Frames of the hung thread shown in the report, innermost first; pytest's own are not.
 _FRAMES = 12
+_THREAD = re.compile(r"hread (0x[0-9a-f]+) \(most recent call first\):")
 _HARNESS = re.compile(r"[/\\](_pytest|pluggy|execnet|xdist)[/\\]")
 
 _folder = pytest.StashKey[Path]()  # the workers' tracebacks, one file each
@@ -106,20 +107,21 @@ def _hang_report(dump: Path, nodeid: str) -> str:
             f"hanging (a signal, e.g. the OOM killer's, or a crash in native code); "
             f"{_machine()} now."
         )
-    found = dump.stat().st_mtime
-    start = next((i for i, line in enumerate(lines) if f"hread {thread} " in line), None)
-    frames = []
-    if start is not None:
-        for line in lines[start + 1 :]:
-            if not line.startswith("  "):
-                break
-            if not _HARNESS.search(line):
-                frames.append(line)
-    where = "\n".join(frames[:_FRAMES]) or "\n".join(lines[:_FRAMES])
+    threads: dict[str, list[str]] = {}  # faulthandler's thread id -> frames
+    frames: list[str] = []
+    for line in lines:
+        thread_line = _THREAD.search(line)
+        if thread_line is not None:
+            frames = threads.setdefault(thread_line[1], [])
+        elif line.startswith("  ") and not _HARNESS.search(line):
+            frames.append(line.strip())
+    hung = threads.pop(thread, [])
+    others = "; ".join(frames[0] for frames in threads.values() if frames)
     return (
         f"It hung: still running {float(timeout):.0f} s after it started at "
-        f"{_clock(float(started))}, found at {_clock(found)} ({_machine()} now). "
-        f"The test's thread, innermost frame first:\n{where}"
+        f"{_clock(float(started))}, found at {_clock(dump.stat().st_mtime)} ({_machine()} "
+        f"now). The other Python threads' innermost frames: {others or 'none'}. The test's "
+        "thread, innermost frame first:\n" + "\n".join(f"  {f}" for f in hung[:_FRAMES])
     )
 
 
