@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -51,7 +51,7 @@ def pytest_configure(config):
     config.stash[_folder] = Path(folder)
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
     # Taken before a test's output is captured.
-    stderr = os.dup((sys.stderr or sys.__stderr__).fileno())
+    stderr = os.dup(2)
     config.stash[_stderr] = stderr
     config.add_cleanup(lambda: os.close(stderr))
 
@@ -68,15 +68,18 @@ def _dump(config, worker: str) -> Path:
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
     timeout = float(item.config.getini("hang_timeout"))
+    if timeout <= 0:
+        yield
+        return
     workerinput = getattr(item.config, "workerinput", None)
     with contextlib.ExitStack() as stack:
-        if timeout > 0 and workerinput is None:
-            faulthandler.dump_traceback_later(timeout, exit=True, file=item.config.stash[_stderr])
-        elif timeout > 0:
-            dump = stack.enter_context(open(_dump(item.config, workerinput["workerid"]), "w"))
-            dump.write(f"{threading.get_ident():#018x} {time.time()} {timeout}\n{item.nodeid}\n")
-            dump.flush()
-            faulthandler.dump_traceback_later(timeout, exit=True, file=dump)
+        if workerinput is None:
+            file: Any = item.config.stash[_stderr]
+        else:
+            file = stack.enter_context(open(_dump(item.config, workerinput["workerid"]), "w"))
+            file.write(f"{threading.get_ident():#018x} {time.time()} {timeout}\n{item.nodeid}\n")
+            file.flush()
+        faulthandler.dump_traceback_later(timeout, exit=True, file=file)
         try:
             yield
         finally:
