@@ -2,10 +2,11 @@ import os
 
 # The suite's cost is XLA compilation. LLVM optimization level 0 compiles the CPU
 # programs about a quarter faster (tests/test_train.py + test_solve.py: 201 -> 151 CPU
-# seconds) and computes the same IEEE arithmetic (XLA enables no fast-math), so every
-# comparison in the tests holds alike; it is set before jax starts its backend, and the
-# processes the tests start inherit it. A level set in XLA_FLAGS wins (e.g.
-# XLA_FLAGS=--xla_backend_optimization_level=3 to test the optimized programs).
+# seconds, measured with XLA's default emitters) and computes the same IEEE arithmetic
+# (XLA enables no fast-math); it is set before jax starts its backend, and the processes
+# the tests start inherit it. A level set in XLA_FLAGS wins (e.g.
+# XLA_FLAGS=--xla_backend_optimization_level=3, with NDEREGS_TEST_EMITTERS=default, to
+# test the programs users run). Which emitters compile: tests/codegen.py.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
     os.environ["XLA_FLAGS"] = flags.strip()
@@ -42,7 +43,7 @@ def _import_every_nderegs_module():
 _import_every_nderegs_module()
 
 #: A test still running after `hang_timeout` seconds fails its run, named (tests/hangs.py).
-pytest_plugins = ["hangs"]
+pytest_plugins = ["hangs", "codegen"]
 
 # As diffrax's own tests do: an implicit dtype promotion anywhere in the code under test
 # (a float32 state meeting float64 times, an int meeting a float) fails the test.

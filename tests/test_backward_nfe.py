@@ -169,6 +169,7 @@ def test_backward_counts_equal_the_host_count(name):
         assert int(h.num_steps) > 2 * 10  # more than twice the checkpoints
 
 
+@pytest.mark.bit_identical
 @in_float64
 def test_counting_leaves_the_backsolve_gradient_bitwise_unchanged():
     """The probe's channel of Backsolve's adjoint state stays out of its error norm, so

@@ -142,6 +142,7 @@ def test_an_update_without_its_measure_is_a_clear_error():
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.bit_identical
 def test_budgets_under_jit_and_vmap_equal_eager():
     budget = NFEBudget(target=40.0, rate=0.7)
     nfes = jnp.asarray([[55.0, 61.0], [30.0, 31.0], [40.0, 90.0]])

@@ -11,6 +11,9 @@ import pytest
 
 import nderegs
 
+# Each test compares two programs' bits: nderegs.solve's and diffeqsolve's.
+pytestmark = pytest.mark.bit_identical
+
 PID = diffrax.PIDController(rtol=1e-6, atol=1e-6)
 
 

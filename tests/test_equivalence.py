@@ -570,4 +570,8 @@ def test_profiles_are_registered():
     )
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:Complex dtype support")
+# Each test compares two programs' bits: nderegs.solve's and diffeqsolve's.
+pytestmark = [
+    pytest.mark.bit_identical,
+    pytest.mark.filterwarnings("ignore:Complex dtype support"),
+]

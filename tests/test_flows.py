@@ -91,6 +91,7 @@ def test_ot_coupling_finds_the_permutation_that_is_the_plan():
         flow_matching_loss(cnf, x, jax.random.key(5), coupling="sinkhorn")  # pyright: ignore[reportArgumentType]
 
 
+@pytest.mark.bit_identical
 @pytest.mark.usefixtures("float64")
 def test_the_sampling_solve_is_diffeqsolve_of_the_flow_alone():
     field = ConcatSquashMLP(2, 8, 1, key=jax.random.key(0))

@@ -132,6 +132,7 @@ def test_taylor_derivative_matches_nested_jvp(x64, order):
     np.testing.assert_allclose(float(h.integrals[0]), float(jnp.trapezoid(rates, ts)), rtol=1e-5)
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize(
     "saveat",
     [

@@ -20,6 +20,7 @@ def _field(size=3, key=0):
     return TimeMLP(size, 8, 1, key=jax.random.key(key))
 
 
+@pytest.mark.bit_identical
 def test_neural_ode_solves_the_batch_as_one_system(x64):
     field = _field()
     layer = NeuralODE(field, t0=0.0, t1=1.5, rtol=1e-8, atol=1e-8)
@@ -142,6 +143,7 @@ def test_steer_end_times_are_uniform_and_evaluation_uses_t1():
         NeuralODE(_field(), t0=0.0, t1=2.0, steer=2.0)
 
 
+@pytest.mark.bit_identical
 def test_neural_ode_controller_coefficients_and_checks(x64):
     field = _field()
     y0 = jax.random.normal(jax.random.key(1), (4, 3))

@@ -166,6 +166,7 @@ SAVEATS = {
 }
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("name", SAVEATS)
 def test_saved_state_never_reaches_the_user(x64, name):
     """The extra save of y(t) is removed: `sol` is diffeqsolve's for the user's SaveAt."""
@@ -195,6 +196,7 @@ def test_saved_state_never_reaches_the_user(x64, name):
     assert bool(h.local_error > 0)
 
 
+@pytest.mark.bit_identical
 def test_reverse_time_and_integrals(x64):
     """Backwards in time (t0 > t1) with user ts, and with integral channels: the same
     solution as without trajectory gradients, and the local step starts at local_t."""

@@ -46,6 +46,7 @@ def _terms(name, sigma, drift=_drift, key=0):
 Y0 = jnp.array([1.0, 0.5])
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_same_path_as_diffeqsolve_and_global_error_of_the_retaken_steps(x64, name):
     """nderegs.solve (with the stiffness estimate on) takes diffeqsolve's steps on the
@@ -123,6 +124,7 @@ def test_drift_stiffness_of_linear_drift_is_lambda(x64, name):
     assert h.stiffness is None  # not by default: it costs drift evaluations
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_nfe_counts_drift_evaluations(x64, name):
     """`h.nfe` (+ `local_nfe`) is the drift evaluations counted at run time; the drift
@@ -346,6 +348,7 @@ def test_neural_sde_layer(x64, noise, noise_dim, adjoint, local):
         sde(y0, key=None)
 
 
+@pytest.mark.bit_identical
 def test_neural_sde_layer_steps_with_its_pi_controller(x64):
     key = jax.random.key(3)
     options = dict(batched=False, rtol=1e-3, atol=1e-3, dt0=0.05)

@@ -43,6 +43,7 @@ def _every_save():
     )
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: type(s).__name__)
 def test_same_solution_as_diffeqsolve(x64, solver):
     kwargs = dict(stepsize_controller=CONTROLLER, saveat=_every_save(), max_steps=4096)
@@ -159,6 +160,7 @@ NFE_CASES = {
 }
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("case", list(NFE_CASES))
 def test_nfe_equals_runtime_count(x64, case):
     """`h.nfe` is the number of evaluations counted at run time, and the same number as
@@ -281,6 +283,7 @@ def _local_batch(sampling, n, adjoint=None):
     return jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(42), n))
 
 
+@pytest.mark.bit_identical
 @pytest.mark.parametrize("sampling", ["unbiased", "biased"])
 def test_local_estimate_is_one_term_and_unbiased(x64, sampling):
     ts, ys = accepted_steps(VDP, diffrax.Tsit5(), 0.0, T1, _y0(), 5.0, CONTROLLER)
@@ -375,6 +378,7 @@ def test_works_under_jit_vmap_grad_and_float32():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
 
 
+@pytest.mark.bit_identical
 def test_implicit_solver_error_estimate_without_nfe(x64):
     ref = diffrax.diffeqsolve(
         VDP, diffrax.Kvaerno5(), 0.0, 3.0, None, _y0(), 5.0, stepsize_controller=CONTROLLER
@@ -386,6 +390,7 @@ def test_implicit_solver_error_estimate_without_nfe(x64):
     assert float(h.error) > 0 and h.stiffness is None and h.nfe is None
 
 
+@pytest.mark.bit_identical
 def test_differentiating_global_estimates_through_backsolve_raises(x64):
     """BacksolveAdjoint cannot carry the gradient of a global estimate: asking for it
     raises at trace time (never a silent zero); its value, and gradients that do not
