@@ -16,8 +16,9 @@ The option reaches XLA per compilation (appended to the `env_option_overrides` o
 compilation of this process, through `jax._src.compiler.get_compile_options`), not
 through XLA_FLAGS: the processes the tests start (forced-device workers, the CLI)
 compile with the default emitters, and an XLA without the option stops no test.
-pytest's header says which emitters compile, and why. `NDEREGS_TEST_EMITTERS=default`
-compiles every test with the default emitters.
+Where the option is not set, tests/test_codegen.py's unmarked test is skipped and says
+why (`-rs`; so does pytest's header without `-q` and xdist).
+`NDEREGS_TEST_EMITTERS=default` compiles every test with the default emitters.
 """
 
 from collections.abc import Callable
